@@ -1,0 +1,22 @@
+import type { CoasterEntityManager } from '../src/index.js';
+import { Follow, Tag, User } from './entities.js';
+
+/** What a handler did, for the demo's report. */
+export interface HandlerResult {
+  user: User;
+  tag: Tag;
+  /** Whether this request inserted the follow, or found it (another request got in first). */
+  created: boolean;
+}
+
+/**
+ * "POST /users/:email/follow/:tag": makes sure the user, the tag and the follow exist. Run by many
+ * concurrent requests for the same user and tag, every request succeeds and the database ends with
+ * one row of each.
+ */
+export async function followTag(em: CoasterEntityManager, email: string, tagName: string): Promise<HandlerResult> {
+  const user = await em.findOrCreate(User, { email }, { name: email.split('@')[0] });
+  const tag = await em.findOrCreate(Tag, { name: tagName });
+  const { created } = await em.getOrCreate(Follow, { user, tag });
+  return { user, tag, created };
+}

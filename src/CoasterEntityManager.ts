@@ -1,0 +1,248 @@
+import {
+  ConstraintViolationException,
+  TransactionPropagation,
+  UniqueConstraintViolationException,
+  Utils,
+  helper,
+  type EntityData,
+  type EntityMetadata,
+  type EntityName,
+  type FilterQuery,
+  type RequiredEntityData,
+} from '@mikro-orm/core';
+import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
+import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from './errors.js';
+
+/** What {@link CoasterEntityManager.getOrCreate} resolves to. */
+export interface FindOrCreateResult<T> {
+  /** The row, managed by the EntityManager that was called. */
+  entity: T;
+  /** `true` when this call inserted the row, `false` when it found it (before or after a conflict). */
+  created: boolean;
+}
+
+/** Isolation levels, as PostgreSQL's `transaction_isolation` names them, whose snapshot can hide a conflicting row. */
+const SNAPSHOT_ISOLATION_LEVELS = new Set(['repeatable read', 'serializable']);
+
+/**
+ * An `EntityManager` with race-safe inserts. Enable it with `entityManager: CoasterEntityManager` in the
+ * MikroORM options (or use {@link defineCoasterConfig}); `orm.em`, its forks and the `em` handed to
+ * `transactional` callbacks are then all of this class.
+ *
+ * @example
+ * ```ts
+ * const orm = await MikroORM.init<PostgreSqlDriver, CoasterEntityManager<PostgreSqlDriver>>(
+ *   defineCoasterConfig({ driver: PostgreSqlDriver, clientUrl, entities: [User] }),
+ * );
+ * const em = orm.em.fork();                       // CoasterEntityManager<PostgreSqlDriver>
+ * const user = await em.findOrCreate(User, { email: 'ada@example.com' }, { name: 'Ada' });
+ * ```
+ */
+export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSqlDriver> extends SqlEntityManager<Driver> {
+  /**
+   * Inserts a new entity in a nested transaction, surviving a concurrent insert of the same row.
+   * A port of coaster's `failsafe_add`.
+   *
+   * 1. If the entity is already known to this EntityManager (`em.create` persists by default), it is
+   *    detached first, so nothing inserts it outside the savepoint.
+   * 2. This EntityManager's other pending changes are flushed first, outside the savepoint.
+   * 3. The entity is inserted in `transactional` with propagation `NESTED`: a SAVEPOINT inside an open
+   *    transaction, a transaction of its own otherwise.
+   * 4. On success the same instance is returned, now managed by this EntityManager.
+   * 5. On a `ConstraintViolationException` only the savepoint is rolled back; the caller's transaction
+   *    and earlier work stay. With `filters`, the row they match is loaded (on the write connection, in
+   *    the same transaction) and returned, as the instance already in the identity map where there is
+   *    one. No match rethrows the violation; more than one throws {@link MultipleResultsError}. Without
+   *    `filters`, resolves to `undefined`.
+   * 6. The rejected instance is detached: a later `flush` never inserts it.
+   * 7. Under REPEATABLE READ or SERIALIZABLE, a unique violation whose row the snapshot cannot see throws
+   *    {@link TransactionRetryError}. Serialization failures and deadlocks are never caught.
+   *
+   * Inside a transaction it emits (PostgreSQL, conflict path):
+   * ```sql
+   * savepoint trx2
+   * insert into "tag" ("name") values ('news') returning "id"   -- 23505 unique_violation
+   * rollback to savepoint trx2
+   * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2
+   * ```
+   *
+   * @example
+   * ```ts
+   * const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
+   * await em.failsafeAdd(new Visit(page, day)); // ignore a duplicate: resolves to undefined on conflict
+   * ```
+   * @throws {TypeError} when `entity` is not an instance of a discovered entity class.
+   */
+  failsafeAdd<T extends object>(entity: T, filters: FilterQuery<T>): Promise<T>;
+  failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>): Promise<T | undefined>;
+  async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>): Promise<T | undefined> {
+    const em = this.getContext(false);
+    const meta = em.entityMetadata('failsafeAdd', entity);
+    await em.flushAllBut(entity);
+
+    try {
+      await em.transactional(fork => void fork.persist(entity), { propagation: TransactionPropagation.NESTED });
+      return entity;
+    } catch (error) {
+      if (!(error instanceof ConstraintViolationException)) {
+        throw error;
+      }
+      em.getUnitOfWork(false).unsetIdentity(entity);
+      return filters === undefined ? undefined : em.loadConflicting(meta, filters, error);
+    }
+  }
+
+  /**
+   * Inserts and commits a new entity, or returns the row that a concurrent insert got in first.
+   * A port of coaster's `CoasterSession.add_and_commit`: {@link failsafeAdd} with `filters` required.
+   * Outside a transaction the row is committed when the promise resolves (another connection sees
+   * it); inside one, its savepoint is released.
+   *
+   * Outside a transaction it emits (PostgreSQL, insert path):
+   * ```sql
+   * begin
+   * insert into "user" ("email", "name") values ('ada@example.com', 'Ada') returning "id"
+   * commit
+   * ```
+   *
+   * @example
+   * ```ts
+   * const user = await em.addAndCommit(em.create(User, { email, name }), { email });
+   * ```
+   */
+  async addAndCommit<T extends object>(entity: T, filters: FilterQuery<T>): Promise<T> {
+    if (filters == null) {
+      throw CoasterUsageError.filtersRequired('addAndCommit');
+    }
+    return this.failsafeAdd(entity, filters);
+  }
+
+  /**
+   * Finds the entity matching `where`, or creates it from `where` plus `data` and inserts it with
+   * {@link failsafeAdd}, so two concurrent callers end with one row and both get it. A port of fictive's
+   * `find_or_create`. `where` takes plain property values (no operators); `data` is used only on create.
+   * To learn whether the row was created, use {@link getOrCreate}.
+   *
+   * Emits, when the row exists:
+   * ```sql
+   * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 1
+   * ```
+   * and when it does not, that select followed by {@link failsafeAdd}'s statements.
+   *
+   * @example
+   * ```ts
+   * const tag = await em.findOrCreate(Tag, { name: 'news' }, { color: 'red' });
+   * ```
+   */
+  async findOrCreate<T extends object>(entityName: EntityName<T>, where: EntityData<T>, data?: EntityData<T>): Promise<T> {
+    const { entity } = await this.getOrCreate(entityName, where, data);
+    return entity;
+  }
+
+  /**
+   * {@link findOrCreate}, telling whether this call inserted the row (like Django's `get_or_create`).
+   *
+   * @example
+   * ```ts
+   * const { entity: tag, created } = await em.getOrCreate(Tag, { name: 'news' });
+   * if (created) await audit('tag created', tag);
+   * ```
+   */
+  async getOrCreate<T extends object>(
+    entityName: EntityName<T>,
+    where: EntityData<T>,
+    data?: EntityData<T>,
+  ): Promise<FindOrCreateResult<T>> {
+    const em = this.getContext(false);
+    for (const [key, value] of Object.entries(where)) {
+      if (key.startsWith('$')) {
+        throw CoasterUsageError.operatorInWhere('findOrCreate', key);
+      }
+      const operator = Utils.isPlainObject(value) ? Object.keys(value).find(k => k.startsWith('$')) : undefined;
+      if (operator) {
+        throw CoasterUsageError.operatorInWhere('findOrCreate', `${key}.${operator}`);
+      }
+    }
+    const filters = where as FilterQuery<T>;
+    const existing = await em.findOne(entityName, filters);
+    if (existing) {
+      return { entity: existing, created: false };
+    }
+    const candidate = em.create(entityName, { ...where, ...data } as RequiredEntityData<T>, { persist: false });
+    const entity = await em.failsafeAdd(candidate, filters);
+    return { entity, created: entity === candidate };
+  }
+
+  /** The metadata of `entity`'s class, or a `TypeError` if it is not an entity of a discovered class. */
+  private entityMetadata<T extends object>(method: string, entity: T): EntityMetadata<T> {
+    const meta = Utils.isEntity<T>(entity) ? this.getMetadata().find<T>(entity.constructor.name) : undefined;
+    if (!meta) {
+      throw notAnEntity(method, entity);
+    }
+    return meta;
+  }
+
+  /**
+   * Takes a new entity out of this unit of work and flushes everything else, so that the entity is
+   * inserted only inside the savepoint. While the other changes flush, the entity is marked as being
+   * processed, so a cascade from a managed parent (whose collection already holds it) does not insert it.
+   */
+  private async flushAllBut(entity: object): Promise<void> {
+    const wrapped = helper(entity);
+    if (wrapped.__managed) {
+      throw CoasterUsageError.alreadyPersisted('failsafeAdd', wrapped.__meta.className);
+    }
+    const uow = this.getUnitOfWork(false);
+    const detach = () => {
+      uow.getPersistStack().delete(entity);
+      uow.getIdentityMap().delete(entity);
+    };
+    detach();
+    wrapped.__processing = true;
+    try {
+      await this.flush();
+    } finally {
+      wrapped.__processing = false;
+      detach();
+    }
+  }
+
+  /**
+   * Loads the row that `filters` match after `violation` rolled the insert back: the one row, else
+   * {@link MultipleResultsError}, else {@link TransactionRetryError} when a snapshot hides it, else the
+   * violation itself.
+   */
+  private async loadConflicting<T extends object>(
+    meta: EntityMetadata<T>,
+    filters: FilterQuery<T>,
+    violation: ConstraintViolationException,
+  ): Promise<T> {
+    const rows = await this.find<T>(meta.class, filters, { limit: 2, connectionType: 'write' });
+    if (rows.length === 1) {
+      return rows[0];
+    }
+    if (rows.length > 1) {
+      throw new MultipleResultsError(meta.className, filters, rows.length, violation);
+    }
+    if (violation instanceof UniqueConstraintViolationException) {
+      const isolationLevel = await this.snapshotIsolationLevel();
+      if (isolationLevel) {
+        throw new TransactionRetryError(meta.className, isolationLevel, violation);
+      }
+    }
+    throw violation;
+  }
+
+  /**
+   * The isolation level of the open PostgreSQL transaction when it reads from a snapshot taken at its
+   * start (REPEATABLE READ, SERIALIZABLE); `undefined` outside a transaction, under READ COMMITTED, and
+   * on databases without such snapshots (SQLite serialises writers, so a conflicting row is visible).
+   */
+  private async snapshotIsolationLevel(): Promise<string | undefined> {
+    if (!this.isInTransaction() || this.getKnex().client.dialect !== 'postgresql') {
+      return undefined;
+    }
+    const [row] = await this.execute<{ level: string }[]>(`select current_setting('transaction_isolation') as level`);
+    return SNAPSHOT_ISOLATION_LEVELS.has(row.level) ? row.level : undefined;
+  }
+}

@@ -1,0 +1,51 @@
+import type { EntityData, FilterQuery } from '@mikro-orm/core';
+import { SqlEntityRepository } from '@mikro-orm/knex';
+import { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
+import { CoasterUsageError } from './errors.js';
+
+/**
+ * An `EntityRepository` with the race-safe helpers of {@link CoasterEntityManager}, for code that works
+ * through repositories. Set it per entity (`@Entity({ repository: () => TagRepository })`) or for all
+ * entities with the `entityRepository` option.
+ *
+ * @example
+ * ```ts
+ * class TagRepository extends CoasterEntityRepository<Tag> {}
+ *
+ * @Entity({ repository: () => TagRepository })
+ * class Tag { [EntityRepositoryType]?: TagRepository; ... }
+ *
+ * const tag = await em.getRepository(Tag).findOrCreate({ name: 'news' });
+ * ```
+ */
+export class CoasterEntityRepository<T extends object> extends SqlEntityRepository<T> {
+  /** {@link CoasterEntityManager.failsafeAdd} on this repository's EntityManager. */
+  failsafeAdd(entity: T, filters: FilterQuery<T>): Promise<T>;
+  failsafeAdd(entity: T, filters?: FilterQuery<T>): Promise<T | undefined>;
+  failsafeAdd(entity: T, filters?: FilterQuery<T>): Promise<T | undefined> {
+    return this.getCoasterEntityManager().failsafeAdd(entity, filters);
+  }
+
+  /** {@link CoasterEntityManager.addAndCommit} on this repository's EntityManager. */
+  addAndCommit(entity: T, filters: FilterQuery<T>): Promise<T> {
+    return this.getCoasterEntityManager().addAndCommit(entity, filters);
+  }
+
+  /** {@link CoasterEntityManager.findOrCreate} for this repository's entity. */
+  findOrCreate(where: EntityData<T>, data?: EntityData<T>): Promise<T> {
+    return this.getCoasterEntityManager().findOrCreate(this.entityName, where, data);
+  }
+
+  /** {@link CoasterEntityManager.getOrCreate} for this repository's entity. */
+  getOrCreate(where: EntityData<T>, data?: EntityData<T>): Promise<FindOrCreateResult<T>> {
+    return this.getCoasterEntityManager().getOrCreate(this.entityName, where, data);
+  }
+
+  private getCoasterEntityManager(): CoasterEntityManager {
+    const em = this.getEntityManager();
+    if (!(em instanceof CoasterEntityManager)) {
+      throw CoasterUsageError.notCoasterEntityManager(this.entityName.toString());
+    }
+    return em;
+  }
+}

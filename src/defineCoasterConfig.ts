@@ -1,0 +1,34 @@
+import type { Options } from '@mikro-orm/core';
+import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import { CoasterEntityManager } from './CoasterEntityManager.js';
+
+/**
+ * MikroORM options for an ORM whose EntityManager is a {@link CoasterEntityManager}. Every feature of
+ * this library that needs the ORM configured a certain way registers it here, so one call enables them all.
+ */
+export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver> = Options<
+  Driver,
+  CoasterEntityManager<Driver>
+>;
+
+/**
+ * Returns MikroORM options with `entityManager: CoasterEntityManager` set, typed so that
+ * `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em` is a `CoasterEntityManager`.
+ *
+ * @example
+ * ```ts
+ * // mikro-orm.config.ts
+ * import { SqliteDriver } from '@mikro-orm/sqlite';
+ * import { defineCoasterConfig } from 'mikro-orm-coaster';
+ *
+ * export default defineCoasterConfig({ driver: SqliteDriver, dbName: 'app.sqlite', entities: [User] });
+ *
+ * // app.ts
+ * const orm = await MikroORM.init(config); // MikroORM<SqliteDriver, CoasterEntityManager<SqliteDriver>>
+ * ```
+ */
+export function defineCoasterConfig<Driver extends AbstractSqlDriver>(
+  options: CoasterOptions<Driver>,
+): CoasterOptions<Driver> {
+  return { ...options, entityManager: CoasterEntityManager };
+}

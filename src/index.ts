@@ -1,0 +1,18 @@
+/**
+ * mikro-orm-coaster: race-safe inserts, timestamp and default decorators, primary relationships and
+ * managed sessions for MikroORM 6.
+ *
+ * @example
+ * ```ts
+ * import { MikroORM } from '@mikro-orm/core';
+ * import { defineCoasterConfig } from 'mikro-orm-coaster';
+ *
+ * const orm = await MikroORM.init(defineCoasterConfig({ driver: SqliteDriver, dbName: ':memory:', entities }));
+ * const tag = await orm.em.fork().findOrCreate(Tag, { name: 'news' });
+ * ```
+ * @module
+ */
+export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
+export { CoasterEntityRepository } from './CoasterEntityRepository.js';
+export { defineCoasterConfig, type CoasterOptions } from './defineCoasterConfig.js';
+export { CoasterError, CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';

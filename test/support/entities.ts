@@ -1,0 +1,49 @@
+import { Collection, Entity, ManyToOne, OneToMany, PrimaryKey, Property, Unique } from '@mikro-orm/core';
+
+/** A tag with a unique name: the row two workers race to insert. */
+@Entity()
+export class Tag {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  name!: string;
+
+  /** Not unique: two tags may share a colour, so filters on it can match several rows. */
+  @Property({ type: 'string', nullable: true })
+  color?: string;
+
+  /** A NOT NULL column with no default, to provoke a violation that is not a duplicate. */
+  @Property({ type: 'integer', default: 0 })
+  uses: number = 0;
+}
+
+/** An account whose e-mail addresses are children, to test cascades from a managed parent. */
+@Entity()
+export class Account {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  name!: string;
+
+  @OneToMany(() => Address, address => address.account)
+  addresses = new Collection<Address>(this);
+}
+
+@Entity()
+export class Address {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  email!: string;
+
+  @ManyToOne(() => Account)
+  account!: Account;
+}
+
+/** Every entity of {@link Tag}'s suites. */
+export const raceEntities = [Tag, Account, Address];
