@@ -13,10 +13,6 @@ export class Tag {
   /** Not unique: two tags may share a colour, so filters on it can match several rows. */
   @Property({ type: 'string', nullable: true })
   color?: string;
-
-  /** A NOT NULL column with no default, to provoke a violation that is not a duplicate. */
-  @Property({ type: 'integer', default: 0 })
-  uses: number = 0;
 }
 
 /** An account whose e-mail addresses are children, to test cascades from a managed parent. */

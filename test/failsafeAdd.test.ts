@@ -1,0 +1,344 @@
+import { DeadlockException, IsolationLevel, UniqueConstraintViolationException, ForeignKeyConstraintViolationException } from '@mikro-orm/core';
+import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
+import { CoasterEntityManager, CoasterUsageError, MultipleResultsError, TransactionRetryError } from '../src/index.js';
+import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from './support/databases.js';
+import { Account, Address, Tag, raceEntities } from './support/entities.js';
+
+/** A quoting-free view of the log: `"tag"` and `` `tag` `` both read `tag`. */
+function statements(log: QueryLog): string[] {
+  return log.queries.map(q => q.replace(/["`]/g, ''));
+}
+
+describe.each(databases)('failsafeAdd on $name', db => {
+  let orm: TestOrm;
+  let log: QueryLog;
+
+  beforeAll(async () => {
+    ({ orm, log } = await db.init({ entities: raceEntities }));
+  });
+  afterAll(() => closeOrm(orm));
+  beforeEach(async () => {
+    await orm.schema.clearDatabase();
+    log.clear();
+  });
+
+  it('is a CoasterEntityManager on orm.em, its forks and transactional callbacks', async () => {
+    expectTypeOf(orm.em).toEqualTypeOf<CoasterEntityManager>();
+    expect(orm.em).toBeInstanceOf(CoasterEntityManager);
+    expect(orm.em.fork()).toBeInstanceOf(CoasterEntityManager);
+    await orm.em.fork().transactional(em => {
+      expectTypeOf(em).toEqualTypeOf<CoasterEntityManager>();
+      expect(em).toBeInstanceOf(CoasterEntityManager);
+    });
+  });
+
+  it('inserts a new entity and returns the same instance, managed', async () => {
+    const em = orm.em.fork();
+    const tag = em.create(Tag, { name: 'news' });
+    const added = await em.failsafeAdd(tag, { name: 'news' });
+    expectTypeOf(added).toEqualTypeOf<Tag>();
+    expect(added).toBe(tag);
+    expect(tag.id).toBeTypeOf('number');
+    expect(em.getUnitOfWork().getById(Tag.name, tag.id)).toBe(tag);
+    expect(statements(log)).toEqual(['begin', 'insert into tag (name) values (?) returning id', 'commit']);
+  });
+
+  it('returns the instance already in the identity map on a duplicate', async () => {
+    const em = orm.em.fork();
+    const loaded = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
+    const duplicate = em.create(Tag, { name: 'news', color: 'red' });
+    log.clear();
+    const added = await em.failsafeAdd(duplicate, { name: 'news' });
+    expect(added).toBe(loaded);
+    expect(added.color).toBeNull();
+    expect(statements(log)).toEqual([
+      'begin',
+      'insert into tag (name, color) values (?, ?) returning id',
+      'rollback',
+      'select t0.* from tag as t0 where t0.name = ? limit ?',
+    ]);
+  });
+
+  it('never inserts a rejected em.create()d duplicate on a later flush', async () => {
+    const em = orm.em.fork();
+    await em.fork().persist(em.create(Tag, { name: 'news' })).flush();
+    const duplicate = em.create(Tag, { name: 'news' });
+    const existing = await em.failsafeAdd(duplicate, { name: 'news' });
+    expect(existing).not.toBe(duplicate);
+    log.clear();
+    await em.flush();
+    expect(log.queries).toEqual([]);
+    expect(await tagNames(orm)).toEqual(['news']);
+  });
+
+  it('never inserts a rejected child that a managed parent collection holds', async () => {
+    const setup = orm.em.fork();
+    const account = setup.create(Account, { name: 'ada' });
+    setup.create(Address, { email: 'ada@example.com', account });
+    await setup.flush();
+
+    const em = orm.em.fork();
+    const parent = await em.findOneOrFail(Account, account.id, { populate: ['addresses'] });
+    const duplicate = em.create(Address, { email: 'ada@example.com', account: parent });
+    expect(parent.addresses.contains(duplicate)).toBe(true);
+    const existing = await em.failsafeAdd(duplicate, { email: 'ada@example.com' });
+    expect(existing).not.toBe(duplicate);
+    expect(parent.addresses.contains(duplicate)).toBe(false);
+    log.clear();
+    await em.flush();
+    expect(log.queries).toEqual([]);
+    expect(await orm.em.fork().count(Address)).toBe(1);
+  });
+
+  it('inserts a new child of a managed parent only inside the savepoint', async () => {
+    const setup = orm.em.fork();
+    const account = setup.create(Account, { name: 'ada' });
+    await setup.flush();
+
+    const em = orm.em.fork();
+    const parent = await em.findOneOrFail(Account, account.id, { populate: ['addresses'] });
+    const address = em.create(Address, { email: 'ada@example.com', account: parent });
+    log.clear();
+    await em.transactional(async tx => {
+      expect(await tx.failsafeAdd(address)).toBe(address);
+    });
+    expect(statements(log)).toEqual([
+      'begin',
+      'savepoint trx1',
+      'insert into address (email, account_id) values (?, ?) returning id',
+      'release savepoint trx1',
+      'commit',
+    ]);
+    expect(parent.addresses.getItems()).toEqual([address]);
+  });
+
+  it('flushes other pending changes first, outside the savepoint, and keeps them after a conflict', async () => {
+    const em = orm.em.fork();
+    await em.failsafeAdd(em.create(Tag, { name: 'news' }));
+    log.clear();
+    await em.transactional(async tx => {
+      tx.create(Tag, { name: 'earlier' });
+      expect(await tx.failsafeAdd(tx.create(Tag, { name: 'news' }))).toBeUndefined();
+      tx.create(Tag, { name: 'later' });
+    });
+    expect(statements(log)).toEqual([
+      'begin',
+      'insert into tag (name) values (?) returning id',
+      'savepoint trx1',
+      'insert into tag (name) values (?) returning id',
+      'rollback to savepoint trx1',
+      'insert into tag (name) values (?) returning id',
+      'commit',
+    ]);
+    expect(await tagNames(orm)).toEqual(['earlier', 'later', 'news']);
+  });
+
+  it('keeps the caller transaction usable after a conflict: earlier and later work commit', async () => {
+    const em = orm.em.fork();
+    await em.fork().persist(em.create(Tag, { name: 'news' })).flush();
+    await em.begin();
+    try {
+      await em.persist(em.create(Tag, { name: 'earlier' })).flush();
+      const existing = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
+      expect(existing.name).toBe('news');
+      await em.persist(em.create(Tag, { name: 'later', color: existing.color ?? 'none' })).flush();
+      await em.commit();
+    } catch (e) {
+      await em.rollback();
+      throw e;
+    }
+    expect(await tagNames(orm)).toEqual(['earlier', 'later', 'news']);
+  });
+
+  it('resolves to undefined without filters on a conflict, and throws nothing', async () => {
+    const em = orm.em.fork();
+    await em.failsafeAdd(em.create(Tag, { name: 'news' }));
+    const result = await em.failsafeAdd(em.create(Tag, { name: 'news' }));
+    expectTypeOf(result).toEqualTypeOf<Tag | undefined>();
+    expect(result).toBeUndefined();
+    expect(await tagNames(orm)).toEqual(['news']);
+  });
+
+  it('rejects with MultipleResultsError when the filters match two rows', async () => {
+    const em = orm.em.fork();
+    await em.failsafeAdd(em.create(Tag, { name: 'news', color: 'red' }));
+    await em.failsafeAdd(em.create(Tag, { name: 'sport', color: 'red' }));
+    const error = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { color: 'red' }).catch(e => e);
+    expect(error).toBeInstanceOf(MultipleResultsError);
+    expect(error).toMatchObject({ entityName: 'Tag', count: 2 });
+    expect(error.message).toMatch(/Pass filters that identify a single row/);
+    expect(error.cause).toBeInstanceOf(UniqueConstraintViolationException);
+  });
+
+  it('rethrows the original violation when the filters match nothing', async () => {
+    const em = orm.em.fork();
+    await em.failsafeAdd(em.create(Tag, { name: 'news' }));
+    const error = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'elsewhere' }).catch(e => e);
+    expect(error).toBeInstanceOf(UniqueConstraintViolationException);
+    expect(await tagNames(orm)).toEqual(['news']);
+  });
+
+  it('rethrows a violation that is not a duplicate when the filters match nothing', async () => {
+    const em = orm.em.fork();
+    const orphan = em.create(Address, { email: 'ada@example.com', account: em.getReference(Account, 404) });
+    await expect(em.failsafeAdd(orphan, { email: 'ada@example.com' })).rejects.toBeInstanceOf(
+      ForeignKeyConstraintViolationException,
+    );
+    expect(await orm.em.fork().count(Address)).toBe(0);
+  });
+
+  it('rejects an entity that is already in the database with a usage error', async () => {
+    const em = orm.em.fork();
+    const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
+    const error = await em.failsafeAdd(tag, { name: 'news' }).catch(e => e);
+    expect(error).toBeInstanceOf(CoasterUsageError);
+    expect(error.message).toMatch(/inserts new entities, but this Tag is already managed/);
+  });
+
+  it.each([
+    ['a plain object', { name: 'news' }],
+    ['null', null],
+    ['a string', 'news'],
+    ['an entity class', Tag],
+    ['an instance of a class MikroORM did not discover', new (class Stray {})()],
+  ])('throws TypeError for %s', async (_, value) => {
+    const em = orm.em.fork();
+    await expect(em.failsafeAdd(value as object)).rejects.toThrow(TypeError);
+    await expect(em.failsafeAdd(value as object)).rejects.toThrow(/needs an entity instance of a class MikroORM discovered/);
+  });
+});
+
+describe.each(databases)('addAndCommit on $name', db => {
+  let orm: TestOrm;
+  let log: QueryLog;
+
+  beforeAll(async () => {
+    ({ orm, log } = await db.init({ entities: raceEntities }));
+  });
+  afterAll(() => closeOrm(orm));
+  beforeEach(async () => {
+    await orm.schema.clearDatabase();
+    log.clear();
+  });
+
+  it('commits outside a transaction: another EntityManager sees the row when it resolves', async () => {
+    const em = orm.em.fork();
+    const tag = await em.addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
+    expect(statements(log)).toEqual(['begin', 'insert into tag (name) values (?) returning id', 'commit']);
+    expect(await orm.em.fork().findOneOrFail(Tag, { name: 'news' })).toMatchObject({ id: tag.id });
+  });
+
+  it('releases its savepoint inside a transaction', async () => {
+    const em = orm.em.fork();
+    await em.transactional(async tx => {
+      const tag = await tx.addAndCommit(tx.create(Tag, { name: 'news' }), { name: 'news' });
+      expect(tag.name).toBe('news');
+    });
+    expect(statements(log)).toEqual([
+      'begin',
+      'savepoint trx1',
+      'insert into tag (name) values (?) returning id',
+      'release savepoint trx1',
+      'commit',
+    ]);
+  });
+
+  it('returns the existing row on a conflict', async () => {
+    const em = orm.em.fork();
+    const first = await em.fork().addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
+    const second = await em.addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
+    expect(second.id).toBe(first.id);
+  });
+
+  it('demands filters', async () => {
+    const em = orm.em.fork();
+    const call = em.addAndCommit(em.create(Tag, { name: 'news' }), undefined as never);
+    await expect(call).rejects.toBeInstanceOf(CoasterUsageError);
+    await expect(em.addAndCommit(em.create(Tag, { name: 'news' }), undefined as never)).rejects.toThrow(
+      /needs filters that find the existing row/,
+    );
+    expect(await tagNames(orm)).toEqual([]);
+  });
+});
+
+async function tagNames(orm: TestOrm): Promise<string[]> {
+  return (await orm.em.fork().find(Tag, {}, { orderBy: { name: 'asc' } })).map(t => t.name);
+}
+
+describe('failsafeAdd under snapshot isolation on postgresql', () => {
+  let orm: TestOrm;
+
+  beforeAll(async () => {
+    ({ orm } = await postgresql.init({ entities: raceEntities }));
+  });
+  afterAll(() => closeOrm(orm));
+  beforeEach(() => orm.schema.clearDatabase());
+
+  /**
+   * Opens a transaction that reads the key `news` (taking its snapshot), then has another connection
+   * commit `news` in a transaction of the same isolation level, then inserts `news` itself.
+   */
+  async function conflictAfterSnapshot(isolationLevel: IsolationLevel, filters?: { name: string }) {
+    const em = orm.em.fork();
+    await em.begin({ isolationLevel });
+    try {
+      expect(await em.count(Tag, { name: 'news' })).toBe(0);
+      await orm.em.fork().transactional(other => other.addAndCommit(other.create(Tag, { name: 'news' }), { name: 'news' }), {
+        isolationLevel,
+      });
+      return await em.failsafeAdd(em.create(Tag, { name: 'news' }), filters);
+    } finally {
+      await em.rollback();
+    }
+  }
+
+  it('REPEATABLE READ: throws TransactionRetryError when the conflicting row is invisible', async () => {
+    const error = await conflictAfterSnapshot(IsolationLevel.REPEATABLE_READ, { name: 'news' }).catch(e => e);
+    expect(error).toBeInstanceOf(TransactionRetryError);
+    expect(error).toMatchObject({ entityName: 'Tag', isolationLevel: 'repeatable read' });
+    expect(error.message).toMatch(/Roll back and retry the whole transaction/);
+    expect(error.cause).toBeInstanceOf(UniqueConstraintViolationException);
+  });
+
+  it('SERIALIZABLE: throws TransactionRetryError when the conflicting row is invisible', async () => {
+    const error = await conflictAfterSnapshot(IsolationLevel.SERIALIZABLE, { name: 'news' }).catch(e => e);
+    expect(error).toBeInstanceOf(TransactionRetryError);
+    expect(error).toMatchObject({ isolationLevel: 'serializable' });
+  });
+
+  it('lets a deadlock (40P01) met inside its savepoint escape as DeadlockException', async () => {
+    const [a, b] = [orm.em.fork(), orm.em.fork()];
+    const failures: unknown[] = [];
+    /** On failure, records the error and ends the victim's transaction so the other one can go on. */
+    const settle = (em: CoasterEntityManager, name: string) =>
+      em.failsafeAdd(em.create(Tag, { name }), { name }).catch(async error => {
+        failures.push(error);
+        await em.rollback();
+      });
+    await a.begin();
+    await b.begin();
+    try {
+      for (const em of [a, b]) {
+        await em.execute(`set local deadlock_timeout = '50ms'`);
+      }
+      await a.failsafeAdd(a.create(Tag, { name: 'first' }));
+      await b.failsafeAdd(b.create(Tag, { name: 'second' }));
+      // a waits for b's "second", b waits for a's "first": PostgreSQL breaks the cycle.
+      await Promise.all([settle(a, 'second'), settle(b, 'first')]);
+      expect(failures).toHaveLength(1);
+      expect(failures[0]).toBeInstanceOf(DeadlockException);
+      expect(failures[0]).toMatchObject({ code: '40P01' });
+    } finally {
+      for (const em of [a, b]) {
+        if (em.isInTransaction()) {
+          await em.rollback();
+        }
+      }
+    }
+  });
+
+  it('READ COMMITTED: sees the committed row and returns it', async () => {
+    const tag = await conflictAfterSnapshot(IsolationLevel.READ_COMMITTED, { name: 'news' });
+    expect(tag?.name).toBe('news');
+  });
+});
