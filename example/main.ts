@@ -1,24 +1,39 @@
-import { MikroORM } from '@mikro-orm/core';
+import { MikroORM, type EventSubscriber } from '@mikro-orm/core';
 import config from '../mikro-orm.config.js';
 import { Follow, Tag, User } from './entities.js';
 import { followTag } from './handlers.js';
+
+/** Counts rolled-back (nested) transactions: each one is an insert that lost a race and was recovered. */
+class ConflictCounter implements EventSubscriber {
+  recovered = 0;
+
+  afterTransactionRollback(): void {
+    this.recovered++;
+  }
+}
 
 /**
  * `npm start`: creates the schema, then fires concurrent "requests" that follow the same tags, each on
  * its own forked EntityManager, and prints what happened.
  */
 async function main(): Promise<void> {
-  const orm = await MikroORM.init(config);
+  const conflicts = new ConflictCounter();
+  const orm = await MikroORM.init({ ...config, subscribers: [conflicts] });
   try {
     await orm.schema.refreshDatabase();
     const requests = ['ada@example.com', 'grace@example.com'].flatMap(email =>
-      ['news', 'news', 'sport', 'news'].map(tag => followTag(orm.em.fork(), email, tag)),
+      ['news', 'news', 'sport', 'news'].map(tag => ({ email, tag })),
     );
-    const results = await Promise.all(requests);
+    const results = await Promise.all(requests.map(({ email, tag }) => followTag(orm.em.fork(), email, tag)));
+
+    console.table(
+      results.map((r, i) => ({ request: i + 1, user: r.user.email, tag: r.tag.name, follow: r.created ? 'created' : 'found' })),
+    );
     const em = orm.em.fork();
-    console.log(`requests: ${results.length}, follows created: ${results.filter(r => r.created).length}, ` +
-      `found existing: ${results.filter(r => !r.created).length}`);
-    console.log(`rows: users ${await em.count(User)}, tags ${await em.count(Tag)}, follows ${await em.count(Follow)}`);
+    console.log(
+      `${requests.length} concurrent requests, ${conflicts.recovered} lost insert races recovered, none failed.\n` +
+        `rows: ${await em.count(User)} users, ${await em.count(Tag)} tags, ${await em.count(Follow)} follows`,
+    );
   } finally {
     await orm.close();
   }
