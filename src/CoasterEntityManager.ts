@@ -21,6 +21,18 @@ export interface FindOrCreateResult<T> {
   created: boolean;
 }
 
+/** `findOrCreate` builds the entity from `where`, so `where` must hold values, not query operators. */
+function assertPlainValues(where: object): void {
+  for (const [key, value] of Object.entries(where)) {
+    const operator = key.startsWith('$')
+      ? key
+      : Utils.isPlainObject(value) && Object.keys(value).find(k => k.startsWith('$'));
+    if (operator) {
+      throw CoasterUsageError.operatorInWhere('findOrCreate', operator === key ? key : `${key}.${operator}`);
+    }
+  }
+}
+
 /** Isolation levels, as PostgreSQL's `transaction_isolation` names them, whose snapshot can hide a conflicting row. */
 const SNAPSHOT_ISOLATION_LEVELS = new Set(['repeatable read', 'serializable']);
 
@@ -154,15 +166,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     data?: EntityData<T>,
   ): Promise<FindOrCreateResult<T>> {
     const em = this.getContext(false);
-    for (const [key, value] of Object.entries(where)) {
-      if (key.startsWith('$')) {
-        throw CoasterUsageError.operatorInWhere('findOrCreate', key);
-      }
-      const operator = Utils.isPlainObject(value) ? Object.keys(value).find(k => k.startsWith('$')) : undefined;
-      if (operator) {
-        throw CoasterUsageError.operatorInWhere('findOrCreate', `${key}.${operator}`);
-      }
-    }
+    assertPlainValues(where);
     const filters = where as FilterQuery<T>;
     const existing = await em.findOne(entityName, filters);
     if (existing) {
