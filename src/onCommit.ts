@@ -1,0 +1,70 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { ManagedSessionError } from './ManagedSessionError.js';
+
+/** A callback that {@link onCommit} runs after the outermost managed session commits. */
+export type OnCommitCallback = () => unknown;
+
+/**
+ * The callbacks registered in one level of a managed session: the outermost session's transaction or
+ * a nested session's savepoint. A level that rolls back is dropped with its callbacks; a savepoint
+ * that is released hands its callbacks to the level around it.
+ */
+export class CommitCallbacks {
+  private readonly callbacks: OnCommitCallback[] = [];
+
+  /** Runs `fn` with this level as the current one for {@link onCommit} (in its async context). */
+  static within<T>(level: CommitCallbacks, fn: () => Promise<T>): Promise<T> {
+    return storage.run(level, fn);
+  }
+
+  /** The level of the managed session running in this async context, if any. */
+  static current(): CommitCallbacks | undefined {
+    return storage.getStore();
+  }
+
+  add(fn: OnCommitCallback): void {
+    this.callbacks.push(fn);
+  }
+
+  /** Hands this (released savepoint's) level's callbacks to the enclosing level, keeping their order. */
+  releaseInto(outer: CommitCallbacks): void {
+    outer.callbacks.push(...this.callbacks);
+  }
+
+  /** Runs the callbacks one after another, in the order they were registered. */
+  async run(): Promise<void> {
+    for (const fn of this.callbacks) {
+      await fn();
+    }
+  }
+}
+
+const storage = new AsyncLocalStorage<CommitCallbacks>();
+
+/**
+ * Registers `fn` to run once after the current managed session commits, like Django's
+ * `transaction.on_commit`: after the outermost session's COMMIT, in registration order, awaited one after
+ * another. It never runs if the session rolls back, nor if the nested session (savepoint) it was
+ * registered in rolls back, even when the outer session then commits. A retried session drops the
+ * callbacks of the failed attempts.
+ *
+ * The callback runs outside the session (its transaction is over): to use the database, open a new
+ * {@link managedSession}. If it throws, `managedSession` rejects with that error (the data stays
+ * committed) and the later callbacks do not run.
+ *
+ * @example
+ * ```ts
+ * await managedSession(async em => {
+ *   const order = em.create(Order, { total });
+ *   onCommit(() => mailer.send(order.customerEmail, 'Thank you for your order'));
+ * });
+ * ```
+ * @throws {ManagedSessionError} when no managed session is running in this async context.
+ */
+export function onCommit(fn: OnCommitCallback): void {
+  const level = CommitCallbacks.current();
+  if (!level) {
+    throw ManagedSessionError.onCommitOutsideSession();
+  }
+  level.add(fn);
+}
