@@ -1,4 +1,4 @@
-import { Entity, PrimaryKey, Property, Unique } from '@mikro-orm/core';
+import { Entity, OptionalProps, PrimaryKey, Property, Unique } from '@mikro-orm/core';
 
 /** A row written by one managed session, tagged with the session that wrote it. */
 @Entity()
@@ -17,6 +17,8 @@ export class Note {
 /** A row that concurrent sessions update, to provoke serialization failures. */
 @Entity()
 export class Counter {
+  [OptionalProps]?: 'value';
+
   @PrimaryKey({ type: 'integer' })
   id!: number;
 
