@@ -63,6 +63,14 @@ export class ManagedSessionError extends CoasterError {
     );
   }
 
+  /** {@link onCommit} was called from work that outlived its managed session (a promise it did not await). */
+  static onCommitAfterSessionEnded(): ManagedSessionError {
+    return new ManagedSessionError(
+      `onCommit() was called after its managed session had ended, from work the session did not await, so the ` +
+        `callback could never run. Await that work inside the session, or run the callback yourself.`,
+    );
+  }
+
   /** `optInTransactions: true` was combined with `implicitTransactions: true`, which it turns off. */
   static optInWithImplicitTransactions(): ManagedSessionError {
     return new ManagedSessionError(

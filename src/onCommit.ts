@@ -11,10 +11,21 @@ export type OnCommitCallback = () => unknown;
  */
 export class CommitCallbacks {
   private readonly callbacks: OnCommitCallback[] = [];
+  /** Set when the level's transaction or savepoint has ended: later registrations could never run. */
+  private ended = false;
 
-  /** Runs `fn` with this level as the current one for {@link onCommit} (in its async context). */
+  /**
+   * Runs `fn` (the level's transaction or savepoint) with this level as the current one for
+   * {@link onCommit}, in its async context, and marks the level ended when `fn` settles.
+   */
   static within<T>(level: CommitCallbacks, fn: () => Promise<T>): Promise<T> {
-    return storage.run(level, fn);
+    return storage.run(level, async () => {
+      try {
+        return await fn();
+      } finally {
+        level.ended = true;
+      }
+    });
   }
 
   /** The level of the managed session running in this async context, if any. */
@@ -23,6 +34,9 @@ export class CommitCallbacks {
   }
 
   add(fn: OnCommitCallback): void {
+    if (this.ended) {
+      throw ManagedSessionError.onCommitAfterSessionEnded();
+    }
     this.callbacks.push(fn);
   }
 
@@ -59,7 +73,8 @@ const storage = new AsyncLocalStorage<CommitCallbacks>();
  *   onCommit(() => mailer.send(order.customerEmail, 'Thank you for your order'));
  * });
  * ```
- * @throws {ManagedSessionError} when no managed session is running in this async context.
+ * @throws {ManagedSessionError} when no managed session is running in this async context, or when the
+ *   session of this async context has already ended (work it left running in the background).
  */
 export function onCommit(fn: OnCommitCallback): void {
   const level = CommitCallbacks.current();

@@ -291,6 +291,18 @@ describe.each(databases)('managed sessions on $name', db => {
       expect(await committedBodies()).toEqual(['kept']);
     });
 
+    it('fails clearly when called from work that outlived its session', async () => {
+      await start(db);
+      let sessionEnded!: () => void;
+      const ended = new Promise<void>(resolve => (sessionEnded = resolve));
+      let background: Promise<void> | undefined;
+      await managedSession(async () => {
+        background = ended.then(() => onCommit(() => undefined));
+      });
+      sessionEnded();
+      await expect(background).rejects.toThrow(/^onCommit\(\) was called after its managed session had ended/);
+    });
+
     it('fails clearly outside a managed session', async () => {
       const { orm } = await start(db);
       const expected = /^onCommit\(\) registers a callback for the commit of the current managed session, but none is running here/;
