@@ -5,7 +5,15 @@ import { ManagedSessionError } from './ManagedSessionError.js';
 import { CommitCallbacks } from './onCommit.js';
 import { requireOrm, type CoasterOrm } from './orm.js';
 
-/** Options of {@link managedSession}. All of them apply to the outermost session only. */
+/**
+ * Options of {@link managedSession}. All of them apply to the outermost session only.
+ *
+ * @example
+ * ```ts
+ * const options: ManagedSessionOptions = { isolationLevel: IsolationLevel.SERIALIZABLE, retries: 3, retryDelay: 10 };
+ * await managedSession(em => transfer(em, from, to, amount), options);
+ * ```
+ */
 export interface ManagedSessionOptions {
   /**
    * Isolation level of the session's transaction, as MikroORM's `IsolationLevel`
@@ -34,7 +42,15 @@ export interface ManagedSessionOptions {
   retryDelay?: number;
 }
 
-/** A managed session's work: receives the session's EntityManager, resolves to the session's result. */
+/**
+ * A managed session's work: receives the session's EntityManager, resolves to the session's result.
+ *
+ * @example
+ * ```ts
+ * const countUsers: SessionCallback<number> = em => em.count(User);
+ * const users = await managedSession(countUsers);
+ * ```
+ */
 export type SessionCallback<T> = (em: CoasterEntityManager) => T | Promise<T>;
 
 const DEFAULT_RETRY_DELAY = 20;

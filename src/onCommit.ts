@@ -1,7 +1,15 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { ManagedSessionError } from './ManagedSessionError.js';
 
-/** A callback that {@link onCommit} runs after the outermost managed session commits. */
+/**
+ * A callback that {@link onCommit} runs after the outermost managed session commits; it may be async.
+ *
+ * @example
+ * ```ts
+ * const notify: OnCommitCallback = async () => queue.publish('user.created', { id: user.id });
+ * onCommit(notify);
+ * ```
+ */
 export type OnCommitCallback = () => unknown;
 
 /**

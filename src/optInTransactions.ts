@@ -1,6 +1,13 @@
 import { ManagedSessionError } from './ManagedSessionError.js';
 
-/** The option that {@link defineCoasterConfig} adds to MikroORM's for opt-in transactions. */
+/**
+ * The option that {@link defineCoasterConfig} adds to MikroORM's for opt-in transactions.
+ *
+ * @example
+ * ```ts
+ * export default defineCoasterConfig({ driver: PostgreSqlDriver, clientUrl, entities, optInTransactions: true });
+ * ```
+ */
 export interface OptInTransactionOptions {
   /**
    * Autocommit by default, transactions only where asked for (a port of fictive's `OptInTransactionMixin`).

@@ -4,7 +4,14 @@ import { CoasterEntityManager } from './CoasterEntityManager.js';
 import { defineCoasterConfig, type CoasterOptions } from './defineCoasterConfig.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
 
-/** The process-wide ORM of {@link initOrm}, typed by its driver. */
+/**
+ * The process-wide ORM of {@link initOrm}, typed by its driver: a `MikroORM` whose `em` is a `CoasterEntityManager`.
+ *
+ * @example
+ * ```ts
+ * const orm: CoasterOrm<PostgreSqlDriver> = await initOrm({ driver: PostgreSqlDriver, clientUrl, entities });
+ * ```
+ */
 export type CoasterOrm<Driver extends AbstractSqlDriver = AbstractSqlDriver> = MikroORM<
   Driver,
   CoasterEntityManager<Driver>
