@@ -1,4 +1,4 @@
-import { IsolationLevel, MikroORM, UniqueConstraintViolationException } from '@mikro-orm/core';
+import { IsolationLevel, MikroORM, RequestContext, UniqueConstraintViolationException } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -114,6 +114,7 @@ describe.each(databases)('managed sessions on $name', db => {
       await em.flush();
       expect(await getOrm().em.findOneOrFail(Note, { body: 'first' })).toBe(first);
       expect(getOrm().em.getTransactionContext()).toBe(em.getTransactionContext());
+      expect(RequestContext.getEntityManager()!.getTransactionContext()).toBe(em.getTransactionContext());
       getOrm().em.create(Note, { owner: 'a', body: 'second' });
       return 'done';
     });
