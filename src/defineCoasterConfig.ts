@@ -1,6 +1,7 @@
 import type { Options } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { CoasterEntityManager } from './CoasterEntityManager.js';
+import { applyOptInTransactions, type OptInTransactionOptions } from './optInTransactions.js';
 
 /**
  * MikroORM options for an ORM whose EntityManager is a {@link CoasterEntityManager}. Every feature of
@@ -9,7 +10,8 @@ import { CoasterEntityManager } from './CoasterEntityManager.js';
 export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver> = Options<
   Driver,
   CoasterEntityManager<Driver>
->;
+> &
+  OptInTransactionOptions;
 
 /**
  * Returns MikroORM options with `entityManager: CoasterEntityManager` set, typed so that
@@ -30,5 +32,5 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
 export function defineCoasterConfig<Driver extends AbstractSqlDriver>(
   options: CoasterOptions<Driver>,
 ): CoasterOptions<Driver> {
-  return { ...options, entityManager: CoasterEntityManager };
+  return { ...applyOptInTransactions(options), entityManager: CoasterEntityManager };
 }

@@ -16,3 +16,9 @@ export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityMa
 export { CoasterEntityRepository } from './CoasterEntityRepository.js';
 export { defineCoasterConfig, type CoasterOptions } from './defineCoasterConfig.js';
 export { CoasterError, CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
+export { initOrm, getOrm, closeOrm, type CoasterOrm } from './orm.js';
+export { managedSession, type ManagedSessionOptions, type SessionCallback } from './managedSession.js';
+export { ManagedSession } from './ManagedSessionDecorator.js';
+export { onCommit, type OnCommitCallback } from './onCommit.js';
+export { type OptInTransactionOptions } from './optInTransactions.js';
+export { ManagedSessionError } from './ManagedSessionError.js';

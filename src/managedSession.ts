@@ -1,0 +1,157 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DeadlockException, RequestContext, TransactionPropagation, type IsolationLevel } from '@mikro-orm/core';
+import type { CoasterEntityManager } from './CoasterEntityManager.js';
+import { ManagedSessionError } from './ManagedSessionError.js';
+import { CommitCallbacks } from './onCommit.js';
+import { requireOrm, type CoasterOrm } from './orm.js';
+
+/**
+ * Options of {@link managedSession}. All of them apply to the outermost session only.
+ *
+ * @example
+ * ```ts
+ * const options: ManagedSessionOptions = { isolationLevel: IsolationLevel.SERIALIZABLE, retries: 3, retryDelay: 10 };
+ * await managedSession(em => transfer(em, from, to, amount), options);
+ * ```
+ */
+export interface ManagedSessionOptions {
+  /**
+   * Isolation level of the session's transaction, as MikroORM's `IsolationLevel`
+   * (PostgreSQL emits `start transaction isolation level ...`).
+   * Default: the database's own (READ COMMITTED on PostgreSQL; SQLite transactions are always serializable).
+   */
+  isolationLevel?: IsolationLevel;
+  /**
+   * Starts the transaction READ ONLY, so the database refuses writes (PostgreSQL: `start transaction
+   * read only`). SQLite has no read-only transactions and ignores it.
+   * Default: `false`.
+   */
+  readOnly?: boolean;
+  /**
+   * How many times to re-run the whole callback, in a new transaction and a new fork, after it failed with
+   * a serialization failure or a deadlock (SQLSTATE 40001 or 40P01, which MikroORM raises as
+   * `DeadlockException`). No other error is ever retried. SQLite serialises writers and raises no such error.
+   * Default: `0` (no retry).
+   */
+  retries?: number;
+  /**
+   * Milliseconds to wait before the first retry; each further retry waits twice as long as the one
+   * before, with random jitter of up to half the delay so that colliding sessions drift apart.
+   * Default: `20`.
+   */
+  retryDelay?: number;
+}
+
+/**
+ * A managed session's work: receives the session's EntityManager, resolves to the session's result.
+ *
+ * @example
+ * ```ts
+ * const countUsers: SessionCallback<number> = em => em.count(User);
+ * const users = await managedSession(countUsers);
+ * ```
+ */
+export type SessionCallback<T> = (em: CoasterEntityManager) => T | Promise<T>;
+
+const DEFAULT_RETRY_DELAY = 20;
+
+/**
+ * Runs `fn` in a managed session, a port of db_manager's `ManagedSession` with the async context in
+ * place of the thread: a fresh fork of the ORM of {@link initOrm} (a `CoasterEntityManager`) inside a
+ * transaction (`em.transactional`).
+ *
+ * - On success the fork is flushed, the transaction commits, the {@link onCommit} callbacks run and the
+ *   promise resolves to `fn`'s result.
+ * - On error the transaction rolls back and the promise rejects with the very error `fn` threw.
+ * - Either way the fork is cleared and its connection goes back to the pool.
+ * - Inside `fn`, the global `getOrm().em` (MikroORM's `TransactionContext`) and
+ *   `RequestContext.getEntityManager()` resolve to the session, so helpers need no `em` argument.
+ * - Called inside another managed session, it runs in a savepoint of it (`TransactionPropagation.NESTED`):
+ *   a failure rolls back only the nested work, and the outer session goes on if the caller catches it.
+ *
+ * @example
+ * ```ts
+ * const user = await managedSession(async em => {
+ *   const user = em.create(User, { email, name });
+ *   await addToNewsletter(user); // uses getOrm().em: the same session
+ *   return user;
+ * }, { isolationLevel: IsolationLevel.SERIALIZABLE, retries: 3 });
+ * ```
+ * @throws {ManagedSessionError} before {@link initOrm}; inside a transaction that `em.transactional()` or
+ *   `em.begin()` opened; when a nested session is given options; when `retries` is not a whole number >= 0.
+ */
+export async function managedSession<T>(fn: SessionCallback<T>, options: ManagedSessionOptions = {}): Promise<T> {
+  const orm = requireOrm('managedSession()');
+  const outer = CommitCallbacks.current();
+  if (outer) {
+    return nestedSession(orm, outer, fn, options);
+  }
+  if (orm.em.isInTransaction()) {
+    throw ManagedSessionError.insideUnmanagedTransaction();
+  }
+  const { retries = 0, retryDelay = DEFAULT_RETRY_DELAY } = options;
+  if (!Number.isInteger(retries) || retries < 0) {
+    throw ManagedSessionError.invalidRetries(retries);
+  }
+  for (let attempt = 0; ; attempt++) {
+    const level = new CommitCallbacks();
+    let result: T;
+    try {
+      result = await outermostSession(orm, level, fn, options);
+    } catch (error) {
+      if (!(error instanceof DeadlockException) || attempt >= retries) {
+        throw error;
+      }
+      await sleep(retryDelay * 2 ** attempt * (1 + Math.random() / 2));
+      continue;
+    }
+    await level.run();
+    return result;
+  }
+}
+
+/** One attempt of an outermost session: a request-context fork, its transaction, and the clean-up. */
+function outermostSession<T>(
+  orm: CoasterOrm,
+  level: CommitCallbacks,
+  fn: SessionCallback<T>,
+  { isolationLevel, readOnly }: ManagedSessionOptions,
+): Promise<T> {
+  return RequestContext.create(orm.em, async () => {
+    const em = RequestContext.getEntityManager(orm.em.name) as CoasterEntityManager;
+    let transactionEm: CoasterEntityManager | undefined;
+    try {
+      return await CommitCallbacks.within(level, () =>
+        em.transactional(
+          fork => {
+            transactionEm = fork;
+            return fn(fork);
+          },
+          { isolationLevel, readOnly },
+        ),
+      );
+    } finally {
+      transactionEm?.clear();
+      em.clear();
+    }
+  });
+}
+
+/** A session inside another: a savepoint whose callbacks join the outer level only if it is released. */
+async function nestedSession<T>(
+  orm: CoasterOrm,
+  outer: CommitCallbacks,
+  fn: SessionCallback<T>,
+  options: ManagedSessionOptions,
+): Promise<T> {
+  const given = (Object.keys(options) as (keyof ManagedSessionOptions)[]).filter(name => options[name] !== undefined);
+  if (given.length > 0) {
+    throw ManagedSessionError.nestedSessionOptions(given);
+  }
+  const level = new CommitCallbacks();
+  const result = await CommitCallbacks.within(level, () =>
+    orm.em.transactional(fn, { propagation: TransactionPropagation.NESTED }),
+  );
+  level.releaseInto(outer);
+  return result;
+}

@@ -1,0 +1,93 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { ManagedSessionError } from './ManagedSessionError.js';
+
+/**
+ * A callback that {@link onCommit} runs after the outermost managed session commits; it may be async.
+ *
+ * @example
+ * ```ts
+ * const notify: OnCommitCallback = async () => queue.publish('user.created', { id: user.id });
+ * onCommit(notify);
+ * ```
+ */
+export type OnCommitCallback = () => unknown;
+
+/**
+ * The callbacks registered in one level of a managed session: the outermost session's transaction or
+ * a nested session's savepoint. A level that rolls back is dropped with its callbacks; a savepoint
+ * that is released hands its callbacks to the level around it.
+ */
+export class CommitCallbacks {
+  private readonly callbacks: OnCommitCallback[] = [];
+  /** Set when the level's transaction or savepoint has ended: later registrations could never run. */
+  private ended = false;
+
+  /**
+   * Runs `fn` (the level's transaction or savepoint) with this level as the current one for
+   * {@link onCommit}, in its async context, and marks the level ended when `fn` settles.
+   */
+  static within<T>(level: CommitCallbacks, fn: () => Promise<T>): Promise<T> {
+    return storage.run(level, async () => {
+      try {
+        return await fn();
+      } finally {
+        level.ended = true;
+      }
+    });
+  }
+
+  /** The level of the managed session running in this async context, if any. */
+  static current(): CommitCallbacks | undefined {
+    return storage.getStore();
+  }
+
+  add(fn: OnCommitCallback): void {
+    if (this.ended) {
+      throw ManagedSessionError.onCommitAfterSessionEnded();
+    }
+    this.callbacks.push(fn);
+  }
+
+  /** Hands this (released savepoint's) level's callbacks to the enclosing level, keeping their order. */
+  releaseInto(outer: CommitCallbacks): void {
+    outer.callbacks.push(...this.callbacks);
+  }
+
+  /** Runs the callbacks one after another, in the order they were registered. */
+  async run(): Promise<void> {
+    for (const fn of this.callbacks) {
+      await fn();
+    }
+  }
+}
+
+const storage = new AsyncLocalStorage<CommitCallbacks>();
+
+/**
+ * Registers `fn` to run once after the current managed session commits, like Django's
+ * `transaction.on_commit`: after the outermost session's COMMIT, in registration order, awaited one after
+ * another. It never runs if the session rolls back, nor if the nested session (savepoint) it was
+ * registered in rolls back, even when the outer session then commits. A retried session drops the
+ * callbacks of the failed attempts.
+ *
+ * The callback runs outside the session (its transaction is over): to use the database, open a new
+ * {@link managedSession}. If it throws, `managedSession` rejects with that error (the data stays
+ * committed) and the later callbacks do not run.
+ *
+ * @example
+ * ```ts
+ * await managedSession(async em => {
+ *   const order = em.create(Order, { total });
+ *   onCommit(() => mailer.send(order.customerEmail, 'Thank you for your order'));
+ * });
+ * ```
+ * @throws {ManagedSessionError} when no managed session is running in this async context, or when the
+ *   session of this async context has already ended (work it left running in the background).
+ */
+export function onCommit(fn: OnCommitCallback): void {
+  const level = CommitCallbacks.current();
+  if (!level) {
+    throw ManagedSessionError.onCommitOutsideSession();
+  }
+  level.add(fn);
+}

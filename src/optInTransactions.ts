@@ -1,0 +1,38 @@
+import { ManagedSessionError } from './ManagedSessionError.js';
+
+/**
+ * The option that {@link defineCoasterConfig} adds to MikroORM's for opt-in transactions.
+ *
+ * @example
+ * ```ts
+ * export default defineCoasterConfig({ driver: PostgreSqlDriver, clientUrl, entities, optInTransactions: true });
+ * ```
+ */
+export interface OptInTransactionOptions {
+  /**
+   * Autocommit by default, transactions only where asked for (a port of fictive's `OptInTransactionMixin`).
+   * A `flush` outside `em.transactional()` / `em.begin()` sends its statements without BEGIN/COMMIT, each
+   * committed on its own (MikroORM's `implicitTransactions: false`); reads never open a transaction;
+   * `em.transactional()`, `em.begin()`...`em.commit()` and {@link managedSession} give atomic blocks, nested
+   * ones as savepoints. A failing flush outside a transaction can leave part of its statements written.
+   * Default: `false` (MikroORM wraps every flush in a transaction of its own).
+   */
+  optInTransactions?: boolean;
+}
+
+/**
+ * Turns `optInTransactions` into the MikroORM options it stands for, and leaves it out of the result.
+ * @throws {ManagedSessionError} when `implicitTransactions: true` is given as well.
+ */
+export function applyOptInTransactions<O extends OptInTransactionOptions & { implicitTransactions?: boolean }>(
+  options: O,
+): Omit<O, 'optInTransactions'> {
+  const { optInTransactions, ...rest } = options;
+  if (!optInTransactions) {
+    return rest;
+  }
+  if (rest.implicitTransactions === true) {
+    throw ManagedSessionError.optInWithImplicitTransactions();
+  }
+  return { ...rest, implicitTransactions: false };
+}
