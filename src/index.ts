@@ -16,3 +16,17 @@ export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityMa
 export { CoasterEntityRepository } from './CoasterEntityRepository.js';
 export { defineCoasterConfig, type CoasterOptions } from './defineCoasterConfig.js';
 export { CoasterError, CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
+export { AutoInitDefault } from './autoInitDefault.js';
+export { AutoInitDefaultError, TimestampError } from './entityDecoratorErrors.js';
+export {
+  CreatedAt,
+  Timestamped,
+  UpdatedAt,
+  createdAtProperty,
+  updatedAtProperty,
+  type TimestampColumn,
+  type TimestampOptions,
+  type TimestampPropertyOptions,
+} from './timestamps.js';
+export { TimestampSubscriber } from './TimestampSubscriber.js';
+export { withEntityDecorators } from './withEntityDecorators.js';
