@@ -1,4 +1,12 @@
-import { MetadataStorage, RawQueryFragment, helper, type Dictionary, type EntityManager, type EntityProperty } from '@mikro-orm/core';
+import {
+  MetadataStorage,
+  RawQueryFragment,
+  helper,
+  type Dictionary,
+  type EntityManager,
+  type EntityMetadata,
+  type EntityProperty,
+} from '@mikro-orm/core';
 import { decorateProperty } from './decoratedProperties.js';
 import { AutoInitDefaultError } from './entityDecoratorErrors.js';
 
@@ -10,6 +18,29 @@ function isNew(entity: object): boolean {
   // `helper()` is undefined until an ORM has been initialised with the entity's class.
   const wrapped = helper(entity) as ReturnType<typeof helper> | undefined;
   return !wrapped || !(wrapped.__managed || wrapped.__originalEntityData);
+}
+
+/** The decorator metadata and `@AutoInitDefault` property names of each decorated class. */
+const decoratedClasses = new WeakMap<Function, { declared: EntityMetadata<Dictionary>; names: Set<string> }>();
+
+/**
+ * Keeps the `default` of `@AutoInitDefault` properties as declared. MikroORM's discovery instantiates
+ * each entity class twice and reads every property to infer defaults (`discovery.inferDefaultValues`);
+ * reading an `@AutoInitDefault` property computes its default, which MikroORM would otherwise turn into
+ * a column default whenever both instances got equal values. Runs in the `discovery.onMetadata` hook
+ * (see {@link withEntityDecorators}), after that inference.
+ */
+export function keepDeclaredDefaults(meta: EntityMetadata): void {
+  const decorated = meta.class ? decoratedClasses.get(meta.class) : undefined;
+  for (const name of decorated?.names ?? []) {
+    const declared: EntityProperty | undefined = decorated!.declared.properties[name];
+    const prop: EntityProperty = (meta as EntityMetadata<Dictionary>).properties[name];
+    if (declared?.default === undefined) {
+      delete prop.default;
+    } else {
+      prop.default = declared.default;
+    }
+  }
 }
 
 /**
@@ -49,6 +80,9 @@ export function AutoInitDefault(value?: unknown) {
   return (target: object, propertyName: string): void => {
     const meta = MetadataStorage.getMetadataFromDecorator<Dictionary>(target.constructor as Dictionary);
     const values = new WeakMap<object, unknown>();
+    const decorated = decoratedClasses.get(target.constructor) ?? { declared: meta, names: new Set<string>() };
+    decorated.names.add(propertyName);
+    decoratedClasses.set(target.constructor, decorated);
 
     /** The default of a new entity, from the decorator or the property options, read when first needed. */
     const initialValue = (entity: object): unknown => {

@@ -1,4 +1,5 @@
 import type { EntityMetadata, Options, Platform } from '@mikro-orm/core';
+import { keepDeclaredDefaults } from './autoInitDefault.js';
 import { applyDecoratedProperties } from './decoratedProperties.js';
 import { TimestampSubscriber } from './TimestampSubscriber.js';
 import { resolveTimestampColumns } from './timestamps.js';
@@ -6,6 +7,7 @@ import { resolveTimestampColumns } from './timestamps.js';
 /** Completes the metadata of an entity that uses this library's decorators or property options. */
 function completeMetadata(meta: EntityMetadata, platform: Platform): void {
   applyDecoratedProperties(meta);
+  keepDeclaredDefaults(meta);
   resolveTimestampColumns(meta, platform);
 }
 
