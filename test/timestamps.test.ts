@@ -267,8 +267,14 @@ describe.each(databases)('timestamps on $name', db => {
   });
 
   test('em.upsert sets both on insert and moves only updatedAt on conflict', async () => {
-    ({ orm } = await db.init({ entities }));
+    let log;
+    ({ orm, log } = await db.init({ entities }));
     const inserted = await orm.em.fork().upsert(Article, { title: 'hello', views: 1 });
+    expect(log.queries.map(query => query.replaceAll('`', '"'))).toEqual([
+      'insert into "article" ("made_at", "title", "updated_at", "views") values (?, ?, ?, ?) ' +
+        'on conflict ("title") do update set "views" = excluded."views", "updated_at" = excluded."updated_at" ' +
+        'returning "id", "views", "made_at", "updated_at"',
+    ]);
     expect(inserted.createdAt).toBeInstanceOf(Date);
     expect(inserted.updatedAt).toEqual(inserted.createdAt);
 
@@ -282,6 +288,42 @@ describe.each(databases)('timestamps on $name', db => {
     const loaded = await orm.em.fork().findOneOrFail(Article, inserted.id);
     expect(loaded.createdAt).toEqual(inserted.createdAt);
     expect(loaded.updatedAt).toEqual(merged.updatedAt);
+  });
+
+  test('em.upsertMany and em.upsert of an entity instance handle them the same way', async () => {
+    ({ orm } = await db.init({ entities }));
+    const [a, b] = await orm.em.fork().upsertMany(Article, [{ title: 'a' }, { title: 'b' }]);
+    for (const article of [a, b]) {
+      expect(article.createdAt).toBeInstanceOf(Date);
+      expect(article.updatedAt).toEqual(article.createdAt);
+    }
+
+    await clockPast(a.updatedAt);
+    const [a2] = await orm.em.fork().upsertMany(Article, [{ title: 'a', views: 3 }]);
+    expect(a2.createdAt).toEqual(a.createdAt);
+    expect(a2.updatedAt.getTime()).toBeGreaterThan(a.updatedAt.getTime());
+
+    const entity = new Article();
+    entity.title = 'b';
+    entity.views = 4;
+    const b2 = await orm.em.fork().upsert(entity);
+    expect(b2.views).toBe(4);
+    expect(b2.createdAt).toEqual(b.createdAt);
+    expect(b2.updatedAt.getTime()).toBeGreaterThan(b.updatedAt.getTime());
+  });
+
+  test('em.upsert of a row already in the identity map does not touch createdAt', async () => {
+    ({ orm } = await db.init({ entities }));
+    const em = orm.em.fork();
+    const article = em.create(Article, { title: 'hello' });
+    await em.flush();
+    const { createdAt } = article;
+
+    const same = await em.upsert(Article, { id: article.id, title: 'hello', views: 7 });
+    expect(same).toBe(article);
+    expect(article.createdAt).toEqual(createdAt);
+    await em.flush(); // no TimestampError: createdAt was left alone
+    expect((await orm.em.fork().findOneOrFail(Article, article.id)).views).toBe(7);
   });
 
   test('nativeUpdate and the query builder do not bump updatedAt unless told to', async () => {
