@@ -1,4 +1,4 @@
-import type { EntityMetadata, EntityProperty, Opt, Platform, PropertyOptions } from '@mikro-orm/core';
+import { DateTimeType, type EntityMetadata, type EntityProperty, type Opt, type Platform, type PropertyOptions } from '@mikro-orm/core';
 import { BaseSqlitePlatform } from '@mikro-orm/knex';
 import { decorateProperty } from './decoratedProperties.js';
 import { TimestampError } from './entityDecoratorErrors.js';
@@ -26,7 +26,7 @@ const TIMESTAMP = Symbol('mikro-orm-coaster:timestamp');
 
 /** Property options of a timestamp column: MikroORM's own options plus the timestamp marker. */
 export type TimestampPropertyOptions<Owner extends object = object> = PropertyOptions<Owner> & {
-  type: 'datetime';
+  type: typeof DateTimeType;
   [TIMESTAMP]: TimestampColumn;
 };
 
@@ -62,8 +62,9 @@ function insertInstant(entity: object): Date {
 
 function timestampProperty<Owner extends object>(role: TimestampColumn['role'], options: TimestampOptions): TimestampPropertyOptions<Owner> {
   return {
-    type: 'datetime',
-    runtimeType: 'Date',
+    // the class rather than 'datetime': MikroORM then types the property 'Date' and compares it by value,
+    // which SQLite needs (it snapshots loaded dates as Date but flushed ones as numbers)
+    type: DateTimeType,
     nullable: false,
     defaultRaw: CURRENT_TIMESTAMP,
     onCreate: insertInstant,

@@ -157,6 +157,31 @@ describe.each(databases)('timestamps on $name', db => {
     expect(loaded.updatedAt).toEqual(article.updatedAt);
   });
 
+  test('a loaded entity flushes nothing until changed, then the change and updatedAt', async () => {
+    let log;
+    ({ orm, log } = await db.init({ entities }));
+    await orm.em.fork().insert(Article, { title: 'hello' });
+    const em = orm.em.fork();
+    const article = await em.findOneOrFail(Article, { title: 'hello' });
+    const { createdAt, updatedAt } = article;
+    await clockPast(updatedAt);
+
+    log.clear();
+    await em.flush();
+    expect(log.queries).toEqual([]);
+
+    article.views = 1;
+    await em.flush();
+    const quote = db.name === 'sqlite' ? '`' : '"';
+    expect(log.queries.map(query => query.replaceAll(quote, '"'))).toEqual([
+      'begin',
+      'update "article" set "views" = ?, "updated_at" = ? where "id" = ?',
+      'commit',
+    ]);
+    expect(article.createdAt).toEqual(createdAt);
+    expect(article.updatedAt.getTime()).toBeGreaterThan(updatedAt.getTime());
+  });
+
   test('changing createdAt of a stored row fails at flush and writes nothing', async () => {
     let log;
     ({ orm, log } = await db.init({ entities }));
