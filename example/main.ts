@@ -19,6 +19,12 @@ async function main(): Promise<void> {
     console.log(`requests: ${results.length}, follows created: ${results.filter(r => r.created).length}, ` +
       `found existing: ${results.filter(r => !r.created).length}`);
     console.log(`rows: users ${await em.count(User)}, tags ${await em.count(Tag)}, follows ${await em.count(Follow)}`);
+    const ada = await em.findOneOrFail(User, { email: 'ada@example.com' });
+    console.log(`ada@example.com created at ${ada.createdAt.toISOString()}, updated at ${ada.updatedAt.toISOString()}`);
+    const draft = em.create(Tag, { name: 'drafts' });
+    console.log(`a new tag's URL before its insert: /tags/${draft.id}`);
+    await em.flush();
+    console.log(`and after: /tags/${(await em.findOneOrFail(Tag, { name: 'drafts' })).id}`);
   } finally {
     await orm.close();
   }
