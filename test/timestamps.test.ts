@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Entity, EntitySchema, MikroORM, PrimaryKey, Property, Unique, type Opt } from '@mikro-orm/core';
+import { Entity, EntitySchema, MikroORM, PrimaryKey, Property, Unique, defineEntity, p, type Opt } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { afterEach, describe, expect, test } from 'vitest';
 import {
@@ -77,7 +77,17 @@ const PageSchema = new EntitySchema<Page>({
   },
 });
 
-const entities = [Article, LogLine, Post, PageSchema];
+const Memo = defineEntity({
+  name: 'Memo',
+  properties: {
+    id: p.integer().primary(),
+    text: p.string(),
+    createdAt: createdAtProperty(),
+    updatedAt: updatedAtProperty({ timezone: false }),
+  },
+});
+
+const entities = [Article, LogLine, Post, PageSchema, Memo];
 
 /** Resolves once the clock has moved past `instant`, so that a timestamp taken next is strictly later. */
 async function clockPast(instant: Date): Promise<void> {
@@ -369,13 +379,14 @@ describe.each(databases)('timestamps on $name', db => {
     expect((await orm.em.fork().findOneOrFail(Article, article.id)).updatedAt).toEqual(now);
   });
 
-  test('an entity extending Timestamped and one defined by EntitySchema get both', async () => {
+  test('entities extending Timestamped or defined by EntitySchema or defineEntity get both', async () => {
     ({ orm } = await db.init({ entities }));
     const em = orm.em.fork();
     const post = em.create(Post, { body: 'hi' });
     const page = em.create<Page>('Page', { path: '/' });
+    const memo = em.create(Memo, { text: 'hi' });
     await em.flush();
-    for (const entity of [post, page]) {
+    for (const entity of [post, page, memo]) {
       expect(entity.createdAt).toBeInstanceOf(Date);
       expect(entity.updatedAt).toEqual(entity.createdAt);
     }
