@@ -93,7 +93,12 @@ export function AutoInitDefault(value?: unknown) {
         return value;
       }
       const prop: EntityProperty = meta.properties[propertyName];
-      const rawDefault = prop.defaultRaw ?? (typeof prop.default === 'string' ? RawQueryFragment.getKnownFragment(prop.default)?.sql : undefined);
+      const declared: unknown = prop.default;
+      const fragment =
+        typeof declared === 'string' || declared instanceof RawQueryFragment
+          ? RawQueryFragment.getKnownFragment(declared, false)
+          : undefined;
+      const rawDefault = prop.defaultRaw ?? fragment?.sql;
       if (rawDefault !== undefined) {
         throw AutoInitDefaultError.sqlDefault(meta.className, propertyName, rawDefault);
       }

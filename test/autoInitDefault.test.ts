@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Entity, ManyToOne, PrimaryKey, Property, wrap, type Opt } from '@mikro-orm/core';
+import { Entity, ManyToOne, PrimaryKey, Property, sql, wrap, type Opt } from '@mikro-orm/core';
 import { afterEach, describe, expect, test } from 'vitest';
 import { AutoInitDefault, AutoInitDefaultError } from '../src/index.js';
 import { closeOrm, databases, type TestOrm } from './support/databases.js';
@@ -79,6 +79,10 @@ class Visit {
   @Property({ type: 'datetime', defaultRaw: 'current_timestamp' })
   @AutoInitDefault()
   seenAt!: Date;
+
+  @Property({ type: 'datetime', default: sql.now() })
+  @AutoInitDefault()
+  leftAt!: Date;
 }
 
 const entities = [DefaultValue, Document, Attachment, Note];
@@ -93,6 +97,7 @@ test('a property whose default is SQL throws when read before the insert', () =>
   const error = (() => new Visit().seenAt) as () => unknown;
   expect(error).toThrow(AutoInitDefaultError);
   expect(error).toThrow('Visit.seenAt has a SQL default (current_timestamp), which only the database can compute');
+  expect(() => new Visit().leftAt).toThrow('Visit.leftAt has a SQL default (current_timestamp)');
 });
 
 describe.each(databases)('AutoInitDefault on $name', db => {
