@@ -3,7 +3,14 @@ import { BaseSqlitePlatform } from '@mikro-orm/knex';
 import { decorateProperty } from './decoratedProperties.js';
 import { TimestampError } from './entityDecoratorErrors.js';
 
-/** Options of {@link CreatedAt}, {@link UpdatedAt}, {@link createdAtProperty} and {@link updatedAtProperty}. */
+/**
+ * Options of {@link CreatedAt}, {@link UpdatedAt}, {@link createdAtProperty} and {@link updatedAtProperty}.
+ *
+ * @example
+ * ```ts
+ * @CreatedAt({ timezone: false }) createdAt!: Opt<Date>; // `timestamp` instead of `timestamptz` on PostgreSQL
+ * ```
+ */
 export interface TimestampOptions {
   /**
    * Whether the column stores an instant with its time zone: `timestamptz` on PostgreSQL. `false` makes a
@@ -13,7 +20,14 @@ export interface TimestampOptions {
   timezone?: boolean;
 }
 
-/** Which timestamp a property is, as recorded on its metadata. */
+/**
+ * Which timestamp a property is, as recorded on its metadata (see {@link TimestampPropertyOptions}).
+ *
+ * @example
+ * ```ts
+ * const column: TimestampColumn = { role: 'updatedAt', timezone: true };
+ * ```
+ */
 export interface TimestampColumn {
   /** `createdAt`: set on insert, never changed. `updatedAt`: set on insert and on every update. */
   role: 'createdAt' | 'updatedAt';
@@ -24,7 +38,15 @@ export interface TimestampColumn {
 /** Marks the metadata of a timestamp property; kept by MikroORM when it copies property options. */
 const TIMESTAMP = Symbol('mikro-orm-coaster:timestamp');
 
-/** Property options of a timestamp column: MikroORM's own options plus the timestamp marker. */
+/**
+ * Property options of a timestamp column, as {@link createdAtProperty} and {@link updatedAtProperty} return
+ * them: MikroORM's own options plus a marker that the discovery hook and {@link TimestampSubscriber} find.
+ *
+ * @example
+ * ```ts
+ * const createdAt: TimestampPropertyOptions<Page> = { ...createdAtProperty(), fieldName: 'created' };
+ * ```
+ */
 export type TimestampPropertyOptions<Owner extends object = object> = PropertyOptions<Owner> & {
   type: typeof DateTimeType;
   [TIMESTAMP]: TimestampColumn;

@@ -280,6 +280,10 @@ describe.each(databases)('timestamps on $name', db => {
         ...(db.name === 'postgresql' ? { driverOptions: { connection: { options: '-c TimeZone=America/New_York' } } } : {}),
       }));
       const em = orm.em.fork();
+      expect(new Date(2026, 0, 1).getTimezoneOffset()).toBe(-330);
+      if (db.name === 'postgresql') {
+        expect(await em.execute('show timezone')).toEqual([{ TimeZone: 'America/New_York' }]);
+      }
       const before = Date.now();
       const article = em.create(Article, { title: 'hello' });
       const line = em.create(LogLine, { text: 'hello' });
