@@ -32,8 +32,11 @@ const decoratedClasses = new WeakMap<Function, { declared: EntityMetadata<Dictio
  */
 export function keepDeclaredDefaults(meta: EntityMetadata): void {
   const decorated = meta.class ? decoratedClasses.get(meta.class) : undefined;
-  for (const name of decorated?.names ?? []) {
-    const declared: EntityProperty | undefined = decorated!.declared.properties[name];
+  if (!decorated) {
+    return;
+  }
+  for (const name of decorated.names) {
+    const declared: EntityProperty | undefined = decorated.declared.properties[name];
     const prop: EntityProperty = (meta as EntityMetadata<Dictionary>).properties[name];
     if (declared?.default === undefined) {
       delete prop.default;
@@ -105,6 +108,7 @@ export function AutoInitDefault(value?: unknown) {
       if (prop.default !== undefined) {
         return prop.default;
       }
+      // a `new` entity not yet persisted has no EntityManager; onCreate callbacks rarely need one
       return prop.onCreate?.(entity, helper(entity)?.__em as EntityManager);
     };
 
