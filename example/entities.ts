@@ -1,4 +1,6 @@
-import { Entity, ManyToOne, PrimaryKey, Property, Unique } from '@mikro-orm/core';
+import { randomUUID } from 'node:crypto';
+import { Entity, ManyToOne, PrimaryKey, Property, Unique, type Opt } from '@mikro-orm/core';
+import { AutoInitDefault, CreatedAt, UpdatedAt } from '../src/index.js';
 
 /**
  * The example app's entities. Types are given explicitly: `npm start` runs under tsx (esbuild), which
@@ -15,12 +17,22 @@ export class User {
 
   @Property({ type: 'string' })
   name!: string;
+
+  /** Set on insert (also by findOrCreate), never changed. */
+  @CreatedAt()
+  createdAt!: Opt<Date>;
+
+  /** Set on insert and moved forward by every flush that updates the row. */
+  @UpdatedAt()
+  updatedAt!: Opt<Date>;
 }
 
+/** A tag whose UUID key exists as soon as the object does, so its URL is known before the insert. */
 @Entity()
 export class Tag {
-  @PrimaryKey({ type: 'integer' })
-  id!: number;
+  @PrimaryKey({ type: 'uuid' })
+  @AutoInitDefault(() => randomUUID())
+  id!: Opt<string>;
 
   @Property({ type: 'string' })
   @Unique()

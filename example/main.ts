@@ -34,6 +34,12 @@ async function main(): Promise<void> {
       `${requests.length} concurrent requests, ${conflicts.recovered} lost insert races recovered, none failed.\n` +
         `rows: ${await em.count(User)} users, ${await em.count(Tag)} tags, ${await em.count(Follow)} follows`,
     );
+    const ada = await em.findOneOrFail(User, { email: 'ada@example.com' });
+    console.log(`ada@example.com created at ${ada.createdAt.toISOString()}, updated at ${ada.updatedAt.toISOString()}`);
+    const draft = em.create(Tag, { name: 'drafts' });
+    console.log(`a new tag's URL before its insert: /tags/${draft.id}`);
+    await em.flush();
+    console.log(`and after: /tags/${(await em.findOneOrFail(Tag, { name: 'drafts' })).id}`);
   } finally {
     await orm.close();
   }

@@ -8,10 +8,14 @@ import {
   type EntityMetadata,
   type EntityName,
   type FilterQuery,
+  type NoInfer,
   type RequiredEntityData,
+  type UpsertManyOptions,
+  type UpsertOptions,
 } from '@mikro-orm/core';
 import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
 import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from './errors.js';
+import { stampUpsertRow, timestampUpsertOptions } from './timestampUpsert.js';
 
 /** What {@link CoasterEntityManager.getOrCreate} resolves to. */
 export interface FindOrCreateResult<T> {
@@ -175,6 +179,59 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     const candidate = em.create(entityName, { ...where, ...data } as RequiredEntityData<T>, { persist: false });
     const entity = await em.failsafeAdd(candidate, filters);
     return { entity, created: entity === candidate };
+  }
+
+  /**
+   * MikroORM's `upsert`, setting `@CreatedAt`/`@UpdatedAt` columns like a flush: a missing value is set
+   * to the current time (both equal on insert), and a conflict updates `updatedAt` but never `createdAt`
+   * (added to `onConflictExcludeFields` unless `onConflictMergeFields` is given).
+   *
+   * @example
+   * ```ts
+   * // insert into "article" ("title", "views", "created_at", "updated_at") values (...)
+   * //   on conflict ("title") do update set "views" = excluded."views", "updated_at" = excluded."updated_at"
+   * const article = await em.upsert(Article, { title: 'hello', views: 2 });
+   * ```
+   */
+  override upsert<Entity extends object, Fields extends string = never>(
+    entityNameOrEntity: EntityName<Entity> | Entity,
+    data?: EntityData<Entity> | NoInfer<Entity>,
+    options: UpsertOptions<Entity, Fields> = {},
+  ): Promise<Entity> {
+    if (data === undefined) {
+      const meta = this.getMetadata().get<Entity>((entityNameOrEntity as Entity).constructor.name);
+      stampUpsertRow(this, meta, entityNameOrEntity as Entity, options.schema);
+      return super.upsert(entityNameOrEntity, undefined, timestampUpsertOptions(meta, options));
+    }
+    const meta = this.getMetadata().get<Entity>(Utils.className(entityNameOrEntity as EntityName<Entity>));
+    return super.upsert(entityNameOrEntity, stampUpsertRow(this, meta, data, options.schema), timestampUpsertOptions(meta, options));
+  }
+
+  /**
+   * MikroORM's `upsertMany`, with `@CreatedAt`/`@UpdatedAt` columns handled as in {@link upsert}.
+   *
+   * @example
+   * ```ts
+   * const articles = await em.upsertMany(Article, [{ title: 'a' }, { title: 'b' }]);
+   * ```
+   */
+  override upsertMany<Entity extends object, Fields extends string = never>(
+    entityNameOrEntity: EntityName<Entity> | Entity[],
+    data?: (EntityData<Entity> | NoInfer<Entity>)[],
+    options: UpsertManyOptions<Entity, Fields> = {},
+  ): Promise<Entity[]> {
+    if (data === undefined) {
+      const entities = entityNameOrEntity as Entity[];
+      if (entities.length === 0) {
+        return super.upsertMany(entities, undefined, options);
+      }
+      const meta = this.getMetadata().get<Entity>(entities[0].constructor.name);
+      entities.forEach(entity => stampUpsertRow(this, meta, entity, options.schema));
+      return super.upsertMany(entities, undefined, timestampUpsertOptions(meta, options));
+    }
+    const meta = this.getMetadata().get<Entity>(Utils.className(entityNameOrEntity as EntityName<Entity>));
+    const rows = data.map(row => stampUpsertRow(this, meta, row, options.schema));
+    return super.upsertMany(entityNameOrEntity, rows, timestampUpsertOptions(meta, options));
   }
 
   /** The metadata of `entity`'s class, or a `TypeError` if it is not an entity of a discovered class. */

@@ -2,6 +2,7 @@ import type { Options } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { CoasterEntityManager } from './CoasterEntityManager.js';
 import { applyOptInTransactions, type OptInTransactionOptions } from './optInTransactions.js';
+import { withEntityDecorators } from './withEntityDecorators.js';
 
 /**
  * MikroORM options for an ORM whose EntityManager is a {@link CoasterEntityManager}. Every feature of
@@ -15,7 +16,8 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
 
 /**
  * Returns MikroORM options with `entityManager: CoasterEntityManager` set, typed so that
- * `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em` is a `CoasterEntityManager`.
+ * `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em` is a `CoasterEntityManager`, and
+ * with what the entity decorators need ({@link withEntityDecorators}).
  *
  * @example
  * ```ts
@@ -32,5 +34,5 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
 export function defineCoasterConfig<Driver extends AbstractSqlDriver>(
   options: CoasterOptions<Driver>,
 ): CoasterOptions<Driver> {
-  return { ...applyOptInTransactions(options), entityManager: CoasterEntityManager };
+  return withEntityDecorators({ ...applyOptInTransactions(options), entityManager: CoasterEntityManager });
 }

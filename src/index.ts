@@ -22,3 +22,17 @@ export { ManagedSession } from './ManagedSessionDecorator.js';
 export { onCommit, type OnCommitCallback } from './onCommit.js';
 export { type OptInTransactionOptions } from './optInTransactions.js';
 export { ManagedSessionError } from './ManagedSessionError.js';
+export { AutoInitDefault } from './autoInitDefault.js';
+export { AutoInitDefaultError, TimestampError } from './entityDecoratorErrors.js';
+export {
+  CreatedAt,
+  Timestamped,
+  UpdatedAt,
+  createdAtProperty,
+  updatedAtProperty,
+  type TimestampColumn,
+  type TimestampOptions,
+  type TimestampPropertyOptions,
+} from './timestamps.js';
+export { TimestampSubscriber } from './TimestampSubscriber.js';
+export { withEntityDecorators } from './withEntityDecorators.js';
