@@ -1,6 +1,7 @@
 import type { Options } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { CoasterEntityManager } from './CoasterEntityManager.js';
+import { withPrimaryRelationships } from './primaryRelationshipOptions.js';
 
 /**
  * MikroORM options for an ORM whose EntityManager is a {@link CoasterEntityManager}. Every feature of
@@ -13,7 +14,8 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
 
 /**
  * Returns MikroORM options with `entityManager: CoasterEntityManager` set, typed so that
- * `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em` is a `CoasterEntityManager`.
+ * `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em` is a `CoasterEntityManager`,
+ * and with what primary relationships need (see `addPrimaryRelationship`): call it after those.
  *
  * @example
  * ```ts
@@ -30,5 +32,5 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
 export function defineCoasterConfig<Driver extends AbstractSqlDriver>(
   options: CoasterOptions<Driver>,
 ): CoasterOptions<Driver> {
-  return { ...options, entityManager: CoasterEntityManager };
+  return withPrimaryRelationships({ ...options, entityManager: CoasterEntityManager });
 }

@@ -16,3 +16,7 @@ export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityMa
 export { CoasterEntityRepository } from './CoasterEntityRepository.js';
 export { defineCoasterConfig, type CoasterOptions } from './defineCoasterConfig.js';
 export { CoasterError, CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
+export { addPrimaryRelationship, PrimaryRelationship, type PrimaryLink } from './primaryRelationship.js';
+export { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
+export { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
+export { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
