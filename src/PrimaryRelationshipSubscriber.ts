@@ -8,7 +8,7 @@ import {
   type Primary,
   type UnitOfWork,
 } from '@mikro-orm/core';
-import type { PrimaryLink, PrimaryRelationshipDefinition } from './primaryRelationship.js';
+import { type PrimaryLink, type PrimaryRelationshipDefinition, primaryRelationships } from './primaryRelationship.js';
 
 /** A primary table row a flush writes: the parent, its new primary child, and the row's entity. */
 interface PrimaryWrite {
@@ -38,16 +38,14 @@ const deletions = [ChangeSetType.DELETE, ChangeSetType.DELETE_EARLY];
 export class PrimaryRelationshipSubscriber implements EventSubscriber {
   private readonly writes = new WeakMap<UnitOfWork, PrimaryWrite[]>();
 
-  constructor(private readonly relationships: readonly PrimaryRelationshipDefinition[]) {}
-
   async onFlush({ em, uow }: FlushEventArgs): Promise<void> {
     const writes: PrimaryWrite[] = [];
     const changeSets = uow.getChangeSets();
-    for (const definition of this.relationships) {
-      const meta = em.getMetadata().find(definition.parent.name);
-      if (meta?.class !== definition.parent) {
+    for (const definition of primaryRelationships()) {
+      if (!definition.isPartOf(em.getMetadata())) {
         continue;
       }
+      const meta = em.getMetadata().get(definition.parent.name);
       const linkClass = definition.link.meta.class;
       const created = entitiesOf(changeSets, definition.parent, [ChangeSetType.CREATE]);
       const deleted = entitiesOf(changeSets, definition.parent, deletions);
@@ -94,17 +92,16 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber {
     }
     this.writes.delete(uow);
     const changeSets = uow.getChangeSets();
-    for (const definition of this.relationships) {
+    for (const definition of primaryRelationships().filter(d => d.isPartOf(em.getMetadata()))) {
       // a parent inserted by this flush has exactly the row this flush wrote, if any
       for (const parent of entitiesOf(changeSets, definition.parent, [ChangeSetType.CREATE])) {
         definition.markStored(parent, definition.state(parent).value ?? null);
       }
-      const meta = em.getMetadata().find(definition.parent.name);
       const deletedChildren = entitiesOf(changeSets, definition.child(), deletions);
-      if (meta?.class !== definition.parent || deletedChildren.size === 0) {
+      if (deletedChildren.size === 0) {
         continue;
       }
-      for (const parent of uow.getIdentityMap().getStore(meta).values()) {
+      for (const parent of uow.getIdentityMap().getStore(em.getMetadata().get(definition.parent.name)).values()) {
         const { value } = definition.state(parent);
         if (value && deletedChildren.has(value)) {
           definition.markStored(parent, null);

@@ -112,6 +112,14 @@ export class PrimaryRelationshipDefinition {
     return `${this.parent.name}.${this.property}`;
   }
 
+  /** Whether an ORM's metadata holds this relationship (its parent and its primary table). */
+  isPartOf(metadata: MetadataStorage): boolean {
+    return (
+      metadata.find(this.parent.name)?.class === this.parent &&
+      metadata.find(this.link.meta.className)?.class === this.link.meta.class
+    );
+  }
+
   /** The state of one parent's primary child. */
   state(parent: object): PrimaryState {
     let state = this.states.get(parent);

@@ -5,6 +5,6 @@ import type { PrimaryTableNames } from './primaryTriggers.js';
 /** The primary tables of the relationships whose entity is part of `metadata` (one ORM's). */
 export function primaryTablesOf(metadata: MetadataStorage): PrimaryTableNames[] {
   return primaryRelationships()
-    .filter(definition => metadata.find(definition.link.meta.className)?.class === definition.link.meta.class)
+    .filter(definition => definition.isPartOf(metadata))
     .map(definition => definition.requireNames());
 }

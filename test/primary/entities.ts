@@ -27,8 +27,8 @@ export class ChildForPrimary {
   @Property({ type: 'string' })
   name!: string;
 
-  @ManyToOne(() => ParentForPrimary, { fieldName: 'parent_ref', nullable: true })
-  parent!: ParentForPrimary | null;
+  @ManyToOne(() => ParentForPrimary, { fieldName: 'parent_ref', deleteRule: 'cascade' })
+  parent!: ParentForPrimary;
 }
 
 addPrimaryRelationship(ParentForPrimary, 'primaryChild', ChildForPrimary, 'parent', 'parent_ref');
