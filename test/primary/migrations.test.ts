@@ -4,6 +4,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ForeignKeyConstraintViolationException, MikroORM } from '@mikro-orm/core';
+import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -62,7 +63,7 @@ async function migrationFiles(scratch: Scratch): Promise<string[]> {
 
 describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroORM CLI on %s', name => {
   let scratch: Scratch | undefined;
-  let orm: MikroORM | undefined;
+  let orm: MikroORM<AbstractSqlDriver> | undefined;
 
   afterEach(async () => {
     await orm?.close(true);
@@ -87,7 +88,7 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
     expect(await cli(scratch, 'migration:create')).toContain('No changes required');
     expect(await migrationFiles(scratch)).toEqual([file]);
 
-    orm = await MikroORM.init(defineCoasterConfig({ ...scratch.options, entities: [...entities, ...emailEntities] }));
+    orm = await MikroORM.init<AbstractSqlDriver>(defineCoasterConfig({ ...scratch.options, entities: [...entities, ...emailEntities] }));
     const em = orm.em.fork();
     const [ada, grace] = ['ada', 'grace'].map(n => em.create(User, { email: `${n}@example.com`, name: n }));
     const [adaEmail, graceEmail] = [ada, grace].map(user => em.create(UserEmail, { address: user.email, user }));
@@ -98,7 +99,7 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
     await expect(insert).rejects.toThrow('The target is not affiliated with this parent');
     grace.primaryEmail = graceEmail;
     await em.flush();
-    const rows = await em.execute('select "user_id", "user_email_id" from "user_user_email_primary" order by 1');
+    const rows = await em.execute<{ user_id: number; user_email_id: number }[]>('select "user_id", "user_email_id" from "user_user_email_primary" order by 1');
     expect(rows.map(row => [row.user_id, row.user_email_id].map(Number))).toEqual([
       [ada.id, adaEmail.id],
       [grace.id, graceEmail.id],
@@ -116,9 +117,9 @@ describe('migration:down through the MikroORM CLI on postgresql', () => {
     await cli(scratch, 'migration:create');
     await cli(scratch, 'migration:up');
     const count = async (sql: string) => {
-      const orm = await MikroORM.init(defineCoasterConfig({ ...scratch!.options, entities: [...entities, ...emailEntities] }));
+      const orm = await MikroORM.init<AbstractSqlDriver>(defineCoasterConfig({ ...scratch!.options, entities: [...entities, ...emailEntities] }));
       try {
-        const [row] = await orm.em.fork().execute(sql);
+        const [row] = await orm.em.fork().execute<{ count: string }[]>(sql);
         return Number(row.count);
       } finally {
         await orm.close(true);
