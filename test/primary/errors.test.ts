@@ -24,8 +24,8 @@ interface FamilyChild {
  * by hand, as decorators cannot name classes made at run time.
  */
 function family(prefix: string, options: { compositeParent?: boolean } = {}) {
-  const Parent = { [`${prefix}Parent`]: class {} }[`${prefix}Parent`] as EntityClass<FamilyParent>;
-  const Child = { [`${prefix}Child`]: class {} }[`${prefix}Child`] as EntityClass<FamilyChild>;
+  const Parent = { [`${prefix}Parent`]: class {} }[`${prefix}Parent`] as unknown as EntityClass<FamilyParent>;
+  const Child = { [`${prefix}Child`]: class {} }[`${prefix}Child`] as unknown as EntityClass<FamilyChild>;
   PrimaryKey({ type: 'integer' })(Parent.prototype, 'id');
   if (options.compositeParent) {
     PrimaryKey({ type: 'integer' })(Parent.prototype, 'version');
