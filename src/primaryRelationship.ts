@@ -16,7 +16,16 @@ import {
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 import { type PrimaryTableNames, quoteIdentifier, triggerDialect } from './primaryTriggers.js';
 
-/** A row of a primary table: which child is the parent's primary one. */
+/**
+ * A row of a primary table: which child is the parent's primary one. The entity behind it, named
+ * `<Parent>_<property>`, is made by {@link addPrimaryRelationship}; applications read and write rows
+ * through the parent's property instead.
+ *
+ * @example
+ * ```ts
+ * const rows = await em.find<PrimaryLink>('User_primaryEmail', {}, { populate: ['child'] });
+ * ```
+ */
 export interface PrimaryLink {
   /** The parent; the table's primary key. */
   parent: object;
