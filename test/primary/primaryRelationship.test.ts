@@ -69,6 +69,7 @@ describe.each(databases)('primary relationships on $name', db => {
     expect(parent1.primaryChild).toBe(child1a);
     const orphan = new ChildForPrimary(); // no parent yet
     expect(() => (parent1.primaryChild = orphan)).toThrow(PrimaryRelationshipError);
+    expect(() => em.assign(parent1, { primaryChild: child2b })).toThrow(PrimaryRelationshipError);
     expect(parent1.primaryChild).toBe(child1a);
 
     parent1.primaryChild = child1b;
@@ -96,7 +97,7 @@ describe.each(databases)('primary relationships on $name', db => {
     expect(await orm.em.fork().count(ParentForPrimary)).toBe(2);
   });
 
-  it('loads the primary child with em.populate and removes the row with the parent', async () => {
+  it('loads the primary child with em.populate and the select-in strategy, and removes the row with the parent', async () => {
     const { em, parent1, child1a } = await family();
     parent1.primaryChild = child1a;
     await em.flush();
@@ -105,6 +106,8 @@ describe.each(databases)('primary relationships on $name', db => {
     const parent = await fork.findOneOrFail(ParentForPrimary, parent1.id);
     await fork.populate(parent, ['primaryChild']);
     expect(parent.primaryChild?.name).toBe('child1a');
+    const selectIn = await orm.em.fork().findOneOrFail(ParentForPrimary, parent1.id, { populate: ['primaryChild'], strategy: 'select-in' });
+    expect(selectIn.primaryChild?.name).toBe('child1a');
 
     fork.remove(parent);
     await fork.flush();
