@@ -1,17 +1,18 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { ForeignKeyConstraintViolationException, MikroORM } from '@mikro-orm/core';
+import { type Constructor, ForeignKeyConstraintViolationException, MikroORM } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import { type Migration, Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { emailEntities, UserEmail } from '../../example/emails.js';
 import { entities, User } from '../../example/entities.js';
 import { type CoasterOptions, defineCoasterConfig } from '../../src/index.js';
-import { postgresAdmin, postgresUrlFor } from '../support/databases.js';
+import { closeOrm, databases, postgresAdmin, postgresUrlFor, type TestOrm } from '../support/databases.js';
 
 const run = promisify(execFile);
 
@@ -132,5 +133,36 @@ describe('migration:down through the MikroORM CLI on postgresql', () => {
     expect(await count(objects)).toBe(3);
     await cli(scratch, 'migration:down');
     expect(await count(objects)).toBe(0);
+  });
+});
+
+describe.each(databases)("the example app's committed migrations on $name", db => {
+  let orm: TestOrm | undefined;
+
+  afterEach(() => closeOrm(orm));
+
+  it('build the schema its entities describe, trigger included', async () => {
+    const folder = join('migrations', db.name);
+    const migrationsList = await Promise.all(
+      (await readdir(folder))
+        .filter(file => file.endsWith('.ts'))
+        .sort()
+        .map(async file => {
+          const module: Record<string, Constructor<Migration>> = await import(`../../${folder}/${file}`);
+          return { name: basename(file, '.ts'), class: Object.values(module)[0] };
+        }),
+    );
+    expect(migrationsList.length).toBeGreaterThan(0);
+    ({ orm } = await db.init({ entities: [...entities, ...emailEntities], extensions: [Migrator], migrations: { migrationsList } }));
+    await orm.schema.dropSchema();
+    await orm.migrator.up();
+    expect(await orm.schema.getUpdateSchemaSQL()).toBe('');
+
+    const em = orm.em.fork();
+    const [ada, grace] = ['ada', 'grace'].map(n => em.create(User, { email: `${n}@example.com`, name: n }));
+    const graceEmail = em.create(UserEmail, { address: grace.email, user: grace });
+    await em.flush();
+    ada.primaryEmail = orm.em.fork().getReference(UserEmail, graceEmail.id);
+    await expect(em.flush()).rejects.toThrow(ForeignKeyConstraintViolationException);
   });
 });
