@@ -116,11 +116,6 @@ export class PrimaryRelationshipDefinition {
     });
   }
 
-  /** `<Parent>.<property>`, for messages. */
-  get label(): string {
-    return `${this.parent.name}.${this.property}`;
-  }
-
   /** Whether an ORM's metadata holds this relationship (its parent and its primary table). */
   isPartOf(metadata: MetadataStorage): boolean {
     return (
@@ -170,6 +165,7 @@ export class PrimaryRelationshipDefinition {
     );
   }
 
+  /** The table and column names; throws if MikroORM has not discovered the primary table. */
   requireNames(): PrimaryRelationshipNames {
     if (!this.names) {
       throw PrimaryRelationshipError.notConfigured(this.parent.name, this.property);

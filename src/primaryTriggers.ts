@@ -9,7 +9,7 @@ import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
  */
 
 /** The message both databases raise; PostgreSQL raises it as `foreign_key_violation`. */
-export const notAffiliatedMessage = 'The target is not affiliated with this parent';
+const notAffiliatedMessage = 'The target is not affiliated with this parent';
 
 /** Where the rule reads and writes: the primary table, and the child's table and columns. */
 export interface PrimaryTableNames {
@@ -48,12 +48,12 @@ function violation(names: PrimaryTableNames, distinct: string): string {
 }
 
 /** Name of the PostgreSQL function, `<table>_validate`. */
-export function validateFunctionName(table: string): string {
+function validateFunctionName(table: string): string {
   return `${table}_validate`;
 }
 
 /** Name of the PostgreSQL trigger, `<table>_trigger`, and the prefix of SQLite's two. */
-export function triggerName(table: string): string {
+function triggerName(table: string): string {
   return `${table}_trigger`;
 }
 
@@ -67,7 +67,7 @@ function dollarTag(body: string): string {
 }
 
 /** PostgreSQL: the function `<table>_validate` and the trigger `<table>_trigger` calling it. */
-export function postgresCreateTriggerSQL(names: PrimaryTableNames): string[] {
+function postgresCreateTriggerSQL(names: PrimaryTableNames): string[] {
   const fn = qualified(names.schema, validateFunctionName(names.table));
   const body =
     `begin if ${violation(names, 'is distinct from')} then ` +
@@ -84,7 +84,7 @@ export function postgresCreateTriggerSQL(names: PrimaryTableNames): string[] {
  * PostgreSQL: what dropping the table leaves behind. The trigger goes with the table, the function
  * does not.
  */
-export function postgresDropTriggerSQL(names: Pick<PrimaryTableNames, 'schema' | 'table'>): string[] {
+function postgresDropTriggerSQL(names: Pick<PrimaryTableNames, 'schema' | 'table'>): string[] {
   return [`drop function if exists ${qualified(names.schema, validateFunctionName(names.table))}();`];
 }
 
@@ -93,7 +93,7 @@ export function postgresDropTriggerSQL(names: Pick<PrimaryTableNames, 'schema' |
  * `insert or update` triggers). The message starts like SQLite's own foreign key error, so MikroORM
  * reports a `ForeignKeyConstraintViolationException` on both databases. They go with the table.
  */
-export function sqliteCreateTriggerSQL(names: PrimaryTableNames): string[] {
+function sqliteCreateTriggerSQL(names: PrimaryTableNames): string[] {
   return (['insert', 'update'] as const).map(
     event =>
       `create trigger ${quoteIdentifier(`${triggerName(names.table)}_${event}`)} before ${event} on ${quoteIdentifier(names.table)} ` +
