@@ -134,25 +134,36 @@ export class PrimaryRelationshipDefinition {
     return state;
   }
 
-  /** Declares the parent's property to MikroORM and puts the accessor on the parent's prototype. */
+  /**
+   * Declares the parent's property to MikroORM and puts its accessor on the parent's prototype. Like
+   * MikroORM's own relation properties, the first assignment (MikroORM's hydrator included) gives the
+   * instance an enumerable accessor of its own, so the property is serialised and inspected.
+   */
   install(): void {
-    const definition = this;
     ManyToOne({
       entity: this.child,
       persist: false,
       nullable: true,
       formula: table => this.selectChildSQL(table),
     })(this.parent.prototype, this.property);
-    Object.defineProperty(this.parent.prototype, this.property, {
-      get(this: object) {
-        const { value } = definition.state(this);
-        return value === undefined && !helper(this).__initialized ? undefined : (value ?? null);
-      },
-      set(this: object, value: object | Reference<object> | null | undefined) {
-        definition.assign(this, value ? Reference.unwrapReference(value) : null);
-      },
-      configurable: true,
-    });
+    const accessor = (enumerable: boolean): PropertyDescriptor => {
+      const definition = this;
+      return {
+        get(this: object) {
+          const { value } = definition.state(this);
+          return value === undefined && !helper(this).__initialized ? undefined : (value ?? null);
+        },
+        set(this: object, value: object | Reference<object> | null | undefined) {
+          if (enumerable === false) {
+            Object.defineProperty(this, definition.property, accessor(true));
+          }
+          definition.assign(this, value ? Reference.unwrapReference(value) : null);
+        },
+        enumerable,
+        configurable: true,
+      };
+    };
+    Object.defineProperty(this.parent.prototype, this.property, accessor(false));
   }
 
   /** The parent's property read from the primary table, as MikroORM selects it. */

@@ -1,4 +1,4 @@
-import { ForeignKeyConstraintViolationException } from '@mikro-orm/core';
+import { ForeignKeyConstraintViolationException, wrap } from '@mikro-orm/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PrimaryRelationshipError } from '../../src/index.js';
 import { closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
@@ -97,15 +97,17 @@ describe.each(databases)('primary relationships on $name', db => {
     expect(await orm.em.fork().count(ParentForPrimary)).toBe(2);
   });
 
-  it('loads the primary child with em.populate and the select-in strategy, and removes the row with the parent', async () => {
+  it('loads and serialises the primary child with em.populate and the select-in strategy, and removes the row with the parent', async () => {
     const { em, parent1, child1a } = await family();
     parent1.primaryChild = child1a;
     await em.flush();
 
     const fork = orm.em.fork();
     const parent = await fork.findOneOrFail(ParentForPrimary, parent1.id);
+    expect(wrap(parent).toObject().primaryChild).toBe(child1a.id);
     await fork.populate(parent, ['primaryChild']);
     expect(parent.primaryChild?.name).toBe('child1a');
+    expect(wrap(parent).toObject().primaryChild).toEqual({ id: child1a.id, name: 'child1a', parent: parent1.id });
     const selectIn = await orm.em.fork().findOneOrFail(ParentForPrimary, parent1.id, { populate: ['primaryChild'], strategy: 'select-in' });
     expect(selectIn.primaryChild?.name).toBe('child1a');
 
