@@ -70,6 +70,7 @@ describe.each(databases)('primary relationships on $name', db => {
     const orphan = new ChildForPrimary(); // no parent yet
     expect(() => (parent1.primaryChild = orphan)).toThrow(PrimaryRelationshipError);
     expect(() => em.assign(parent1, { primaryChild: child2b })).toThrow(PrimaryRelationshipError);
+    expect(() => em.create(ParentForPrimary, { name: 'parent3', primaryChild: child2b })).toThrow(PrimaryRelationshipError);
     expect(parent1.primaryChild).toBe(child1a);
 
     parent1.primaryChild = child1b;
