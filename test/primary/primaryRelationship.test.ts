@@ -126,6 +126,24 @@ describe.each(databases)('primary relationships on $name', db => {
     expect(await rows()).toEqual([[parent.id, child.id]]);
   });
 
+  it("replaces a loaded parent's primary child without reading the table again", async () => {
+    const { em, parent1, child1a, child1b } = await family();
+    parent1.primaryChild = child1a;
+    await em.flush();
+
+    const fork = orm.em.fork();
+    const parent = await fork.findOneOrFail(ParentForPrimary, parent1.id);
+    const child = await fork.findOneOrFail(ChildForPrimary, child1b.id);
+    log.clear();
+    parent.primaryChild = child;
+    await fork.flush();
+    expect(log.statements).toEqual([
+      'begin',
+      `update ${quote(table)} set ${quote('child_for_primary_id')} = ?, ${quote('updated_at')} = ? where ${quote('parent_for_primary_id')} = ?`,
+      'commit',
+    ]);
+  });
+
   it('replaces the primary child of a parent known only by reference', async () => {
     const { em, parent1, child1a, child1b } = await family();
     parent1.primaryChild = child1a;
