@@ -58,7 +58,10 @@ const primaryTableTimestamps = {
 
 /** What the primary table holds for one parent, as far as this process knows. */
 interface PrimaryState {
-  /** The parent's primary child as the application sees it; `undefined` until loaded or assigned. */
+  /**
+   * The parent's primary child as the application sees it (`null`: none); `undefined` until loaded,
+   * assigned or flushed, so MikroORM's own bookkeeping never mistakes it for an assignment of `null`.
+   */
   value?: object | null;
   /** Primary key of the child the table's row names (`null`: no row); `undefined` if unknown. */
   stored?: Primary<object> | null;
@@ -150,14 +153,13 @@ export class PrimaryRelationshipDefinition {
       const definition = this;
       return {
         get(this: object) {
-          const { value } = definition.state(this);
-          return value === undefined && !helper(this).__initialized ? undefined : (value ?? null);
+          return definition.state(this).value;
         },
         set(this: object, value: object | Reference<object> | null | undefined) {
           if (enumerable === false) {
             Object.defineProperty(this, definition.property, accessor(true));
           }
-          definition.assign(this, value ? Reference.unwrapReference(value) : null);
+          definition.assign(this, value ? Reference.unwrapReference(value) : value);
         },
         enumerable,
         configurable: true,
@@ -188,8 +190,12 @@ export class PrimaryRelationshipDefinition {
    * Sets the parent's primary child. MikroORM's hydrator records what the table holds; the
    * application's assignments are checked against the child's parent first.
    */
-  private assign(parent: object, child: object | null): void {
+  private assign(parent: object, child: object | null | undefined): void {
     const state = this.state(parent);
+    if (child === undefined) {
+      state.value = undefined; // not loaded: nothing to write
+      return;
+    }
     if ((helper(parent) as unknown as { hydrator: { isRunning(): boolean } }).hydrator.isRunning()) {
       state.value = child;
       state.stored = child && helper(child).getPrimaryKey();

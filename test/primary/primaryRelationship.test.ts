@@ -105,6 +105,10 @@ describe.each(databases)('primary relationships on $name', db => {
 
     const fork = orm.em.fork();
     const parent = await fork.findOneOrFail(ParentForPrimary, parent1.id);
+    parent.name = 'renamed';
+    log.clear();
+    await fork.flush(); // a change elsewhere leaves the row alone
+    expect(log.statements).toEqual(['begin', `update ${quote('parent_for_primary')} set ${quote('name')} = ? where ${quote('id')} = ?`, 'commit']);
     expect(wrap(parent).toObject().primaryChild).toBe(child1a.id);
     await fork.populate(parent, ['primaryChild']);
     expect(parent.primaryChild?.name).toBe('child1a');
@@ -151,8 +155,22 @@ describe.each(databases)('primary relationships on $name', db => {
 
     const fork = orm.em.fork();
     const parent = fork.getReference(ParentForPrimary, parent1.id);
+    expect(parent.primaryChild).toBeUndefined(); // not loaded
+    fork.persist(parent);
+    log.clear();
+    await fork.flush(); // an unloaded parent leaves its row alone
+    expect(log.statements).toEqual([]);
+    expect(await rows()).toEqual([[parent1.id, child1a.id]]);
+
     parent.primaryChild = fork.getReference(ChildForPrimary, child1b.id);
+    log.clear();
     await fork.flush();
+    expect(log.statements).toEqual([
+      `select ${quote('p0')}.* from ${quote(table)} as ${quote('p0')} where ${quote('p0')}.${quote('parent_for_primary_id')} = ? limit ?`,
+      'begin',
+      `update ${quote(table)} set ${quote('child_for_primary_id')} = ?, ${quote('updated_at')} = ? where ${quote('parent_for_primary_id')} = ?`,
+      'commit',
+    ]);
     expect(await rows()).toEqual([[parent1.id, child1b.id]]);
   });
 
