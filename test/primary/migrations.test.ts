@@ -153,7 +153,7 @@ describe.each(databases)("the example app's committed migrations on $name", db =
         }),
     );
     expect(migrationsList.length).toBeGreaterThan(0);
-    ({ orm } = await db.init({ entities: [...entities, ...emailEntities], extensions: [Migrator], migrations: { migrationsList } }));
+    ({ orm } = await db.init({ entities: [...entities, ...emailEntities], extensions: [Migrator], migrations: { migrationsList, snapshot: false } }));
     await orm.schema.dropSchema();
     await orm.migrator.up();
     expect(await orm.schema.getUpdateSchemaSQL()).toBe('');
