@@ -30,11 +30,11 @@ export class PrimaryRelationshipError extends CoasterError {
     );
   }
 
-  /** The parent was discovered, but its primary table entity is not among the configured entities. */
+  /** The ORM has the parent but not its primary table's entity, so it cannot read or write the property. */
   static notConfigured(parent: string, property: string): PrimaryRelationshipError {
     return new PrimaryRelationshipError(
-      `${parent}.${property} is a primary relationship, but its table's entity is not in the ORM's entities. ` +
-        `Initialise MikroORM with defineCoasterConfig({...}) and call addPrimaryRelationship() before defineCoasterConfig().`,
+      `${parent}.${property} is a primary relationship, but this ORM does not know its table. Initialise MikroORM ` +
+        `with defineCoasterConfig({...}), list ${parent} in its entities, and call addPrimaryRelationship() before MikroORM.init().`,
     );
   }
 

@@ -9,6 +9,7 @@ import {
   type UnitOfWork,
 } from '@mikro-orm/core';
 import { type PrimaryLink, type PrimaryRelationshipDefinition, primaryRelationships } from './primaryRelationship.js';
+import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 
 /** A primary table row a flush writes: the parent, its new primary child, and the row's entity. */
 interface PrimaryWrite {
@@ -42,10 +43,17 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber {
     const writes: PrimaryWrite[] = [];
     const changeSets = uow.getChangeSets();
     for (const definition of primaryRelationships()) {
-      if (!definition.isPartOf(em.getMetadata())) {
+      const meta = em.getMetadata().find(definition.parent.name);
+      if (meta?.class !== definition.parent) {
         continue;
       }
-      const meta = em.getMetadata().get(definition.parent.name);
+      if (!definition.isPartOf(em.getMetadata())) {
+        // declared after MikroORM.init(): the ORM has no table to write an assignment to
+        if ([...uow.getIdentityMap().getStore(meta).values()].some(parent => definition.state(parent).value !== undefined)) {
+          throw PrimaryRelationshipError.notConfigured(definition.parent.name, definition.property);
+        }
+        continue;
+      }
       const linkClass = definition.link.meta.class;
       const created = entitiesOf(changeSets, definition.parent, [ChangeSetType.CREATE]);
       const deleted = entitiesOf(changeSets, definition.parent, deletions);

@@ -305,7 +305,7 @@ function register(definition: PrimaryRelationshipDefinition): void {
  * table `<parent table>_<child table>_primary` whose trigger refuses a child of another parent.
  * `parent[childProperty]` becomes the child or `null`: populate it, assign it, flush.
  *
- * Call it once at start-up, before `defineCoasterConfig()`. Parent and child need single-column
+ * Call it once at start-up, before `MikroORM.init()`. Parent and child need single-column
  * primary keys; `parentRelation` is the child's many-to-one to the parent, stored in `parentColumn`.
  *
  * @example

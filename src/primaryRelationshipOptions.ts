@@ -13,17 +13,19 @@ function then(first: MaybePromise<void> | undefined, next: () => void): MaybePro
  * What primary relationships need from the ORM's options, for `defineCoasterConfig`: the primary
  * tables' entities, the discovery hooks that name them, the flush subscriber that writes them, the
  * schema generator that creates their triggers and the migration generator that emits them.
- * The caller's hooks, subscribers, extensions and `migrations.generator` are kept. The hooks and the
- * subscriber see every relationship declared so far, so one declared too late is reported at discovery.
+ * The caller's hooks, subscribers, extensions and `migrations.generator` are kept.
+ *
+ * `entities` (and `entitiesTs`) are read when MikroORM reads the options, so a relationship declared
+ * after `defineCoasterConfig()` but before `MikroORM.init()` is included.
  */
 export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(options: O): O {
-  const entities = [...(options.entities ?? []), ...(options.entitiesTs ?? [])];
-  const links = primaryRelationshipsFor(entities).map(definition => definition.link as EntitySchema<AnyEntity>);
+  const withLinks = (list: NonNullable<O['entities']>) => {
+    const links = primaryRelationshipsFor([...list, ...(options.entitiesTs ?? [])]).map(d => d.link as EntitySchema<AnyEntity>);
+    return [...list, ...links.filter(link => !list.includes(link))];
+  };
   const discovery = options.discovery ?? {};
-  return {
+  const result: O = {
     ...options,
-    entities: [...(options.entities ?? []), ...links],
-    ...(options.entitiesTs ? { entitiesTs: [...options.entitiesTs, ...links] } : {}),
     discovery: {
       ...discovery,
       onMetadata: (meta: EntityMetadata, platform: Platform) =>
@@ -35,4 +37,16 @@ export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(o
     extensions: [...(options.extensions ?? []), CoasterSchemaGenerator],
     migrations: { generator: CoasterMigrationGenerator, ...options.migrations },
   };
+  for (const key of ['entities', 'entitiesTs'] as const) {
+    let list = options[key];
+    if (key === 'entities' || list) {
+      Object.defineProperty(result, key, {
+        get: () => withLinks(list ?? []),
+        set: (value: O[typeof key]) => (list = value),
+        enumerable: true,
+        configurable: true,
+      });
+    }
+  }
+  return result;
 }

@@ -4,7 +4,7 @@ import { SqliteDriver } from '@mikro-orm/sqlite';
 import { describe, expect, it } from 'vitest';
 import { addPrimaryRelationship, defineCoasterConfig, PrimaryRelationshipError } from '../../src/index.js';
 import { triggerDialect } from '../../src/primaryTriggers.js';
-import { sqlite } from '../support/databases.js';
+import { closeOrm, sqlite } from '../support/databases.js';
 import { ChildForPrimary, ParentForPrimary } from './entities.js';
 
 interface FamilyParent {
@@ -45,11 +45,49 @@ describe('primary relationship declarations', () => {
     );
   });
 
-  it('are reported at discovery when declared after defineCoasterConfig()', async () => {
+  it('may come after defineCoasterConfig(), as long as they come before MikroORM.init()', async () => {
     const { Parent, Child, entities } = family('Late');
     const options = defineCoasterConfig({ driver: SqliteDriver, dbName: ':memory:', entities });
     addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
-    await expect(MikroORM.init(options)).rejects.toThrow(PrimaryRelationshipError.notConfigured(Parent.name, 'primary').message);
+    const orm = await MikroORM.init(options);
+    try {
+      expect(orm.getMetadata().find('LateParent_primary')?.tableName).toBe('late_parent_late_child_primary');
+    } finally {
+      await orm.close();
+    }
+  });
+
+  it('are reported when the ORM was not configured by defineCoasterConfig()', async () => {
+    const { Parent, Child, entities } = family('Unconfigured');
+    addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
+    const orm = await MikroORM.init({ driver: SqliteDriver, dbName: ':memory:', entities });
+    try {
+      await orm.schema.createSchema();
+      await expect(orm.em.fork().find(Parent, {})).rejects.toThrow(PrimaryRelationshipError.notConfigured(Parent.name, 'primary').message);
+    } finally {
+      await orm.close();
+    }
+  });
+
+  it('are reported by the flush that would write one declared after MikroORM.init()', async () => {
+    const { Parent, Child, entities } = family('TooLate');
+    const { orm } = await sqlite.init({ entities });
+    try {
+      addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
+      const em = orm.em.fork();
+      const parent = em.create(Parent, {});
+      await em.flush();
+      parent.primary = em.create(Child, { owner: parent, name: 'child' });
+      await expect(em.flush()).rejects.toThrow(PrimaryRelationshipError.notConfigured(Parent.name, 'primary').message);
+    } finally {
+      await closeOrm(orm);
+    }
+  });
+
+  it('are reported at discovery when the parent is not listed in entities', async () => {
+    const { Parent, Child } = family('Unlisted');
+    addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
+    await expect(sqlite.init({ entities: [Child] })).rejects.toThrow(PrimaryRelationshipError.notConfigured(Parent.name, 'primary').message);
   });
 
   it("are checked against the child's many-to-one and its column", async () => {
