@@ -1,18 +1,27 @@
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import { Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
+import { emailEntities } from './example/emails.js';
 import { entities } from './example/entities.js';
 import { defineCoasterConfig } from './src/index.js';
 
 /**
- * The example app's configuration, read by `npm start` and by the MikroORM CLI.
+ * The example app's configuration, read by `npm start` and by the MikroORM CLI (`npm run mikro-orm -- ...`).
  * SQLite (the file $SQLITE_PATH, default `example.sqlite`) unless $DATABASE_URL names a PostgreSQL database.
+ * Migrations live in `migrations/sqlite` or `migrations/postgresql` ($MIGRATIONS_PATH overrides).
  */
 const databaseUrl = process.env.DATABASE_URL;
 
 export default defineCoasterConfig<AbstractSqlDriver>({
-  entities,
+  entities: [...entities, ...emailEntities],
   ...(databaseUrl
     ? { driver: PostgreSqlDriver, clientUrl: databaseUrl }
     : { driver: SqliteDriver, dbName: process.env.SQLITE_PATH ?? 'example.sqlite' }),
+  extensions: [Migrator],
+  migrations: {
+    path: process.env.MIGRATIONS_PATH ?? `migrations/${databaseUrl ? 'postgresql' : 'sqlite'}`,
+    emit: 'ts',
+    snapshotName: '.snapshot',
+  },
 });

@@ -1,7 +1,9 @@
+import { rm } from 'node:fs/promises';
 import { MikroORM, type EventSubscriber } from '@mikro-orm/core';
 import config from '../mikro-orm.config.js';
+import { UserEmail } from './emails.js';
 import { Follow, Tag, User } from './entities.js';
-import { followTag } from './handlers.js';
+import { followTag, setPrimaryEmail } from './handlers.js';
 
 /** Counts rolled-back (nested) transactions: each one is an insert that lost a race and was recovered. */
 class ConflictCounter implements EventSubscriber {
@@ -13,14 +15,18 @@ class ConflictCounter implements EventSubscriber {
 }
 
 /**
- * `npm start`: creates the schema, then fires concurrent "requests" that follow the same tags, each on
- * its own forked EntityManager, and prints what happened.
+ * `npm start`: applies the migrations in `migrations/` to a fresh database, then fires concurrent
+ * "requests" that follow the same tags, each on its own forked EntityManager, gives each user a
+ * primary e-mail address, and prints what happened.
  */
 async function main(): Promise<void> {
+  if (!process.env.DATABASE_URL) {
+    await rm(String(config.dbName), { force: true }); // a fresh SQLite file on every run
+  }
   const conflicts = new ConflictCounter();
-  const orm = await MikroORM.init({ ...config, subscribers: [conflicts] });
+  const orm = await MikroORM.init({ ...config, subscribers: [...(config.subscribers ?? []), conflicts] });
   try {
-    await orm.schema.refreshDatabase();
+    await orm.migrator.up();
     const requests = ['ada@example.com', 'grace@example.com'].flatMap(email =>
       ['news', 'news', 'sport', 'news'].map(tag => ({ email, tag })),
     );
@@ -40,6 +46,18 @@ async function main(): Promise<void> {
     console.log(`a new tag's URL before its insert: /tags/${draft.id}`);
     await em.flush();
     console.log(`and after: /tags/${(await em.findOneOrFail(Tag, { name: 'drafts' })).id}`);
+    for (const email of ['ada@example.com', 'grace@example.com']) {
+      await setPrimaryEmail(orm.em.fork(), email, email.replace('@', '+work@'));
+    }
+    for (const user of await orm.em.fork().find(User, {}, { populate: ['primaryEmail'], orderBy: { id: 'asc' } })) {
+      console.log(`primary e-mail of ${user.name}: ${user.primaryEmail?.address}`);
+    }
+    const grace = await em.findOneOrFail(User, { email: 'grace@example.com' });
+    try {
+      ada.primaryEmail = await em.findOneOrFail(UserEmail, { user: grace });
+    } catch (e) {
+      console.log(`giving ada grace's address: ${(e as Error).message.split(':')[0]}`);
+    }
   } finally {
     await orm.close();
   }

@@ -3,6 +3,7 @@ import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { CoasterEntityManager } from './CoasterEntityManager.js';
 import { applyOptInTransactions, type OptInTransactionOptions } from './optInTransactions.js';
 import { withEntityDecorators } from './withEntityDecorators.js';
+import { withPrimaryRelationships } from './primaryRelationshipOptions.js';
 
 /**
  * MikroORM options for an ORM whose EntityManager is a {@link CoasterEntityManager}. Every feature of
@@ -16,8 +17,9 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
 
 /**
  * Returns MikroORM options with `entityManager: CoasterEntityManager` set, typed so that
- * `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em` is a `CoasterEntityManager`, and
- * with what the entity decorators need ({@link withEntityDecorators}).
+ * `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em` is a `CoasterEntityManager`, with
+ * what the entity decorators need ({@link withEntityDecorators}) and what primary relationships need
+ * (see `addPrimaryRelationship`: call it before this).
  *
  * @example
  * ```ts
@@ -34,5 +36,7 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
 export function defineCoasterConfig<Driver extends AbstractSqlDriver>(
   options: CoasterOptions<Driver>,
 ): CoasterOptions<Driver> {
-  return withEntityDecorators({ ...applyOptInTransactions(options), entityManager: CoasterEntityManager });
+  return withPrimaryRelationships(
+    withEntityDecorators({ ...applyOptInTransactions(options), entityManager: CoasterEntityManager }),
+  );
 }

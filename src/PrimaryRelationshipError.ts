@@ -1,0 +1,62 @@
+import { CoasterError } from './errors.js';
+
+/**
+ * A primary relationship was declared or used in a way that cannot work: the message says what to
+ * change. Built by the static factories below.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   user.primaryEmail = someoneElsesEmail;
+ * } catch (e) {
+ *   if (e instanceof PrimaryRelationshipError) return reply(400, e.message);
+ *   throw e;
+ * }
+ * ```
+ */
+export class PrimaryRelationshipError extends CoasterError {
+  /** The child assigned as primary belongs to another parent, or to none. */
+  static notAffiliated(parent: string, property: string, child: string): PrimaryRelationshipError {
+    return new PrimaryRelationshipError(
+      `The target is not affiliated with this parent: ${parent}.${property} only takes a ${child} whose ` +
+        `parent is this ${parent}. Add the ${child} to this ${parent} first, or pick one of its own.`,
+    );
+  }
+
+  /** `addPrimaryRelationship` was called twice for the same property. */
+  static alreadyRegistered(parent: string, property: string): PrimaryRelationshipError {
+    return new PrimaryRelationshipError(
+      `${parent}.${property} is already a primary relationship. Call addPrimaryRelationship() once per property.`,
+    );
+  }
+
+  /** The ORM has the parent but not its primary table's entity, so it cannot read or write the property. */
+  static notConfigured(parent: string, property: string): PrimaryRelationshipError {
+    return new PrimaryRelationshipError(
+      `${parent}.${property} is a primary relationship, but this ORM does not know its table. Initialise MikroORM ` +
+        `with defineCoasterConfig({...}), list ${parent} in its entities, and call addPrimaryRelationship() before MikroORM.init().`,
+    );
+  }
+
+  /** The child's `parentRelation` is not a many-to-one to the parent stored in `parentColumn`. */
+  static invalidParentRelation(child: string, parentRelation: string, parentColumn: string, parent: string, actual: string): PrimaryRelationshipError {
+    return new PrimaryRelationshipError(
+      `addPrimaryRelationship() needs ${child}.${parentRelation} to be a many-to-one to ${parent} stored in the ` +
+        `column '${parentColumn}', but ${actual}. Pass the child's existing many-to-one property and its column.`,
+    );
+  }
+
+  /** Parent or child has a composite primary key. */
+  static compositePrimaryKey(entity: string): PrimaryRelationshipError {
+    return new PrimaryRelationshipError(
+      `Primary relationships need single-column primary keys, but ${entity} has a composite one.`,
+    );
+  }
+
+  /** The database is neither PostgreSQL nor SQLite. */
+  static unsupportedPlatform(platform: string): PrimaryRelationshipError {
+    return new PrimaryRelationshipError(
+      `Primary relationships enforce ownership with a trigger on PostgreSQL and SQLite only, not on ${platform}.`,
+    );
+  }
+}

@@ -1,0 +1,343 @@
+import {
+  EntitySchema,
+  ManyToOne,
+  Reference,
+  ReferenceKind,
+  type OptionalProps,
+  helper,
+  type EntityClass,
+  type EntityMetadata,
+  type EntityProperty,
+  type FormulaTable,
+  type MetadataStorage,
+  type Platform,
+  type Primary,
+} from '@mikro-orm/core';
+import { createdAtProperty, updatedAtProperty } from './timestamps.js';
+import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
+import { type PrimaryTableNames, quoteIdentifier, triggerDialect } from './primaryTriggers.js';
+
+/**
+ * A row of a primary table: which child is the parent's primary one. The entity behind it, named
+ * `<Parent>_<property>`, is made by {@link addPrimaryRelationship}; applications read and write rows
+ * through the parent's property instead.
+ *
+ * @example
+ * ```ts
+ * const rows = await em.find<PrimaryLink>('User_primaryEmail', {}, { populate: ['child'] });
+ * ```
+ */
+export interface PrimaryLink {
+  /** The parent; the table's primary key. */
+  parent: object;
+  /** The parent's primary child. */
+  child: object;
+  createdAt: Date;
+  updatedAt: Date;
+  [OptionalProps]?: 'createdAt' | 'updatedAt';
+}
+
+
+/** What the primary table holds for one parent, as far as this process knows. */
+interface PrimaryState {
+  /**
+   * The parent's primary child as the application sees it (`null`: none); `undefined` until loaded,
+   * assigned or flushed, so MikroORM's own bookkeeping never mistakes it for an assignment of `null`.
+   */
+  value?: object | null;
+  /** Primary key of the child the table's row names (`null`: no row); `undefined` if unknown. */
+  stored?: Primary<object> | null;
+}
+
+/** The names a relationship's SQL uses, known once MikroORM has discovered its entities. */
+export interface PrimaryRelationshipNames extends PrimaryTableNames {
+  /** The parent's primary key column. */
+  parentPrimaryKey: string;
+}
+
+function singlePrimaryKey(meta: EntityMetadata, platform: Platform): string {
+  const pks = Object.values<EntityProperty>(meta.properties).filter(prop => prop.primary);
+  if (pks.length !== 1) {
+    throw PrimaryRelationshipError.compositePrimaryKey(meta.className);
+  }
+  const [pk] = pks;
+  return pk.fieldNames?.[0] ?? platform.getConfig().getNamingStrategy().propertyToColumnName(pk.name);
+}
+
+function samePrimaryKey(a: object, b: object): boolean {
+  const [pkA, pkB] = [helper(a).getPrimaryKey(), helper(b).getPrimaryKey()];
+  return a.constructor === b.constructor && pkA != null && pkB != null && String(pkA) === String(pkB);
+}
+
+/**
+ * One `addPrimaryRelationship()` call: the primary table's entity, the parent's property, and the
+ * state of every parent's primary child. Everything MikroORM needs reaches it through
+ * `defineCoasterConfig`, see {@link primaryRelationshipsFor}.
+ */
+export class PrimaryRelationshipDefinition {
+  /** The primary table's entity. Its table and column names are filled in during discovery. */
+  readonly link: EntitySchema<PrimaryLink>;
+  /** Table and column names, set when MikroORM discovers the parent, the child and the primary table. */
+  names?: PrimaryRelationshipNames;
+  private readonly discovered = new Map<unknown, EntityMetadata>();
+  private readonly states = new WeakMap<object, PrimaryState>();
+
+  constructor(
+    readonly parent: EntityClass<object>,
+    readonly property: string,
+    readonly child: () => EntityClass<object>,
+    readonly parentRelation: string,
+    readonly parentColumn: string,
+  ) {
+    const className = `${parent.name}_${property}`;
+    const linkClass = { [className]: class {} }[className];
+    this.link = new EntitySchema<PrimaryLink>({
+      class: linkClass as unknown as EntityClass<PrimaryLink>,
+      properties: {
+        parent: { kind: 'm:1', entity: () => parent, primary: true, deleteRule: 'cascade' },
+        child: { kind: 'm:1', entity: child, deleteRule: 'cascade' },
+        // the columns of @CreatedAt/@UpdatedAt: timestamptz NOT NULL DEFAULT now, set on insert, updated_at on update
+        createdAt: createdAtProperty<PrimaryLink>(),
+        updatedAt: updatedAtProperty<PrimaryLink>(),
+      },
+    });
+  }
+
+  /** Whether an ORM's metadata holds this relationship (its parent and its primary table). */
+  isPartOf(metadata: MetadataStorage): boolean {
+    return (
+      metadata.find(this.parent.name)?.class === this.parent &&
+      metadata.find(this.link.meta.className)?.class === this.link.meta.class
+    );
+  }
+
+  /** The state of one parent's primary child. */
+  state(parent: object): PrimaryState {
+    let state = this.states.get(parent);
+    if (!state) {
+      state = {};
+      this.states.set(parent, state);
+    }
+    return state;
+  }
+
+  /**
+   * Declares the parent's property to MikroORM and puts its accessor on the parent's prototype. Like
+   * MikroORM's own relation properties, the first assignment (MikroORM's hydrator included) gives the
+   * instance an enumerable accessor of its own, so the property is serialised and inspected.
+   */
+  install(): void {
+    ManyToOne({
+      entity: this.child,
+      persist: false,
+      nullable: true,
+      formula: table => this.selectChildSQL(table),
+    })(this.parent.prototype, this.property);
+    const accessor = (enumerable: boolean): PropertyDescriptor => {
+      const definition = this;
+      return {
+        get(this: object) {
+          return definition.state(this).value;
+        },
+        set(this: object, value: object | Reference<object> | null | undefined) {
+          if (enumerable === false) {
+            Object.defineProperty(this, definition.property, accessor(true));
+          }
+          definition.assign(this, value ? Reference.unwrapReference(value) : value);
+        },
+        enumerable,
+        configurable: true,
+      };
+    };
+    Object.defineProperty(this.parent.prototype, this.property, accessor(false));
+  }
+
+  /** The parent's property read from the primary table, as MikroORM selects it. */
+  private selectChildSQL(table: FormulaTable): string {
+    const names = this.requireNames();
+    const from = names.schema ? `${quoteIdentifier(names.schema)}.${quoteIdentifier(names.table)}` : quoteIdentifier(names.table);
+    return (
+      `(select ${quoteIdentifier(names.childColumn)} from ${from} ` +
+      `where ${quoteIdentifier(names.parentColumn)} = ${table}.${quoteIdentifier(names.parentPrimaryKey)})`
+    );
+  }
+
+  /** The table and column names; throws if MikroORM has not discovered the primary table. */
+  requireNames(): PrimaryRelationshipNames {
+    if (!this.names) {
+      throw PrimaryRelationshipError.notConfigured(this.parent.name, this.property);
+    }
+    return this.names;
+  }
+
+  /**
+   * Sets the parent's primary child. MikroORM's hydrator records what the table holds; the
+   * application's assignments are checked against the child's parent first.
+   */
+  private assign(parent: object, child: object | null | undefined): void {
+    const state = this.state(parent);
+    if (child === undefined) {
+      state.value = undefined; // not loaded: nothing to write
+      return;
+    }
+    if ((helper(parent) as unknown as { hydrator: { isRunning(): boolean } }).hydrator.isRunning()) {
+      state.value = child;
+      state.stored = child && helper(child).getPrimaryKey();
+      return;
+    }
+    if (child && helper(child).__initialized) {
+      const reference = (child as Record<string, object | undefined>)[this.parentRelation];
+      const owner = reference ? Reference.unwrapReference(reference) : null;
+      if (owner !== parent && !(owner && samePrimaryKey(owner, parent))) {
+        throw PrimaryRelationshipError.notAffiliated(this.parent.name, this.property, this.child().name);
+      }
+    }
+    state.value = child;
+    helper(parent).__touched = true;
+  }
+
+  /** Records that the table now holds `child` for `parent` (after a flush). */
+  markStored(parent: object, child: object | null): void {
+    const state = this.state(parent);
+    state.value = child;
+    state.stored = child && helper(child).getPrimaryKey();
+  }
+
+  /**
+   * MikroORM's `discovery.onMetadata` hook: once the parent, the child and the primary table are all
+   * discovered, names the table `<parent table>_<child table>_primary` and its columns
+   * `<table>_<primary key>`.
+   */
+  onMetadata(meta: EntityMetadata, platform: Platform): void {
+    if (meta.class !== this.parent && meta.class !== this.child() && meta.class !== this.link.meta.class) {
+      return;
+    }
+    this.discovered.set(meta.class, meta);
+    const parentMeta = this.discovered.get(this.parent);
+    const childMeta = this.discovered.get(this.child());
+    const linkMeta = this.discovered.get(this.link.meta.class);
+    if (!parentMeta || !childMeta || !linkMeta) {
+      return;
+    }
+    const parentPrimaryKey = singlePrimaryKey(parentMeta, platform);
+    const childPrimaryKey = singlePrimaryKey(childMeta, platform);
+    const names: PrimaryRelationshipNames = {
+      schema: linkMeta.schema ?? parentMeta.schema,
+      table: `${parentMeta.tableName}_${childMeta.tableName}_primary`,
+      parentColumn: `${parentMeta.tableName}_${parentPrimaryKey}`,
+      childColumn: `${childMeta.tableName}_${childPrimaryKey}`,
+      childTable: [childMeta.schema, childMeta.tableName],
+      childPrimaryKey,
+      childParentColumn: this.parentColumn,
+      parentPrimaryKey,
+    };
+    linkMeta.tableName = names.table;
+    linkMeta.schema = names.schema;
+    for (const [prop, column] of [['parent', names.parentColumn], ['child', names.childColumn]] as const) {
+      linkMeta.properties[prop].fieldNames = [column];
+      linkMeta.properties[prop].joinColumns = [column];
+    }
+    this.names = names;
+  }
+
+  /**
+   * MikroORM's `discovery.afterDiscovered` hook: checks the declaration against the discovered
+   * metadata, if this ORM has the parent at all.
+   */
+  afterDiscovered(storage: MetadataStorage, platform: Platform): void {
+    this.discovered.clear();
+    const parentMeta = storage.find(this.parent.name);
+    if (!parentMeta || parentMeta.class !== this.parent) {
+      return;
+    }
+    if (!storage.find(this.link.meta.className)) {
+      throw PrimaryRelationshipError.notConfigured(this.parent.name, this.property);
+    }
+    triggerDialect(platform);
+    const childName = this.child().name;
+    const prop = storage.get(childName).properties[this.parentRelation] as EntityProperty | undefined;
+    const actual = !prop
+      ? `${childName} has no property '${this.parentRelation}'`
+      : prop.kind !== ReferenceKind.MANY_TO_ONE || prop.type !== parentMeta.className
+        ? `it is a ${prop.kind} property of type ${prop.type}`
+        : prop.fieldNames[0] !== this.parentColumn
+          ? `its column is '${prop.fieldNames.join("', '")}'`
+          : undefined;
+    if (actual) {
+      throw PrimaryRelationshipError.invalidParentRelation(childName, this.parentRelation, this.parentColumn, parentMeta.className, actual);
+    }
+  }
+}
+
+const registry: PrimaryRelationshipDefinition[] = [];
+
+/** Every primary relationship declared so far. */
+export function primaryRelationships(): readonly PrimaryRelationshipDefinition[] {
+  return registry;
+}
+
+function register(definition: PrimaryRelationshipDefinition): void {
+  if (registry.some(d => d.parent === definition.parent && d.property === definition.property)) {
+    throw PrimaryRelationshipError.alreadyRegistered(definition.parent.name, definition.property);
+  }
+  definition.install();
+  registry.push(definition);
+}
+
+/**
+ * Lets a parent name one of its children as its primary one (a user's primary email), stored in a
+ * table `<parent table>_<child table>_primary` whose trigger refuses a child of another parent.
+ * `parent[childProperty]` becomes the child or `null`: populate it, assign it, flush.
+ *
+ * Call it once at start-up, before `MikroORM.init()`. Parent and child need single-column
+ * primary keys; `parentRelation` is the child's many-to-one to the parent, stored in `parentColumn`.
+ *
+ * @example
+ * ```ts
+ * addPrimaryRelationship(User, 'primaryEmail', UserEmail, 'user', 'user_id');
+ * const orm = await MikroORM.init(defineCoasterConfig({ driver: SqliteDriver, dbName, entities: [User, UserEmail] }));
+ * user.primaryEmail = email; // throws PrimaryRelationshipError if email.user is not user
+ * await em.flush();
+ * const again = await em.fork().findOneOrFail(User, user.id, { populate: ['primaryEmail'] });
+ * ```
+ */
+export function addPrimaryRelationship<P extends object, C extends object>(
+  parent: EntityClass<P>,
+  childProperty: keyof P & string,
+  child: EntityClass<C>,
+  parentRelation: keyof C & string,
+  parentColumn: string,
+): void {
+  register(new PrimaryRelationshipDefinition(parent, childProperty, () => child, parentRelation, parentColumn));
+}
+
+/**
+ * Decorator form of {@link addPrimaryRelationship}, on the parent's property. The child is given
+ * lazily, like MikroORM's own relation decorators.
+ *
+ * @example
+ * ```ts
+ * @Entity()
+ * class User {
+ *   @OneToMany(() => UserEmail, email => email.user)
+ *   emails = new Collection<UserEmail>(this);
+ *
+ *   @PrimaryRelationship(() => UserEmail, 'user', 'user_id')
+ *   primaryEmail!: UserEmail | null;
+ * }
+ * ```
+ */
+export function PrimaryRelationship<C extends object>(child: () => EntityClass<C>, parentRelation: keyof C & string, parentColumn: string) {
+  return (target: object, propertyName: string): void => {
+    register(new PrimaryRelationshipDefinition(target.constructor as EntityClass<object>, propertyName, child, parentRelation, parentColumn));
+  };
+}
+
+/**
+ * The primary relationships whose parent is among `entities` (all of them if entities are given
+ * as paths), for `defineCoasterConfig`.
+ */
+export function primaryRelationshipsFor(entities: readonly unknown[]): PrimaryRelationshipDefinition[] {
+  const classes = new Set(entities.map(e => (e instanceof EntitySchema ? e.meta.class : e)));
+  return registry.filter(d => classes.has(d.parent) || entities.some(e => typeof e === 'string'));
+}

@@ -1,0 +1,52 @@
+import type { AnyEntity, EntityMetadata, EntitySchema, MaybePromise, Options, Platform } from '@mikro-orm/core';
+import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
+import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
+import { primaryRelationships, primaryRelationshipsFor } from './primaryRelationship.js';
+import { PrimaryRelationshipSubscriber } from './PrimaryRelationshipSubscriber.js';
+
+function then(first: MaybePromise<void> | undefined, next: () => void): MaybePromise<void> {
+  return first instanceof Promise ? first.then(next) : next();
+}
+
+/**
+ * What primary relationships need from the ORM's options, for `defineCoasterConfig`: the primary
+ * tables' entities, the discovery hooks that name them, the flush subscriber that writes them, the
+ * schema generator that creates their triggers and the migration generator that emits them.
+ * The caller's hooks, subscribers, extensions and `migrations.generator` are kept.
+ *
+ * `entities` (and `entitiesTs`) are read when MikroORM reads the options, so a relationship declared
+ * after `defineCoasterConfig()` but before `MikroORM.init()` is included.
+ */
+export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(options: O): O {
+  const withLinks = (list: NonNullable<O['entities']>) => {
+    const links = primaryRelationshipsFor([...list, ...(options.entitiesTs ?? [])]).map(d => d.link as EntitySchema<AnyEntity>);
+    return [...list, ...links.filter(link => !list.includes(link))];
+  };
+  const discovery = options.discovery ?? {};
+  const result: O = {
+    ...options,
+    discovery: {
+      ...discovery,
+      onMetadata: (meta: EntityMetadata, platform: Platform) =>
+        then(discovery.onMetadata?.(meta, platform), () => primaryRelationships().forEach(r => r.onMetadata(meta, platform))),
+      afterDiscovered: (storage, platform) =>
+        then(discovery.afterDiscovered?.(storage, platform), () => primaryRelationships().forEach(r => r.afterDiscovered(storage, platform))),
+    },
+    subscribers: [...(options.subscribers ?? []), new PrimaryRelationshipSubscriber()],
+    extensions: [...(options.extensions ?? []), CoasterSchemaGenerator],
+    migrations: { generator: CoasterMigrationGenerator, ...options.migrations },
+  };
+  for (const key of ['entities', 'entitiesTs'] as const) {
+    let list = options[key];
+    if (key === 'entities' || list) {
+      Object.defineProperty(result, key, {
+        get: () => withLinks(list ?? []),
+        set: (value: O[typeof key]) => (list = value),
+        enumerable: true,
+        configurable: true,
+      });
+    }
+  }
+  return result;
+}
