@@ -10,11 +10,13 @@ import {
   type FilterQuery,
   type NoInfer,
   type RequiredEntityData,
+  type TransactionOptions,
   type UpsertManyOptions,
   type UpsertOptions,
 } from '@mikro-orm/core';
 import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
 import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from './errors.js';
+import { CommitCallbacks } from './onCommit.js';
 import { stampUpsertRow, timestampUpsertOptions } from './timestampUpsert.js';
 
 /** What {@link CoasterEntityManager.getOrCreate} resolves to. */
@@ -97,7 +99,12 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     await em.flushAllBut(entity);
 
     try {
-      await em.transactional(fork => void fork.persist(entity), { propagation: TransactionPropagation.NESTED });
+      await em.transactional(
+        // flushed here, not only by `transactional`, for ORMs with `disableTransactions` (no savepoint needed:
+        // every statement commits on its own there) where `transactional` merely calls back
+        fork => fork.persist(entity).flush(),
+        { propagation: TransactionPropagation.NESTED },
+      );
       return entity;
     } catch (error) {
       if (!(error instanceof ConstraintViolationException)) {
@@ -179,6 +186,30 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     const candidate = em.create(entityName, { ...where, ...data } as RequiredEntityData<T>, { persist: false });
     const entity = await em.failsafeAdd(candidate, filters);
     return { entity, created: entity === candidate };
+  }
+
+  /**
+   * MikroORM's `transactional`, keeping {@link onCommit} honest inside a {@link managedSession}: a nested
+   * transaction (propagation `NESTED`, the default) gets a level of commit callbacks of its own, handed to
+   * the enclosing level when its savepoint is released and dropped when it rolls back. Outside a managed
+   * session it is MikroORM's `transactional` unchanged.
+   *
+   * @example
+   * ```ts
+   * await managedSession(async em => {
+   *   await em.transactional(async tx => {
+   *     onCommit(() => mailer.send(welcome)); // dropped: this savepoint rolls back
+   *     throw new Error('changed my mind');
+   *   }).catch(() => undefined);
+   * }); // commits; the mail is not sent
+   * ```
+   */
+  override async transactional<T>(cb: (em: this) => T | Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    const level = CommitCallbacks.current();
+    if (!level || (options.propagation ?? TransactionPropagation.NESTED) !== TransactionPropagation.NESTED) {
+      return super.transactional(cb, options);
+    }
+    return level.nest(() => super.transactional(cb, options));
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { EntityData, FilterQuery } from '@mikro-orm/core';
+import { Utils, type EntityData, type FilterQuery } from '@mikro-orm/core';
 import { SqlEntityRepository } from '@mikro-orm/knex';
 import { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
 import { CoasterUsageError } from './errors.js';
@@ -22,29 +22,29 @@ export class CoasterEntityRepository<T extends object> extends SqlEntityReposito
   /** {@link CoasterEntityManager.failsafeAdd} on this repository's EntityManager. */
   failsafeAdd(entity: T, filters: FilterQuery<T>): Promise<T>;
   failsafeAdd(entity: T, filters?: FilterQuery<T>): Promise<T | undefined>;
-  failsafeAdd(entity: T, filters?: FilterQuery<T>): Promise<T | undefined> {
+  async failsafeAdd(entity: T, filters?: FilterQuery<T>): Promise<T | undefined> {
     return this.getCoasterEntityManager().failsafeAdd(entity, filters);
   }
 
   /** {@link CoasterEntityManager.addAndCommit} on this repository's EntityManager. */
-  addAndCommit(entity: T, filters: FilterQuery<T>): Promise<T> {
+  async addAndCommit(entity: T, filters: FilterQuery<T>): Promise<T> {
     return this.getCoasterEntityManager().addAndCommit(entity, filters);
   }
 
   /** {@link CoasterEntityManager.findOrCreate} for this repository's entity. */
-  findOrCreate(where: EntityData<T>, data?: EntityData<T>): Promise<T> {
+  async findOrCreate(where: EntityData<T>, data?: EntityData<T>): Promise<T> {
     return this.getCoasterEntityManager().findOrCreate(this.entityName, where, data);
   }
 
   /** {@link CoasterEntityManager.getOrCreate} for this repository's entity. */
-  getOrCreate(where: EntityData<T>, data?: EntityData<T>): Promise<FindOrCreateResult<T>> {
+  async getOrCreate(where: EntityData<T>, data?: EntityData<T>): Promise<FindOrCreateResult<T>> {
     return this.getCoasterEntityManager().getOrCreate(this.entityName, where, data);
   }
 
   private getCoasterEntityManager(): CoasterEntityManager {
     const em = this.getEntityManager();
     if (!(em instanceof CoasterEntityManager)) {
-      throw CoasterUsageError.notCoasterEntityManager(this.entityName.toString());
+      throw CoasterUsageError.notCoasterEntityManager(Utils.className(this.entityName));
     }
     return em;
   }

@@ -71,6 +71,15 @@ export class ManagedSessionError extends CoasterError {
     );
   }
 
+  /** A transaction was started from work that outlived its managed session (a promise it did not await). */
+  static sessionEnded(): ManagedSessionError {
+    return new ManagedSessionError(
+      `A managed session or transaction was started from work that outlived its managed session (a promise the ` +
+        `session did not await), so there is no session left to nest it in. Await that work inside the session, ` +
+        `or start it with a managedSession() of its own outside the session's async context.`,
+    );
+  }
+
   /** `optInTransactions: true` was combined with `implicitTransactions: true`, which it turns off. */
   static optInWithImplicitTransactions(): ManagedSessionError {
     return new ManagedSessionError(

@@ -19,7 +19,10 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
  * Returns MikroORM options with `entityManager: CoasterEntityManager` set, typed so that
  * `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em` is a `CoasterEntityManager`, with
  * what the entity decorators need ({@link withEntityDecorators}) and what primary relationships need
- * (see `addPrimaryRelationship`: call it before this).
+ * (see `addPrimaryRelationship`: call it before this). Options it already returned are returned as they
+ * are, so `initOrm(config)` with a `config` made by it applies nothing twice. Pass your own `subscribers`,
+ * `extensions` and `discovery` hooks in its argument: spreading its result with new ones replaces the
+ * library's.
  *
  * @example
  * ```ts
@@ -36,7 +39,15 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
 export function defineCoasterConfig<Driver extends AbstractSqlDriver>(
   options: CoasterOptions<Driver>,
 ): CoasterOptions<Driver> {
-  return withPrimaryRelationships(
+  if (defined.has(options)) {
+    return options;
+  }
+  const coasterOptions = withPrimaryRelationships(
     withEntityDecorators({ ...applyOptInTransactions(options), entityManager: CoasterEntityManager }),
   );
+  defined.add(coasterOptions);
+  return coasterOptions;
 }
+
+/** Options that {@link defineCoasterConfig} returned. */
+const defined = new WeakSet<object>();

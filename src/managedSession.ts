@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeadlockException, RequestContext, TransactionPropagation, type IsolationLevel } from '@mikro-orm/core';
 import type { CoasterEntityManager } from './CoasterEntityManager.js';
+import { TransactionRetryError } from './errors.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
 import { CommitCallbacks } from './onCommit.js';
 import { requireOrm, type CoasterOrm } from './orm.js';
@@ -82,9 +83,8 @@ const DEFAULT_RETRY_DELAY = 20;
  */
 export async function managedSession<T>(fn: SessionCallback<T>, options: ManagedSessionOptions = {}): Promise<T> {
   const orm = requireOrm('managedSession()');
-  const outer = CommitCallbacks.current();
-  if (outer) {
-    return nestedSession(orm, outer, fn, options);
+  if (CommitCallbacks.current()) {
+    return nestedSession(orm, fn, options);
   }
   if (orm.em.isInTransaction()) {
     throw ManagedSessionError.insideUnmanagedTransaction();
@@ -99,7 +99,8 @@ export async function managedSession<T>(fn: SessionCallback<T>, options: Managed
     try {
       result = await outermostSession(orm, level, fn, options);
     } catch (error) {
-      if (!(error instanceof DeadlockException) || attempt >= retries) {
+      const retryable = error instanceof DeadlockException || error instanceof TransactionRetryError;
+      if (!retryable || attempt >= retries) {
         throw error;
       }
       await sleep(retryDelay * 2 ** attempt * (1 + Math.random() / 2));
@@ -137,21 +138,11 @@ function outermostSession<T>(
   });
 }
 
-/** A session inside another: a savepoint whose callbacks join the outer level only if it is released. */
-async function nestedSession<T>(
-  orm: CoasterOrm,
-  outer: CommitCallbacks,
-  fn: SessionCallback<T>,
-  options: ManagedSessionOptions,
-): Promise<T> {
+/** A session inside another: a savepoint of it (onCommit levels are kept by `CoasterEntityManager.transactional`). */
+async function nestedSession<T>(orm: CoasterOrm, fn: SessionCallback<T>, options: ManagedSessionOptions): Promise<T> {
   const given = (Object.keys(options) as (keyof ManagedSessionOptions)[]).filter(name => options[name] !== undefined);
   if (given.length > 0) {
     throw ManagedSessionError.nestedSessionOptions(given);
   }
-  const level = new CommitCallbacks();
-  const result = await CommitCallbacks.within(level, () =>
-    orm.em.transactional(fn, { propagation: TransactionPropagation.NESTED }),
-  );
-  level.releaseInto(outer);
-  return result;
+  return orm.em.transactional(fn, { propagation: TransactionPropagation.NESTED });
 }

@@ -20,7 +20,7 @@ export type OnCommitCallback = () => unknown;
 export class CommitCallbacks {
   private readonly callbacks: OnCommitCallback[] = [];
   /** Set when the level's transaction or savepoint has ended: later registrations could never run. */
-  private ended = false;
+  private isEnded = false;
 
   /**
    * Runs `fn` (the level's transaction or savepoint) with this level as the current one for
@@ -31,7 +31,7 @@ export class CommitCallbacks {
       try {
         return await fn();
       } finally {
-        level.ended = true;
+        level.isEnded = true;
       }
     });
   }
@@ -41,16 +41,30 @@ export class CommitCallbacks {
     return storage.getStore();
   }
 
+  /** Whether the level's transaction or savepoint has ended (work left running after its session). */
+  get ended(): boolean {
+    return this.isEnded;
+  }
+
+  /**
+   * Runs `fn`, a nested transaction (savepoint) of this level, in a level of its own whose callbacks
+   * join this one only if `fn` succeeds: a savepoint that rolls back drops what was registered in it.
+   */
+  async nest<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.isEnded) {
+      throw ManagedSessionError.sessionEnded();
+    }
+    const level = new CommitCallbacks();
+    const result = await CommitCallbacks.within(level, fn);
+    this.callbacks.push(...level.callbacks);
+    return result;
+  }
+
   add(fn: OnCommitCallback): void {
-    if (this.ended) {
+    if (this.isEnded) {
       throw ManagedSessionError.onCommitAfterSessionEnded();
     }
     this.callbacks.push(fn);
-  }
-
-  /** Hands this (released savepoint's) level's callbacks to the enclosing level, keeping their order. */
-  releaseInto(outer: CommitCallbacks): void {
-    outer.callbacks.push(...this.callbacks);
   }
 
   /** Runs the callbacks one after another, in the order they were registered. */

@@ -65,7 +65,10 @@ export async function initOrm<Driver extends AbstractSqlDriver = AbstractSqlDriv
   const current: Singleton = { source: optionsOrOrm as CoasterOptions | CoasterOrm, orm: orm as Promise<CoasterOrm> };
   singleton = current;
   try {
-    initialised = await current.orm;
+    const resolved = await current.orm;
+    if (singleton === current) {
+      initialised = resolved; // not when closeOrm() ran meanwhile
+    }
   } catch (error) {
     if (singleton === current) {
       singleton = undefined;

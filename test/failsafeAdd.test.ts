@@ -1,6 +1,12 @@
 import { DeadlockException, IsolationLevel, UniqueConstraintViolationException, ForeignKeyConstraintViolationException } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
-import { CoasterEntityManager, CoasterUsageError, MultipleResultsError, TransactionRetryError } from '../src/index.js';
+import {
+  CoasterEntityManager,
+  CoasterUsageError,
+  MultipleResultsError,
+  TransactionRetryError,
+  defineCoasterConfig,
+} from '../src/index.js';
 import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from './support/databases.js';
 import { Account, Address, Tag, raceEntities } from './support/entities.js';
 
@@ -261,6 +267,28 @@ describe.each(databases)('addAndCommit on $name', db => {
   });
 });
 
+describe.each(databases)('failsafeAdd with disableTransactions on $name', db => {
+  let orm: TestOrm;
+  let log: QueryLog;
+
+  beforeAll(async () => {
+    ({ orm, log } = await db.init({ entities: raceEntities, disableTransactions: true }));
+  });
+  afterAll(() => closeOrm(orm));
+
+  it('inserts, and recovers a duplicate, with statements that commit on their own', async () => {
+    const em = orm.em.fork();
+    const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
+    expect(tag.id).toBeTypeOf('number');
+    log.clear();
+    expect(await orm.em.fork().failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' })).toMatchObject({ id: tag.id });
+    expect(statements(log)).toEqual([
+      'insert into tag (name) values (?) returning id',
+      'select t0.* from tag as t0 where t0.name = ? limit ?',
+    ]);
+  });
+});
+
 async function tagNames(orm: TestOrm): Promise<string[]> {
   return (await orm.em.fork().find(Tag, {}, { orderBy: { name: 'asc' } })).map(t => t.name);
 }
@@ -340,5 +368,13 @@ describe('failsafeAdd under snapshot isolation on postgresql', () => {
   it('READ COMMITTED: sees the committed row and returns it', async () => {
     const tag = await conflictAfterSnapshot(IsolationLevel.READ_COMMITTED, { name: 'news' });
     expect(tag?.name).toBe('news');
+  });
+});
+
+describe('defineCoasterConfig', () => {
+  it('returns options it already made as they are, so nothing is registered twice', () => {
+    const options = defineCoasterConfig({ entities: [Tag] });
+    expect(defineCoasterConfig(options)).toBe(options);
+    expect(options.entityManager).toBe(CoasterEntityManager);
   });
 });

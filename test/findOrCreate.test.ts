@@ -1,4 +1,5 @@
 import { Entity, EntityRepositoryType, PrimaryKey, Property, Unique, UniqueConstraintViolationException } from '@mikro-orm/core';
+import { SqlEntityManager } from '@mikro-orm/knex';
 import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { CoasterEntityRepository, CoasterUsageError, type FindOrCreateResult } from '../src/index.js';
 import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from './support/databases.js';
@@ -98,6 +99,24 @@ describe.each(databases)('findOrCreate on $name', db => {
       });
       expect(await orm.em.fork().count(Label)).toBe(2);
     });
+  });
+});
+
+describe.each(databases)('CoasterEntityRepository without CoasterEntityManager on $name', db => {
+  it('tells to enable CoasterEntityManager', async () => {
+    const { orm } = await db.init({ entities });
+    try {
+      const plain = new SqlEntityManager(orm.config, orm.em.getDriver(), orm.getMetadata(), false);
+      const labels = new LabelRepository(plain, Label);
+      const call = labels.findOrCreate({ name: 'news' });
+      await expect(call).rejects.toBeInstanceOf(CoasterUsageError);
+      await expect(labels.findOrCreate({ name: 'news' })).rejects.toThrow(
+        /The repository of Label needs a CoasterEntityManager.*defineCoasterConfig/,
+      );
+      expect(await orm.em.fork().count(Label)).toBe(0);
+    } finally {
+      await closeOrm(orm);
+    }
   });
 });
 

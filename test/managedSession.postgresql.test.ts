@@ -159,6 +159,26 @@ describe('managed sessions (PostgreSQL)', () => {
       expect(log.queries).toEqual([...attempt, 'rollback', ...attempt, 'commit']);
     });
 
+    it('re-runs the callback after findOrCreate meets a row its REPEATABLE READ snapshot cannot see', async () => {
+      await start();
+      let attempts = 0;
+      const { created, body } = await managedSession(
+        async em => {
+          attempts++;
+          expect(await em.count(Note)).toBeGreaterThanOrEqual(0); // takes the snapshot
+          if (attempts === 1) {
+            await onAnotherConnection(`insert into note (owner, body) values ('elsewhere', 'shared')`);
+          }
+          const result = await em.getOrCreate(Note, { body: 'shared' }, { owner: 'session' });
+          return { created: result.created, body: result.entity.body };
+        },
+        { isolationLevel: IsolationLevel.REPEATABLE_READ, retries: 1, retryDelay: 1 },
+      );
+      expect(attempts).toBe(2);
+      expect({ created, body }).toEqual({ created: false, body: 'shared' });
+      expect(await onAnotherConnection(`select owner from note`)).toEqual([{ owner: 'elsewhere' }]);
+    });
+
     it('rejects with the DeadlockException once the retries are used up', async () => {
       await start();
       const { id } = await managedSession(async em => em.create(Counter, { value: 0 }));

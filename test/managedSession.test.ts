@@ -275,6 +275,34 @@ describe.each(databases)('managed sessions on $name', db => {
       expect(events).toEqual(['outer', 'released savepoint', 'outer, later']);
     });
 
+    it("drops the callbacks of a rolled-back em.transactional() savepoint inside a session", async () => {
+      await start(db);
+      const events: string[] = [];
+      await managedSession(async em => {
+        await em.transactional(async () => onCommit(() => events.push('released')));
+        await em
+          .transactional(async () => {
+            onCommit(() => events.push('rolled back'));
+            throw new Error('inner');
+          })
+          .catch(() => undefined);
+      });
+      expect(events).toEqual(['released']);
+    });
+
+    it('refuses a session started from work that outlived its session', async () => {
+      await start(db);
+      let sessionEnded!: () => void;
+      const ended = new Promise<void>(resolve => (sessionEnded = resolve));
+      let background: Promise<unknown> | undefined;
+      await managedSession(async () => {
+        background = ended.then(() => managedSession(async () => 'late'));
+      });
+      sessionEnded();
+      await expect(background).rejects.toBeInstanceOf(ManagedSessionError);
+      await expect(background).rejects.toThrow(/started from work that outlived its managed session/);
+    });
+
     it('a failing callback rejects the session, whose data stays committed', async () => {
       await start(db);
       const failure = new Error('mail server down');
