@@ -15,7 +15,7 @@ function statements(log: QueryLog): string[] {
   return log.queries.map(q => q.replace(/["`]/g, ''));
 }
 
-describe.each(databases)('failsafeAdd on $name', db => {
+describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
   let orm: TestOrm;
   let log: QueryLog;
 
@@ -212,58 +212,46 @@ describe.each(databases)('failsafeAdd on $name', db => {
     await expect(em.failsafeAdd(value as object)).rejects.toThrow(TypeError);
     await expect(em.failsafeAdd(value as object)).rejects.toThrow(/needs an entity instance of a class MikroORM discovered/);
   });
-});
 
-describe.each(databases)('addAndCommit on $name', db => {
-  let orm: TestOrm;
-  let log: QueryLog;
-
-  beforeAll(async () => {
-    ({ orm, log } = await db.init({ entities: raceEntities }));
-  });
-  afterAll(() => closeOrm(orm));
-  beforeEach(async () => {
-    await orm.schema.clearDatabase();
-    log.clear();
-  });
-
-  it('commits outside a transaction: another EntityManager sees the row when it resolves', async () => {
-    const em = orm.em.fork();
-    const tag = await em.addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
-    expect(statements(log)).toEqual(['begin', 'insert into tag (name) values (?) returning id', 'commit']);
-    expect(await orm.em.fork().findOneOrFail(Tag, { name: 'news' })).toMatchObject({ id: tag.id });
-  });
-
-  it('releases its savepoint inside a transaction', async () => {
-    const em = orm.em.fork();
-    await em.transactional(async tx => {
-      const tag = await tx.addAndCommit(tx.create(Tag, { name: 'news' }), { name: 'news' });
-      expect(tag.name).toBe('news');
+  describe('addAndCommit', () => {
+    it('commits outside a transaction: another EntityManager sees the row when it resolves', async () => {
+      const em = orm.em.fork();
+      const tag = await em.addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
+      expect(statements(log)).toEqual(['begin', 'insert into tag (name) values (?) returning id', 'commit']);
+      expect(await orm.em.fork().findOneOrFail(Tag, { name: 'news' })).toMatchObject({ id: tag.id });
     });
-    expect(statements(log)).toEqual([
-      'begin',
-      'savepoint trx1',
-      'insert into tag (name) values (?) returning id',
-      'release savepoint trx1',
-      'commit',
-    ]);
-  });
 
-  it('returns the existing row on a conflict', async () => {
-    const em = orm.em.fork();
-    const first = await em.fork().addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
-    const second = await em.addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
-    expect(second.id).toBe(first.id);
-  });
+    it('releases its savepoint inside a transaction', async () => {
+      const em = orm.em.fork();
+      await em.transactional(async tx => {
+        const tag = await tx.addAndCommit(tx.create(Tag, { name: 'news' }), { name: 'news' });
+        expect(tag.name).toBe('news');
+      });
+      expect(statements(log)).toEqual([
+        'begin',
+        'savepoint trx1',
+        'insert into tag (name) values (?) returning id',
+        'release savepoint trx1',
+        'commit',
+      ]);
+    });
 
-  it('demands filters', async () => {
-    const em = orm.em.fork();
-    const call = em.addAndCommit(em.create(Tag, { name: 'news' }), undefined as never);
-    await expect(call).rejects.toBeInstanceOf(CoasterUsageError);
-    await expect(em.addAndCommit(em.create(Tag, { name: 'news' }), undefined as never)).rejects.toThrow(
-      /needs filters that find the existing row/,
-    );
-    expect(await tagNames(orm)).toEqual([]);
+    it('returns the existing row on a conflict', async () => {
+      const em = orm.em.fork();
+      const first = await em.fork().addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
+      const second = await em.addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
+      expect(second.id).toBe(first.id);
+    });
+
+    it('demands filters', async () => {
+      const em = orm.em.fork();
+      const call = em.addAndCommit(em.create(Tag, { name: 'news' }), undefined as never);
+      await expect(call).rejects.toBeInstanceOf(CoasterUsageError);
+      await expect(em.addAndCommit(em.create(Tag, { name: 'news' }), undefined as never)).rejects.toThrow(
+        /needs filters that find the existing row/,
+      );
+      expect(await tagNames(orm)).toEqual([]);
+    });
   });
 });
 
