@@ -1,6 +1,7 @@
 import type { MigrationDiff } from '@mikro-orm/core';
-import type { AbstractSqlDriver } from '@mikro-orm/knex';
-import { TSMigrationGenerator } from '@mikro-orm/migrations';
+import type { DatabaseSchema } from '@mikro-orm/knex';
+import { type Migrator, TSMigrationGenerator } from '@mikro-orm/migrations';
+import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { primaryTablesOf } from './primaryTables.js';
 import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
 
@@ -10,6 +11,11 @@ import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
  * where it drops one it also drops the function. Set by `defineCoasterConfig` as
  * `migrations.generator`, so `mikro-orm migration:create` writes them; a later diff never sees the
  * triggers, so the next `migration:create` emits nothing for them again.
+ *
+ * On SQLite, where MikroORM writes no `down()`, a migration created from a schema diff gets the down
+ * SQL of {@link CoasterSchemaGenerator.getUpdateSchemaMigrationSQL}: it drops the tables the
+ * migration created (their triggers go with them) and undoes added columns and indexes, unless the
+ * diff needs SQLite to rebuild a table; then, as before, `migration:down` refuses to revert it.
  *
  * @example
  * ```ts
@@ -21,28 +27,71 @@ import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
  * ```
  */
 export class CoasterMigrationGenerator extends TSMigrationGenerator {
-  override generateMigrationFile(className: string, diff: MigrationDiff): string {
-    return super.generateMigrationFile(className, this.withPrimaryTriggers(diff));
+  override async generate(diff: MigrationDiff, path?: string, name?: string): Promise<[string, string]> {
+    const withTriggers = this.withPrimaryTriggers(diff);
+    const down = withTriggers.down.length > 0 ? withTriggers.down : await this.sqliteDown(withTriggers.up);
+    return super.generate({ up: withTriggers.up, down }, path, name);
   }
 
-  /** Adds trigger statements after each direction's statements that create or drop a primary table. */
+  /**
+   * Adds trigger statements after each direction's statements that create or drop a primary table,
+   * creations first, as `CoasterSchemaGenerator.diffToSQL` does.
+   */
   withPrimaryTriggers(diff: MigrationDiff): MigrationDiff {
-    const driver = this.driver as AbstractSqlDriver;
+    const driver = this.driver;
     const knex = driver.getConnection().getKnex();
     const platform = driver.getPlatform();
     const withTriggers = (statements: string[]) => {
-      const added: string[] = [];
-      for (const table of primaryTablesOf(driver.getMetadata())) {
-        const quoted = knex.raw('??', [table.schema ? `${table.schema}.${table.table}` : table.table]).toQuery();
-        if (statements.some(sql => sql.startsWith(`create table ${quoted} (`))) {
-          added.push(...createTriggerSQL(platform, table));
-        }
-        if (statements.some(sql => sql.startsWith(`drop table if exists ${quoted}`))) {
-          added.push(...dropTriggerSQL(platform, table));
-        }
-      }
+      const quoted = (table: { schema?: string; table: string }) =>
+        knex.raw('??', [table.schema ? `${table.schema}.${table.table}` : table.table]).toQuery();
+      const tables = primaryTablesOf(driver.getMetadata());
+      const added = [
+        ...tables
+          .filter(table => statements.some(sql => sql.startsWith(`create table ${quoted(table)} (`)))
+          .flatMap(table => createTriggerSQL(platform, table)),
+        ...tables
+          .filter(table => statements.some(sql => sql.startsWith(`drop table if exists ${quoted(table)}`)))
+          .flatMap(table => dropTriggerSQL(platform, table)),
+      ];
       return added.length === 0 ? statements : [...statements, '', ...added];
     };
     return { up: withTriggers(diff.up), down: withTriggers(diff.down) };
   }
+
+  /**
+   * The down statements MikroORM leaves out on SQLite: the inverse of the diff the Migrator computed
+   * from its schema snapshot (or the database), provided `up` is that diff's SQL (an initial
+   * migration's need not be); otherwise none.
+   */
+  private async sqliteDown(up: string[]): Promise<string[]> {
+    const platform = this.driver.getPlatform();
+    if (platform.supportsDownMigrations()) {
+      return []; // MikroORM computed the down itself, and found none (as for initial migrations)
+    }
+    // the Migrator running this generator (the extension `orm.migrator` resolves), for its snapshot
+    const em = this.driver.createEntityManager();
+    const migrator = platform.getExtension<Migrator>('Migrator', '@mikro-orm/migrator', '@mikro-orm/migrations', em);
+    const fromSchema = (migrator as unknown as SnapshotReader).getSchemaFromSnapshot();
+    const sql = await new CoasterSchemaGenerator(this.driver).getUpdateSchemaMigrationSQL({
+      wrap: false,
+      safe: this.options.safe,
+      dropTables: this.options.dropTables,
+      fromSchema,
+    });
+    const squashed = (text: string) => text.replace(/\s+/g, '');
+    if (squashed(sql.up) !== squashed(up.join(''))) {
+      return [];
+    }
+    // one statement a line, a blank line between groups, as the Migrator splits the up SQL
+    const statements = sql.down.split(/(?<=;)\n/).flatMap(chunk => (chunk.startsWith('\n') ? ['', chunk.trim()] : [chunk.trim()]));
+    while (statements.length > 0 && statements[statements.length - 1] === '') {
+      statements.pop();
+    }
+    return statements;
+  }
+}
+
+/** `Migrator.getSchemaFromSnapshot`, protected in MikroORM's typings. */
+interface SnapshotReader {
+  getSchemaFromSnapshot(): DatabaseSchema | undefined;
 }

@@ -1,5 +1,5 @@
 import type { MikroORM } from '@mikro-orm/core';
-import { type SchemaDifference, SqlSchemaGenerator } from '@mikro-orm/knex';
+import { type DatabaseSchema, SchemaComparator, type SchemaDifference, SqlSchemaGenerator, type TableDifference } from '@mikro-orm/knex';
 import { primaryTablesOf } from './primaryTables.js';
 import { createTriggerSQL, dropTriggerSQL, type PrimaryTableNames } from './primaryTriggers.js';
 
@@ -7,7 +7,9 @@ import { createTriggerSQL, dropTriggerSQL, type PrimaryTableNames } from './prim
  * MikroORM's schema generator, plus the triggers of primary relationships: `createSchema()`,
  * `refreshDatabase()` and `updateSchema()` create them with their tables, and `dropSchema()` drops
  * PostgreSQL's functions (the triggers go with their tables). Registered by `defineCoasterConfig`
- * through the `extensions` option, so `orm.schema` is one of these.
+ * through the `extensions` option, so `orm.schema` is one of these. On SQLite, where MikroORM writes
+ * no down migrations, `getUpdateSchemaMigrationSQL()` also gives the down SQL when it can be
+ * reverted safely (see {@link CoasterSchemaGenerator.getUpdateSchemaMigrationSQL}).
  *
  * @example
  * ```ts
@@ -46,8 +48,69 @@ export class CoasterSchemaGenerator extends SqlSchemaGenerator {
     ]);
   }
 
+  /**
+   * MikroORM's up and down SQL from the database (or `options.fromSchema`) to the entities. Where the
+   * platform writes no down migrations (SQLite), the down SQL is computed as MikroORM computes it for
+   * the others, from the inverse schema diff, with the tables the up creates dropped in reverse
+   * dependency order (SQLite checks foreign keys when it drops a table with rows, and has no
+   * `cascade`); their triggers go with them. It stays empty when the inverse diff changes columns,
+   * foreign keys or checks of an existing table: SQLite can only rebuild such a table (copy,
+   * drop, rename), which inside a migration's transaction cannot turn foreign keys off, so the drop
+   * would delete or refuse the rows referencing it and lose the table's triggers. It also stays
+   * empty when it would add back a `not null` column without a default, which SQLite refuses.
+   *
+   * @example
+   * ```ts
+   * const { up, down } = await orm.schema.getUpdateSchemaMigrationSQL({ wrap: false }); // down on SQLite too
+   * ```
+   */
+  override async getUpdateSchemaMigrationSQL(
+    options: Parameters<SqlSchemaGenerator['getUpdateSchemaMigrationSQL']>[0] = {},
+  ): Promise<{ up: string; down: string }> {
+    if (this.platform.supportsDownMigrations()) {
+      return super.getUpdateSchemaMigrationSQL(options);
+    }
+    if (!options.fromSchema) {
+      await this.ensureDatabase();
+    }
+    // MikroORM's own (private) preparation, so both diffs see the schemas super's would
+    const { fromSchema, toSchema } = await (this as unknown as SchemaPreparation).prepareSchemaForComparison(options);
+    const comparator = new SchemaComparator(this.platform);
+    const diffUp = comparator.compare(fromSchema, toSchema);
+    const diffDown = comparator.compare(toSchema, fromSchema, diffUp);
+    const revertible = Object.values(diffDown.changedTables).every(
+      table =>
+        rebuildingChanges.every(key => Object.keys(table[key]).length === 0) &&
+        Object.values(table.addedColumns).every(column => column.nullable || column.default != null),
+    );
+    return {
+      up: await this.diffToSQL(diffUp, options),
+      down: revertible
+        ? await this.diffToSQL({ ...diffDown, removedTables: Object.fromEntries(Object.entries(diffDown.removedTables).reverse()) }, options)
+        : '',
+    };
+  }
+
   /** Adds statements as a group of their own, after what MikroORM generated. */
   private append(sql: string, statements: string[]): string {
     return statements.length === 0 ? sql : `${sql}${sql.endsWith('\n') || sql === '' ? '' : '\n'}\n${statements.join('\n')}\n`;
   }
 }
+
+/** `SqlSchemaGenerator.prepareSchemaForComparison`, private in MikroORM's typings. */
+interface SchemaPreparation {
+  prepareSchemaForComparison(
+    options: Parameters<SqlSchemaGenerator['getUpdateSchemaMigrationSQL']>[0],
+  ): Promise<{ fromSchema: DatabaseSchema; toSchema: DatabaseSchema }>;
+}
+
+/** The changes of an existing table that SQLite can only make by rebuilding it. */
+const rebuildingChanges = [
+  'changedColumns',
+  'addedForeignKeys',
+  'changedForeignKeys',
+  'removedForeignKeys',
+  'addedChecks',
+  'changedChecks',
+  'removedChecks',
+] as const satisfies readonly (keyof TableDifference)[];

@@ -3,16 +3,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { type Constructor, ForeignKeyConstraintViolationException, MikroORM } from '@mikro-orm/core';
-import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import { type Constructor, EntitySchema, type EntitySchemaMetadata, ForeignKeyConstraintViolationException, MikroORM } from '@mikro-orm/core';
+import { type AbstractSqlDriver, DatabaseSchema } from '@mikro-orm/knex';
 import { type Migration, Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { emailEntities, UserEmail } from '../../example/emails.js';
-import { entities, User } from '../../example/entities.js';
+import { entities, Follow, Tag, User } from '../../example/entities.js';
 import { type CoasterOptions, defineCoasterConfig } from '../../src/index.js';
-import { closeOrm, databases, postgresAdmin, postgresUrlFor, type TestOrm } from '../support/databases.js';
+import { closeOrm, databases, postgresAdmin, postgresUrlFor, sqlite, type TestOrm } from '../support/databases.js';
 
 const run = promisify(execFile);
 
@@ -62,6 +62,17 @@ async function migrationFiles(scratch: Scratch): Promise<string[]> {
   return (await readdir(scratch.migrations)).filter(file => file.endsWith('.ts')).sort();
 }
 
+/** Counts the primary table, its trigger(s) and (on PostgreSQL) its function: 3 of them on both databases. */
+const primaryObjects = {
+  sqlite:
+    `select count(*) as count from sqlite_master where name in ` +
+    `('user_user_email_primary', 'user_user_email_primary_trigger_insert', 'user_user_email_primary_trigger_update')`,
+  postgresql:
+    `select (select count(*) from pg_class where relname = 'user_user_email_primary') + ` +
+    `(select count(*) from pg_trigger where tgname = 'user_user_email_primary_trigger') + ` +
+    `(select count(*) from pg_proc where proname = 'user_user_email_primary_validate') as count`,
+};
+
 describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroORM CLI on %s', name => {
   let scratch: Scratch | undefined;
   let orm: MikroORM<AbstractSqlDriver> | undefined;
@@ -78,11 +89,15 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
     const code = await readFile(join(scratch.migrations, file), 'utf8');
     expect(code).toContain('user_user_email_primary');
     expect(code).toContain(name === 'sqlite' ? 'create trigger "user_user_email_primary_trigger_insert"' : 'create trigger "user_user_email_primary_trigger"');
+    const down = code.slice(code.indexOf('override async down()'));
     if (name === 'postgresql') {
       expect(code).toContain('create or replace function "user_user_email_primary_validate"()');
-      expect(code.slice(code.indexOf('down()'))).toContain('drop function if exists "user_user_email_primary_validate"();');
+      expect(down).toContain('drop function if exists "user_user_email_primary_validate"();');
     } else {
-      expect(code).not.toContain('down()'); // MikroORM writes no down migrations for SQLite
+      // MikroORM writes no down migrations for SQLite; CoasterMigrationGenerator drops what up created, children first
+      expect(down.match(/drop table if exists \\`\w+\\`/g)).toEqual(
+        ['follow', 'user_user_email_primary', 'user_email', 'user', 'tag'].map(table => `drop table if exists \\\`${table}\\\``),
+      );
     }
 
     await cli(scratch, 'migration:up');
@@ -106,33 +121,76 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
       [grace.id, graceEmail.id],
     ]);
   });
-});
 
-describe('migration:down through the MikroORM CLI on postgresql', () => {
-  let scratch: Scratch | undefined;
-
-  afterEach(() => scratch?.drop());
-
-  it('drops the table, its trigger and its function', async () => {
-    scratch = await scratchFor('postgresql');
+  it('migration:down drops the primary table and its triggers (and PostgreSQL\'s function), rows and all', async () => {
+    scratch = await scratchFor(name);
     await cli(scratch, 'migration:create');
     await cli(scratch, 'migration:up');
-    const count = async (sql: string) => {
-      const orm = await MikroORM.init<AbstractSqlDriver>(defineCoasterConfig({ ...scratch!.options, entities: [...entities, ...emailEntities] }));
-      try {
-        const [row] = await orm.em.fork().execute<{ count: string }[]>(sql);
-        return Number(row.count);
-      } finally {
-        await orm.close(true);
-      }
-    };
-    const objects =
-      `select (select count(*) from pg_class where relname = 'user_user_email_primary') + ` +
-      `(select count(*) from pg_trigger where tgname = 'user_user_email_primary_trigger') + ` +
-      `(select count(*) from pg_proc where proname = 'user_user_email_primary_validate') as count`;
-    expect(await count(objects)).toBe(3);
+    orm = await MikroORM.init<AbstractSqlDriver>(defineCoasterConfig({ ...scratch.options, entities: [...entities, ...emailEntities] }));
+    const em = orm.em.fork();
+    const ada = em.create(User, { email: 'ada@example.com', name: 'ada' });
+    ada.primaryEmail = em.create(UserEmail, { address: ada.email, user: ada });
+    em.create(Follow, { user: ada, tag: em.create(Tag, { name: 'orm' }) }); // its foreign keys do not cascade
+    await em.flush();
+    const count = async () => Number((await orm!.em.fork().execute<{ count: number | string }[]>(primaryObjects[name]))[0].count);
+    expect(await count()).toBe(3);
     await cli(scratch, 'migration:down');
-    expect(await count(objects)).toBe(0);
+    expect(await count()).toBe(0);
+  });
+});
+
+describe('down migrations on sqlite (SQLite-only: MikroORM writes none there)', () => {
+  const orms: TestOrm[] = [];
+
+  afterEach(async () => {
+    await Promise.all(orms.splice(0).map(orm => closeOrm(orm)));
+  });
+
+  /** An author table; `changes` adds or replaces columns. */
+  const authors = (changes: EntitySchemaMetadata<object>['properties'] = {}, extra: EntitySchema[] = []) => [
+    new EntitySchema({
+      name: 'Author',
+      tableName: 'author',
+      properties: { id: { type: 'integer', primary: true }, name: { type: 'string' }, age: { type: 'integer' }, ...changes },
+    }),
+    ...extra,
+  ];
+  const publisher = new EntitySchema({
+    name: 'Publisher',
+    tableName: 'publisher',
+    properties: { id: { type: 'integer', primary: true }, author: { kind: 'm:1', entity: 'Author' } },
+  });
+
+  /** The SQL of the migration from the `before` entities to the `after` ones, and its database after up and down. */
+  async function migrate(before: EntitySchema[], after: EntitySchema[]) {
+    const [old, current] = (await Promise.all([sqlite.init({ entities: before }), sqlite.init({ entities: after })])).map(({ orm }) => orm);
+    orms.push(old, current);
+    const { up, down } = await current.schema.getUpdateSchemaMigrationSQL({ wrap: false, fromSchema: old.schema.getTargetSchema() });
+    return { up, down, old, current };
+  }
+
+  it('drops the tables, columns and indexes the up added, restoring the schema before it', async () => {
+    const { up, down, old, current } = await migrate(authors(), authors({ bio: { type: 'string', nullable: true } }, [publisher]));
+    expect(down.split('\n').filter(Boolean)).toEqual(['drop table if exists `publisher`;', 'alter table `author` drop column `bio`;']);
+    await current.schema.dropSchema();
+    await current.schema.execute(await old.schema.getCreateSchemaSQL({ wrap: false }));
+    await current.em.execute("insert into `author` (`id`, `name`, `age`) values (1, 'ada', 36)");
+    await current.schema.execute(up);
+    await current.em.execute('insert into `publisher` (`id`, `author_id`) values (1, 1)');
+    await current.schema.execute(down);
+    const fromSchema = await DatabaseSchema.create(current.em.getConnection(), current.em.getPlatform(), current.config);
+    expect(await old.schema.getUpdateSchemaSQL({ fromSchema })).toBe('');
+    expect(await current.em.execute('select * from `author`')).toEqual([{ id: 1, name: 'ada', age: 36 }]);
+  });
+
+  const withoutAge = new EntitySchema({ name: 'Author', tableName: 'author', properties: { id: { type: 'integer', primary: true }, name: { type: 'string' } } });
+  it.each([
+    ['changes a column', authors({ age: { type: 'integer', nullable: true } })],
+    ['drops a not null column without a default', [withoutAge]],
+  ])('has none when the up %s (SQLite would have to rebuild the table or refuses the column)', async (_, after) => {
+    const { up, down } = await migrate(authors(), after);
+    expect(up).not.toBe('');
+    expect(down).toBe('');
   });
 });
 

@@ -1,6 +1,6 @@
 import { Migration } from '@mikro-orm/migrations';
 
-export class Migration20261122214717 extends Migration {
+export class Migration20261122220342 extends Migration {
 
   override async up(): Promise<void> {
     this.addSql(`create table \`tag\` (\`id\` text not null, \`name\` text not null, primary key (\`id\`));`);
@@ -24,6 +24,18 @@ export class Migration20261122214717 extends Migration {
 
     this.addSql(`create trigger "user_user_email_primary_trigger_insert" before insert on "user_user_email_primary" for each row when exists (select 1 from "user_email" where "id" = new."user_email_id" and "owner_id" is not new."user_id") begin select raise(abort, 'FOREIGN KEY constraint failed: The target is not affiliated with this parent'); end;`);
     this.addSql(`create trigger "user_user_email_primary_trigger_update" before update on "user_user_email_primary" for each row when exists (select 1 from "user_email" where "id" = new."user_email_id" and "owner_id" is not new."user_id") begin select raise(abort, 'FOREIGN KEY constraint failed: The target is not affiliated with this parent'); end;`);
+  }
+
+  override async down(): Promise<void> {
+    this.addSql(`drop table if exists \`follow\`;`);
+
+    this.addSql(`drop table if exists \`user_user_email_primary\`;`);
+
+    this.addSql(`drop table if exists \`user_email\`;`);
+
+    this.addSql(`drop table if exists \`user\`;`);
+
+    this.addSql(`drop table if exists \`tag\`;`);
   }
 
 }
