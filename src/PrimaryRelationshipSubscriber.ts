@@ -3,24 +3,29 @@ import {
   helper,
   type ChangeSet,
   type EntityClass,
+  type EntityManager,
   type EventSubscriber,
   type FlushEventArgs,
   type Primary,
+  type Transaction,
+  type TransactionEventArgs,
   type UnitOfWork,
 } from '@mikro-orm/core';
-import { type PrimaryLink, type PrimaryRelationshipDefinition, primaryRelationships } from './primaryRelationship.js';
+import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import { type PrimaryLink, type PrimaryRelationshipDefinition, primaryRelationships, samePrimaryKey } from './primaryRelationship.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 
-/** A primary table row a flush writes: the parent, its new primary child, and the row's entity. */
+/** A parent's primary child that a flush writes to the primary table (`null`: delete the row). */
 interface PrimaryWrite {
   definition: PrimaryRelationshipDefinition;
   parent: object;
   child: object | null;
-  link: PrimaryLink;
 }
 
-function sameKey(a: Primary<object> | null | undefined, b: Primary<object> | null | undefined): boolean {
-  return a == null || b == null ? a == null && b == null : String(a) === String(b);
+/** What one flush writes, and whether it is written yet. */
+interface PendingWrites {
+  writes: PrimaryWrite[];
+  written: boolean;
 }
 
 function entitiesOf(changeSets: ChangeSet<object>[], entityClass: EntityClass<object>, types: ChangeSetType[]): Set<object> {
@@ -30,16 +35,21 @@ function entitiesOf(changeSets: ChangeSet<object>[], entityClass: EntityClass<ob
 const deletions = [ChangeSetType.DELETE, ChangeSetType.DELETE_EARLY];
 
 /**
- * Writes primary relationships on flush. In `onFlush` it turns every changed `parent.primaryChild`
- * into a change set of the primary table's entity (insert, update of the child, or delete), so the
- * row is written in the flush's transaction, after the parent and child it references. In
- * `afterFlush` it records what the table now holds, and forgets primaries whose child was deleted
- * (the database's ON DELETE CASCADE removed their rows).
+ * Writes primary relationships on flush, in the flush's transaction. `onFlush` collects every changed
+ * `parent.primaryChild`; the rows are written once the flush's own statements have run, as an upsert
+ * (`insert ... on conflict (<parent column>) do update`) for a child and a plain delete for `null`, so
+ * the write never depends on what this process last saw of the table. A flush that starts its own
+ * transaction writes them in `beforeTransactionCommit`; one inside a transaction the application began
+ * writes them in `afterFlush`, in that transaction; one with nothing else to write opens a transaction
+ * for them. `afterFlush` then records what the table holds, and forgets primaries whose child was deleted
+ * (the database's ON DELETE CASCADE removed their rows). Nothing is recorded, and no entity is left in
+ * the identity map, by a flush that fails.
  */
 export class PrimaryRelationshipSubscriber implements EventSubscriber {
-  private readonly writes = new WeakMap<UnitOfWork, PrimaryWrite[]>();
+  private readonly pending = new WeakMap<UnitOfWork, PendingWrites>();
 
   async onFlush({ em, uow }: FlushEventArgs): Promise<void> {
+    this.pending.delete(uow); // left by a flush that failed
     const writes: PrimaryWrite[] = [];
     const changeSets = uow.getChangeSets();
     for (const definition of primaryRelationships()) {
@@ -54,51 +64,47 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber {
         }
         continue;
       }
-      const linkClass = definition.link.meta.class;
       const created = entitiesOf(changeSets, definition.parent, [ChangeSetType.CREATE]);
       const deleted = entitiesOf(changeSets, definition.parent, deletions);
+      const deletedChildren = entitiesOf(changeSets, definition.child(), deletions);
       for (const parent of new Set([...uow.getIdentityMap().getStore(meta).values(), ...created])) {
-        const state = definition.state(parent);
-        if (state.value === undefined || deleted.has(parent)) {
+        const { value, stored } = definition.state(parent);
+        if (value === undefined || deleted.has(parent)) {
           continue;
         }
-        const child = state.value;
-        const parentKey = helper(parent).getPrimaryKey();
-        let stored = created.has(parent) ? null : state.stored;
-        if (stored === undefined) {
-          const row = await em.getDriver().findOne<PrimaryLink>(linkClass.name, { parent: parentKey }, { ctx: em.getTransactionContext() });
-          stored = (row?.child as Primary<object> | undefined) ?? null;
-        }
-        if (child ? helper(child).getPrimaryKey() != null && sameKey(helper(child).getPrimaryKey(), stored) : stored === null) {
+        // a parent inserted by this flush has no row; a parent whose row is unknown gets the write
+        const known = created.has(parent) ? null : stored;
+        if (known !== undefined && (value ? samePrimaryKey(helper(value).getPrimaryKey(), known) : known === null)) {
           continue;
         }
-        let link: PrimaryLink;
-        if (!child) {
-          link = em.getReference(linkClass, parentKey as Primary<PrimaryLink>);
-          uow.computeChangeSet(link, ChangeSetType.DELETE);
-        } else if (stored !== null) {
-          link = em.merge(linkClass, { parent: parentKey, child: stored }, { refresh: true });
-          link.child = child;
-          uow.computeChangeSet(link);
-        } else {
-          link = em.create(linkClass, { parent, child });
-          uow.computeChangeSet(link);
-        }
-        writes.push({ definition, parent, child, link });
+        // the row is written after this flush's deletes: a child deleted by it leaves no row
+        writes.push({ definition, parent, child: value && !deletedChildren.has(value) ? value : null });
       }
     }
-    this.writes.set(uow, writes);
+    if (writes.length > 0) {
+      this.pending.set(uow, { writes, written: false });
+    }
   }
 
-  afterFlush({ em, uow }: FlushEventArgs): void {
-    for (const { definition, parent, child, link } of this.writes.get(uow) ?? []) {
-      definition.markStored(parent, child);
-      if (child) {
-        // the row's entity only carried this write: keep the identity map to the application's entities
-        uow.unsetIdentity(link);
-      }
+  /** Writes the rows of a flush that started its own transaction, just before it commits. */
+  async beforeTransactionCommit({ em, uow, transaction }: TransactionEventArgs): Promise<void> {
+    const pending = uow && this.pending.get(uow);
+    if (pending && !pending.written) {
+      await this.write(em, pending.writes, transaction);
+      pending.written = true;
     }
-    this.writes.delete(uow);
+  }
+
+  async afterFlush({ em, uow }: FlushEventArgs): Promise<void> {
+    const pending = this.pending.get(uow);
+    this.pending.delete(uow);
+    if (pending && !pending.written) {
+      const ctx = em.getTransactionContext();
+      await (ctx ? this.write(em, pending.writes, ctx) : em.getConnection('write').transactional(trx => this.write(em, pending.writes, trx)));
+    }
+    for (const { definition, parent, child } of pending?.writes ?? []) {
+      definition.markStored(parent, child);
+    }
     const changeSets = uow.getChangeSets();
     for (const definition of primaryRelationships().filter(d => d.isPartOf(em.getMetadata()))) {
       // a parent inserted by this flush has exactly the row this flush wrote, if any
@@ -114,6 +120,34 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber {
         if (value && deletedChildren.has(value)) {
           definition.markStored(parent, null);
         }
+      }
+    }
+  }
+
+  /**
+   * Writes the rows, per relationship: one delete of the rows cleared, one upsert of the rows set
+   * (`updated_at` moves, `created_at` stays), with MikroORM's query builder in the given transaction.
+   */
+  private async write(em: EntityManager, writes: PrimaryWrite[], ctx: Transaction | undefined): Promise<void> {
+    // primary relationships exist on PostgreSQL and SQLite only (see triggerDialect)
+    const driver = em.getDriver() as AbstractSqlDriver;
+    const key = (entity: object) => helper(entity).getPrimaryKey() as Primary<object>;
+    // as MikroORM's driver methods do, report database errors (the trigger's) as MikroORM's exceptions
+    const run = (query: Promise<unknown>) =>
+      query.catch((error: Error) => {
+        throw driver.convertException(error);
+      });
+    for (const definition of new Set(writes.map(w => w.definition))) {
+      const table = () => driver.createQueryBuilder<PrimaryLink>(definition.link.meta.className, ctx, 'write');
+      const mine = writes.filter(w => w.definition === definition);
+      const cleared = mine.filter(w => !w.child).map(w => key(w.parent));
+      if (cleared.length > 0) {
+        await run(table().delete({ parent: { $in: cleared } }).execute('run'));
+      }
+      const now = new Date();
+      const rows = mine.flatMap(w => (w.child ? [{ parent: key(w.parent), child: key(w.child), createdAt: now, updatedAt: now }] : []));
+      if (rows.length > 0) {
+        await run(table().insert(rows).onConflict('parent').merge(['child', 'updatedAt']).execute('run'));
       }
     }
   }

@@ -32,7 +32,9 @@ export interface PrimaryLink {
   parent: object;
   /** The parent's primary child. */
   child: object;
+  /** When the row was inserted, that is when the parent first had a primary child since it last had none. */
   createdAt: Date;
+  /** When the row was last written: the primary child chosen last. */
   updatedAt: Date;
   [OptionalProps]?: 'createdAt' | 'updatedAt';
 }
@@ -64,9 +66,14 @@ function singlePrimaryKey(meta: EntityMetadata, platform: Platform): string {
   return pk.fieldNames?.[0] ?? platform.getConfig().getNamingStrategy().propertyToColumnName(pk.name);
 }
 
-function samePrimaryKey(a: object, b: object): boolean {
-  const [pkA, pkB] = [helper(a).getPrimaryKey(), helper(b).getPrimaryKey()];
-  return a.constructor === b.constructor && pkA != null && pkB != null && String(pkA) === String(pkB);
+/** Whether two single-column primary keys name the same row; a missing key (`null`, an entity not yet inserted) names none. */
+export function samePrimaryKey(a: Primary<object> | null | undefined, b: Primary<object> | null | undefined): boolean {
+  return a != null && b != null && String(a) === String(b);
+}
+
+/** Whether two entities are the same row. */
+function sameEntity(a: object, b: object): boolean {
+  return a === b || (a.constructor === b.constructor && samePrimaryKey(helper(a).getPrimaryKey(), helper(b).getPrimaryKey()));
 }
 
 /**
@@ -188,12 +195,21 @@ export class PrimaryRelationshipDefinition {
     if (child && helper(child).__initialized) {
       const reference = (child as Record<string, object | undefined>)[this.parentRelation];
       const owner = reference ? Reference.unwrapReference(reference) : null;
-      if (owner !== parent && !(owner && samePrimaryKey(owner, parent))) {
+      if (owner ? !sameEntity(owner, parent) : !this.readWithoutParent(child)) {
         throw PrimaryRelationshipError.notAffiliated(this.parent.name, this.property, this.child().name);
       }
     }
     state.value = child;
     helper(parent).__touched = true;
+  }
+
+  /**
+   * Whether the child was read from the database without its parent relation (`fields`), so its
+   * parent is unknown here, as for an unloaded reference: the trigger checks those.
+   */
+  private readWithoutParent(child: object): boolean {
+    const wrapped = helper(child);
+    return wrapped.__originalEntityData !== undefined && !wrapped.__loadedProperties.has(this.parentRelation);
   }
 
   /** Records that the table now holds `child` for `parent` (after a flush). */

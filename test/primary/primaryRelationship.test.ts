@@ -1,10 +1,11 @@
 import { ForeignKeyConstraintViolationException, wrap } from '@mikro-orm/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PrimaryRelationshipError } from '../../src/index.js';
+import { type PrimaryLink, PrimaryRelationshipError } from '../../src/index.js';
 import { closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
-import { ChildForPrimary, ParentForPrimary, primaryEntities } from './entities.js';
+import { ChildForPrimary, LooseChild, LooseParent, looseEntities, ParentForPrimary, primaryEntities } from './entities.js';
 
 const table = 'parent_for_primary_child_for_primary_primary';
+const linkName = 'ParentForPrimary_primaryChild';
 
 describe.each(databases)('primary relationships on $name', db => {
   let orm: TestOrm;
@@ -18,6 +19,27 @@ describe.each(databases)('primary relationships on $name', db => {
 
   /** An identifier quoted as MikroORM's queries on this database quote it. */
   const quote = (name: string) => (db.name === 'sqlite' ? `\`${name}\`` : `"${name}"`);
+
+  /**
+   * The statement a flush writes `count` primary children with: one upsert, so it neither depends on
+   * what the process last saw of the table nor silently does nothing. (SQLite's multi-row form is knex's.)
+   */
+  function upsert(count: number): string {
+    const columns = ['child_for_primary_id', 'created_at', 'parent_for_primary_id', 'updated_at'].map(quote);
+    const select = `select ${columns.map(column => `? as ${column}`).join(', ')}`;
+    const values =
+      db.name === 'sqlite' && count > 1
+        ? `${Array<string>(count).fill(select).join(' union all ')} where true`
+        : `values ${Array<string>(count).fill('(?, ?, ?, ?)').join(', ')}`;
+    const [child, , parent, updated] = columns;
+    return (
+      `insert into ${quote(table)} (${columns.join(', ')}) ${values} on conflict (${parent}) ` +
+      `do update set ${child} = excluded.${child}, ${updated} = excluded.${updated} returning ${columns[1]}, ${updated}`
+    );
+  }
+
+  /** The delete that clears a parent's primary child. */
+  const deleteRow = () => `delete from ${quote(table)} where ${quote('parent_for_primary_id')} in (?)`;
 
   /** The primary table's rows as [parent id, child id] pairs, read with raw SQL. */
   async function rows(): Promise<[number, number][]> {
@@ -50,8 +72,7 @@ describe.each(databases)('primary relationships on $name', db => {
     await em.flush();
     expect(log.statements).toEqual([
       'begin',
-      `insert into ${quote(table)} (${['parent_for_primary_id', 'child_for_primary_id', 'created_at', 'updated_at'].map(quote).join(', ')}) ` +
-        'values (?, ?, ?, ?), (?, ?, ?, ?)',
+      upsert(2),
       'commit',
     ]);
     expect(await rows()).toEqual([
@@ -78,7 +99,7 @@ describe.each(databases)('primary relationships on $name', db => {
     await em.flush();
     expect(log.statements).toEqual([
       'begin',
-      `update ${quote(table)} set ${quote('child_for_primary_id')} = ?, ${quote('updated_at')} = ? where ${quote('parent_for_primary_id')} = ?`,
+      upsert(1),
       'commit',
     ]);
     expect(await rows()).toEqual([
@@ -87,7 +108,9 @@ describe.each(databases)('primary relationships on $name', db => {
     ]);
 
     parent1.primaryChild = null;
+    log.clear();
     await em.flush();
+    expect(log.statements).toEqual(['begin', deleteRow(), 'commit']);
     expect(await rows()).toEqual([[parent2.id, child2a.id]]);
     expect(await orm.em.fork().count(ChildForPrimary, { name: 'child1b' })).toBe(1);
 
@@ -126,11 +149,55 @@ describe.each(databases)('primary relationships on $name', db => {
     const parent = em.create(ParentForPrimary, { name: 'new' });
     const child = em.create(ChildForPrimary, { name: 'new child', parent });
     parent.primaryChild = child;
+    log.clear();
     await em.flush();
+    expect(log.statements).toEqual([
+      'begin',
+      `insert into ${quote('parent_for_primary')} (${quote('name')}) values (?) returning ${quote('id')}`,
+      `insert into ${quote('child_for_primary')} (${['name', 'parent_ref'].map(quote).join(', ')}) values (?, ?) returning ${quote('id')}`,
+      upsert(1),
+      'commit',
+    ]);
     expect(await rows()).toEqual([[parent.id, child.id]]);
   });
 
-  it("replaces a loaded parent's primary child without reading the table again", async () => {
+  it('sets the primary child of a new parent and child whose nullable relation MikroORM sets by a later update', async () => {
+    await closeOrm(orm);
+    ({ orm, log } = await db.init({ entities: looseEntities }));
+    const em = orm.em.fork();
+    const parent = em.create(LooseParent, {});
+    const child = em.create(LooseChild, { name: 'new child', parent });
+    parent.primaryChild = child;
+    log.clear();
+    await em.flush();
+    expect(log.statements.slice(-3)).toEqual([
+      `update ${quote('loose_child')} set ${quote('loose_parent_id')} = ? where ${quote('id')} = ?`,
+      expect.stringMatching(new RegExp(`^insert into ${quote('loose_parent_loose_child_primary')} .* on conflict`)),
+      'commit',
+    ]);
+    const rows = await orm.em.fork().execute<{ parent: number; child: number }[]>(
+      'select "loose_parent_id" as parent, "loose_child_id" as child from "loose_parent_loose_child_primary"',
+    );
+    expect(rows.map(row => [Number(row.parent), Number(row.child)])).toEqual([[parent.id, child.id]]);
+  });
+
+  it('writes the row in the transaction the application began, before the flush returns', async () => {
+    const { parent1, child1a } = await family();
+    const rolledBack = new Error('roll back');
+    const work = orm.em.fork().transactional(async em => {
+      const parent = await em.findOneOrFail(ParentForPrimary, parent1.id);
+      parent.primaryChild = await em.findOneOrFail(ChildForPrimary, child1a.id);
+      log.clear();
+      await em.flush();
+      expect(log.statements).toEqual([upsert(1)]);
+      expect(await em.execute(`select count(*) as n from "${table}"`)).toEqual([{ n: db.name === 'sqlite' ? 1 : '1' }]);
+      throw rolledBack;
+    });
+    await expect(work).rejects.toBe(rolledBack);
+    expect(await rows()).toEqual([]);
+  });
+
+  it("replaces a loaded parent's primary child with one upsert, keeping the row's created_at", async () => {
     const { em, parent1, child1a, child1b } = await family();
     parent1.primaryChild = child1a;
     await em.flush();
@@ -138,14 +205,18 @@ describe.each(databases)('primary relationships on $name', db => {
     const fork = orm.em.fork();
     const parent = await fork.findOneOrFail(ParentForPrimary, parent1.id);
     const child = await fork.findOneOrFail(ChildForPrimary, child1b.id);
+    const [before] = await orm.em.fork().find<PrimaryLink>(linkName, { parent: parent1.id });
     log.clear();
     parent.primaryChild = child;
     await fork.flush();
     expect(log.statements).toEqual([
       'begin',
-      `update ${quote(table)} set ${quote('child_for_primary_id')} = ?, ${quote('updated_at')} = ? where ${quote('parent_for_primary_id')} = ?`,
+      upsert(1),
       'commit',
     ]);
+    const [after] = await orm.em.fork().find<PrimaryLink>(linkName, { parent: parent1.id });
+    expect(after.createdAt).toEqual(before.createdAt);
+    expect(after.updatedAt.getTime()).toBeGreaterThanOrEqual(before.updatedAt.getTime());
   });
 
   it('replaces the primary child of a parent known only by reference', async () => {
@@ -166,12 +237,76 @@ describe.each(databases)('primary relationships on $name', db => {
     log.clear();
     await fork.flush();
     expect(log.statements).toEqual([
-      `select ${quote('p0')}.* from ${quote(table)} as ${quote('p0')} where ${quote('p0')}.${quote('parent_for_primary_id')} = ? limit ?`,
       'begin',
-      `update ${quote(table)} set ${quote('child_for_primary_id')} = ?, ${quote('updated_at')} = ? where ${quote('parent_for_primary_id')} = ?`,
+      upsert(1),
       'commit',
     ]);
     expect(await rows()).toEqual([[parent1.id, child1b.id]]);
+  });
+
+  it('writes an assignment whose row another fork removed since this fork last saw it', async () => {
+    const { em, parent1, child1a, child1b } = await family();
+    parent1.primaryChild = child1a;
+    await em.flush();
+
+    const other = orm.em.fork();
+    (await other.findOneOrFail(ParentForPrimary, parent1.id)).primaryChild = null;
+    await other.flush();
+    parent1.primaryChild = child1b;
+    await em.flush();
+    expect(await rows()).toEqual([[parent1.id, child1b.id]]);
+
+    await orm.em.fork().nativeDelete(ChildForPrimary, child1b.id); // cascades to the row
+    parent1.primaryChild = child1a;
+    await em.flush();
+    expect(await rows()).toEqual([[parent1.id, child1a.id]]);
+    expect(parent1.primaryChild).toBe(child1a);
+  });
+
+  it('writes an assignment when another fork chose a primary child since this fork saw none', async () => {
+    const { em, parent1, child1a, child1b } = await family();
+    expect(parent1.primaryChild).toBeNull();
+
+    const other = orm.em.fork();
+    const parent = await other.findOneOrFail(ParentForPrimary, parent1.id);
+    parent.primaryChild = await other.findOneOrFail(ChildForPrimary, child1a.id);
+    await other.flush();
+    parent1.primaryChild = child1b;
+    await em.flush();
+    expect(await rows()).toEqual([[parent1.id, child1b.id]]);
+  });
+
+  it('writes a corrected assignment after the trigger refused the first one', async () => {
+    const { parent1, child1a, child2a } = await family();
+    // a loaded parent (its row known to be absent), then a parent known only by reference
+    for (const loaded of [true, false]) {
+      const fork = orm.em.fork();
+      const parent = loaded ? await fork.findOneOrFail(ParentForPrimary, parent1.id) : fork.getReference(ParentForPrimary, parent1.id);
+      parent.primaryChild = fork.getReference(ChildForPrimary, child2a.id); // not loaded: only the trigger can refuse it
+      await expect(fork.flush()).rejects.toThrow('The target is not affiliated with this parent');
+      expect(await rows()).toEqual([]);
+
+      parent.primaryChild = fork.getReference(ChildForPrimary, child1a.id);
+      await fork.flush();
+      expect(await rows()).toEqual([[parent1.id, child1a.id]]);
+      await orm.em.fork().nativeDelete(table, {});
+    }
+  });
+
+  it('leaves a child loaded without its parent relation to the trigger', async () => {
+    const { parent1, child1a, child2a } = await family();
+    const fork = orm.em.fork();
+    const parent = await fork.findOneOrFail(ParentForPrimary, parent1.id);
+    const [mine, theirs] = await fork.find(ChildForPrimary, { id: [child1a.id, child2a.id] }, { fields: ['name'], orderBy: { id: 'asc' } });
+    parent.primaryChild = mine as ChildForPrimary; // its type says it has no parent
+    await fork.flush();
+    expect(await rows()).toEqual([[parent1.id, child1a.id]]);
+
+    parent.primaryChild = theirs as ChildForPrimary;
+    const flush = fork.flush();
+    await expect(flush).rejects.toThrow(ForeignKeyConstraintViolationException);
+    await expect(flush).rejects.toThrow('The target is not affiliated with this parent');
+    expect(await rows()).toEqual([[parent1.id, child1a.id]]);
   });
 
   it('lets the trigger refuse raw SQL that names another parent\'s child (test_parent_child_primary_sql_validator)', async () => {
