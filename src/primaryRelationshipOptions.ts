@@ -1,5 +1,5 @@
-import type { AnyEntity, EntityMetadata, EntitySchema, MaybePromise, Options, Platform } from '@mikro-orm/core';
-import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import type { AnyEntity, EntityMetadata, EntitySchema, MaybePromise, Options, Platform, PoolConfig } from '@mikro-orm/core';
+import { type AbstractSqlDriver, BaseSqlitePlatform } from '@mikro-orm/knex';
 import { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { primaryRelationships, primaryRelationshipsFor } from './primaryRelationship.js';
@@ -9,11 +9,52 @@ function then(first: MaybePromise<void> | undefined, next: () => void): MaybePro
   return first instanceof Promise ? first.then(next) : next();
 }
 
+/** knex's `pool.afterCreate`: called with each new raw connection, and a callback to call when done. */
+type AfterCreate = (connection: unknown, done: (error: Error | null, connection: unknown) => void) => void;
+
+/**
+ * A raw SQLite connection: node-sqlite3's `Database` (`@mikro-orm/sqlite`) runs SQL with a callback;
+ * better-sqlite3's and libsql's (`@mikro-orm/better-sqlite`, `@mikro-orm/libsql`) have a synchronous `pragma()`.
+ */
+interface RawSqliteConnection {
+  exec(sql: string, callback: (error: Error | null) => void): unknown;
+  pragma?(source: string): unknown;
+}
+
+/** The `afterCreate` hooks made by {@link enforcingForeignKeys}, so a pool gets one at most. */
+const foreignKeyHooks = new WeakSet<object>();
+
+/**
+ * The pool options with an `afterCreate` that turns SQLite's foreign keys on for every new connection,
+ * then runs the application's own `afterCreate`. MikroORM turns them on once, when it connects, so a
+ * connection the pool opens later (after closing an idle one) would not enforce them.
+ */
+function enforcingForeignKeys(pool: PoolConfig): PoolConfig {
+  const own = pool.afterCreate as AfterCreate | undefined;
+  if (own && foreignKeyHooks.has(own)) {
+    return pool;
+  }
+  const afterCreate: AfterCreate = (connection, done) => {
+    const next = (error: Error | null) => (error || !own ? done(error, connection) : own(connection, done));
+    const sqlite = connection as RawSqliteConnection;
+    if (sqlite.pragma) {
+      sqlite.pragma('foreign_keys = on');
+      next(null);
+    } else {
+      sqlite.exec('pragma foreign_keys = on', next);
+    }
+  };
+  foreignKeyHooks.add(afterCreate);
+  return { ...pool, afterCreate };
+}
+
 /**
  * What primary relationships need from the ORM's options, for `defineCoasterConfig`: the primary
  * tables' entities, the discovery hooks that name them, the flush subscriber that writes them, the
- * schema generator that creates their triggers and the migration generator that emits them.
- * The caller's hooks, subscribers, extensions and `migrations.generator` are kept.
+ * schema generator that creates their triggers and the migration generator that emits them; on
+ * SQLite, a `pool.afterCreate` that turns foreign keys on for every connection (the primary tables'
+ * foreign keys and ON DELETE CASCADE rely on them). The caller's hooks, subscribers, extensions,
+ * `pool.afterCreate` and `migrations.generator` are kept.
  *
  * `entities` (and `entitiesTs`) are read when MikroORM reads the options, so a relationship declared
  * after `defineCoasterConfig()` but before `MikroORM.init()` is included.
@@ -31,7 +72,13 @@ export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(o
       onMetadata: (meta: EntityMetadata, platform: Platform) =>
         then(discovery.onMetadata?.(meta, platform), () => primaryRelationships().forEach(r => r.onMetadata(meta, platform))),
       afterDiscovered: (storage, platform) =>
-        then(discovery.afterDiscovered?.(storage, platform), () => primaryRelationships().forEach(r => r.afterDiscovered(storage, platform))),
+        then(discovery.afterDiscovered?.(storage, platform), () => {
+          primaryRelationships().forEach(r => r.afterDiscovered(storage, platform));
+          // discovery comes before MikroORM opens the pool, and only then is the platform known
+          if (platform instanceof BaseSqlitePlatform) {
+            platform.getConfig().set('pool', enforcingForeignKeys(platform.getConfig().get('pool')));
+          }
+        }),
     },
     subscribers: [...(options.subscribers ?? []), new PrimaryRelationshipSubscriber()],
     extensions: [...(options.extensions ?? []), CoasterSchemaGenerator],

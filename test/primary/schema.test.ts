@@ -1,5 +1,12 @@
-import { ForeignKeyConstraintViolationException } from '@mikro-orm/core';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ForeignKeyConstraintViolationException, MikroORM } from '@mikro-orm/core';
+import type { Knex } from '@mikro-orm/knex';
+import { SqliteDriver } from '@mikro-orm/sqlite';
+import type sqlite3 from 'sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { defineCoasterConfig } from '../../src/index.js';
 import { closeOrm, databases, type TestOrm } from '../support/databases.js';
 import { primaryEntities } from './entities.js';
 import { OddChild, OddParent, oddEntities } from './weirdEntities.js';
@@ -71,6 +78,50 @@ describe('SQLite connections', () => {
       expect(await orm.em.fork().execute('pragma foreign_keys')).toEqual([{ foreign_keys: 1 }]);
     } finally {
       await closeOrm(orm);
+    }
+  });
+
+  it("enforce foreign keys on every connection the pool opens, before the application's own afterCreate", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coaster-pool-'));
+    /** `pragma foreign_keys` as the application's afterCreate saw it on each new connection. */
+    const created: number[] = [];
+    const orm = await MikroORM.init(
+      defineCoasterConfig({
+        driver: SqliteDriver,
+        dbName: join(dir, 'pool.sqlite'),
+        entities: primaryEntities,
+        pool: {
+          min: 0,
+          idleTimeoutMillis: 50,
+          reapIntervalMillis: 10,
+          afterCreate: (connection: sqlite3.Database, done: (error: Error | null, connection: sqlite3.Database) => void) => {
+            connection.get<{ foreign_keys: number }>('pragma foreign_keys', (error, row) => {
+              created.push(row.foreign_keys);
+              done(error, connection);
+            });
+          },
+        },
+      }),
+    );
+    try {
+      await orm.schema.createSchema();
+      const em = orm.em.fork();
+      expect(await em.execute('pragma foreign_keys')).toEqual([{ foreign_keys: 1 }]);
+      // wait until the pool has closed its idle connection, so the next query opens another one
+      const pool = (orm.em.getConnection().getKnex().client as Knex.Client).pool!;
+      const opened = created.length;
+      while (pool.numFree() + pool.numUsed() > 0) {
+        await new Promise(resolve => setTimeout(resolve, 10));
+      }
+
+      expect(await em.execute('pragma foreign_keys')).toEqual([{ foreign_keys: 1 }]);
+      expect(created.length).toBe(opened + 1);
+      expect(created.every(foreignKeys => foreignKeys === 1)).toBe(true);
+      const orphan = em.execute(`insert into "child_for_primary" ("name", "parent_ref") values ('orphan', 999)`);
+      await expect(orphan).rejects.toThrow(ForeignKeyConstraintViolationException);
+    } finally {
+      await orm.close(true);
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
