@@ -187,6 +187,8 @@ export class PrimaryRelationshipDefinition {
       state.value = undefined; // not loaded: nothing to write
       return;
     }
+    // the entity's own hydrator: `helper(parent).__em` is not set yet while MikroORM hydrates an entity
+    // it built with its constructor (`forceEntityConstructor`), so `__em?.getHydrator()` would miss it
     if ((helper(parent) as unknown as { hydrator: { isRunning(): boolean } }).hydrator.isRunning()) {
       state.value = child;
       state.stored = child && helper(child).getPrimaryKey();

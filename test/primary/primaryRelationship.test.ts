@@ -181,6 +181,21 @@ describe.each(databases)('primary relationships on $name', db => {
     expect(rows.map(row => [Number(row.parent), Number(row.child)])).toEqual([[parent.id, child.id]]);
   });
 
+  it('leaves the row alone when flushing parents MikroORM built with their constructor (forceEntityConstructor)', async () => {
+    await closeOrm(orm);
+    ({ orm, log } = await db.init({ entities: primaryEntities, forceEntityConstructor: true }));
+    const { em, parent1, child1a } = await family();
+    parent1.primaryChild = child1a;
+    await em.flush();
+
+    const fork = orm.em.fork();
+    const [parent] = await fork.find(ParentForPrimary, {}, { populate: ['primaryChild'], orderBy: { id: 'asc' } });
+    expect(parent.primaryChild?.name).toBe('child1a');
+    log.clear();
+    await fork.flush(); // loading is not assigning
+    expect(log.statements).toEqual([]);
+  });
+
   it('writes the row in the transaction the application began, before the flush returns', async () => {
     const { parent1, child1a } = await family();
     const rolledBack = new Error('roll back');
