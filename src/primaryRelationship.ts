@@ -239,12 +239,14 @@ export class PrimaryRelationshipDefinition {
     }
     const parentPrimaryKey = singlePrimaryKey(parentMeta, platform);
     const childPrimaryKey = singlePrimaryKey(childMeta, platform);
+    // entities without a schema of their own live in the ORM's `schema` option (PostgreSQL), if set
+    const defaultSchema = platform.getConfig().get('schema');
     const names: PrimaryRelationshipNames = {
-      schema: linkMeta.schema ?? parentMeta.schema,
+      schema: linkMeta.schema ?? parentMeta.schema ?? defaultSchema,
       table: `${parentMeta.tableName}_${childMeta.tableName}_primary`,
       parentColumn: `${parentMeta.tableName}_${parentPrimaryKey}`,
       childColumn: `${childMeta.tableName}_${childPrimaryKey}`,
-      childTable: [childMeta.schema, childMeta.tableName],
+      childTable: [childMeta.schema ?? defaultSchema, childMeta.tableName],
       childPrimaryKey,
       childParentColumn: this.parentColumn,
       parentPrimaryKey,

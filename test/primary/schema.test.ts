@@ -7,8 +7,8 @@ import { SqliteDriver } from '@mikro-orm/sqlite';
 import type sqlite3 from 'sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defineCoasterConfig } from '../../src/index.js';
-import { closeOrm, databases, type TestOrm } from '../support/databases.js';
-import { primaryEntities } from './entities.js';
+import { closeOrm, databases, postgresql, type TestOrm } from '../support/databases.js';
+import { ChildForPrimary, ParentForPrimary, primaryEntities } from './entities.js';
 import { OddChild, OddParent, oddEntities } from './weirdEntities.js';
 
 const table = 'parent_for_primary_child_for_primary_primary';
@@ -122,6 +122,28 @@ describe('SQLite connections', () => {
     } finally {
       await orm.close(true);
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('primary tables in a configured schema on postgresql', () => {
+  it("qualifies the table, trigger and function with the ORM's `schema` option", async () => {
+    const { orm } = await postgresql.init({ entities: primaryEntities, schema: 'app' });
+    try {
+      const em = orm.em.fork();
+      const [mine, theirs] = ['mine', 'theirs'].map(name => em.create(ParentForPrimary, { name }));
+      const child = em.create(ChildForPrimary, { name: 'child', parent: mine });
+      const stranger = em.create(ChildForPrimary, { name: 'stranger', parent: theirs });
+      await em.flush();
+      mine.primaryChild = child;
+      await em.flush();
+      const [row] = await em.execute<{ n: number }[]>(`select count(*)::int as n from "app"."${table}"`);
+      expect(row.n).toBe(1);
+      await expect(
+        em.execute(`update "app"."${table}" set "child_for_primary_id" = ${stranger.id}`),
+      ).rejects.toBeInstanceOf(ForeignKeyConstraintViolationException);
+    } finally {
+      await closeOrm(orm);
     }
   });
 });
