@@ -239,8 +239,10 @@ export class PrimaryRelationshipDefinition {
     }
     const parentPrimaryKey = singlePrimaryKey(parentMeta, platform);
     const childPrimaryKey = singlePrimaryKey(childMeta, platform);
-    // entities without a schema of their own live in the ORM's `schema` option (PostgreSQL), if set
-    const defaultSchema = platform.getConfig().get('schema');
+    // entities without a schema of their own live in the ORM's `schema` option when it names another
+    // schema than the platform's default (PostgreSQL's `public`, which the trigger SQL leaves implicit)
+    const configuredSchema = platform.getConfig().get('schema');
+    const defaultSchema = configuredSchema === platform.getDefaultSchemaName() ? undefined : configuredSchema;
     const names: PrimaryRelationshipNames = {
       schema: linkMeta.schema ?? parentMeta.schema ?? defaultSchema,
       table: `${parentMeta.tableName}_${childMeta.tableName}_primary`,
