@@ -78,8 +78,9 @@ const DEFAULT_RETRY_DELAY = 20;
  *   return user;
  * }, { isolationLevel: IsolationLevel.SERIALIZABLE, retries: 3 });
  * ```
- * @throws {ManagedSessionError} before {@link initOrm}; inside a transaction that `em.transactional()` or
- *   `em.begin()` opened; when a nested session is given options; when `retries` is not a whole number >= 0.
+ * @throws {ManagedSessionError} before {@link initOrm}; inside a transaction that `em.transactional()`
+ *   opened outside any managed session; from work that outlived its session; when a nested session is given
+ *   options; when `retries` is not a whole number >= 0.
  */
 export async function managedSession<T>(fn: SessionCallback<T>, options: ManagedSessionOptions = {}): Promise<T> {
   const orm = requireOrm('managedSession()');
