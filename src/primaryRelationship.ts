@@ -15,7 +15,7 @@ import {
 } from '@mikro-orm/core';
 import { createdAtProperty, updatedAtProperty } from './timestamps.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
-import { type PrimaryTableNames, quoteIdentifier, triggerDialect } from './primaryTriggers.js';
+import { type PrimaryTableNames, qualified, quoteIdentifier, triggerDialect } from './primaryTriggers.js';
 
 /**
  * A row of a primary table: which child is the parent's primary one. The entity behind it, named
@@ -38,7 +38,6 @@ export interface PrimaryLink {
   updatedAt: Date;
   [OptionalProps]?: 'createdAt' | 'updatedAt';
 }
-
 
 /** What the primary table holds for one parent, as far as this process knows. */
 interface PrimaryState {
@@ -162,9 +161,8 @@ export class PrimaryRelationshipDefinition {
   /** The parent's property read from the primary table, as MikroORM selects it. */
   private selectChildSQL(table: FormulaTable): string {
     const names = this.requireNames();
-    const from = names.schema ? `${quoteIdentifier(names.schema)}.${quoteIdentifier(names.table)}` : quoteIdentifier(names.table);
     return (
-      `(select ${quoteIdentifier(names.childColumn)} from ${from} ` +
+      `(select ${quoteIdentifier(names.childColumn)} from ${qualified(names.schema, names.table)} ` +
       `where ${quoteIdentifier(names.parentColumn)} = ${table}.${quoteIdentifier(names.parentPrimaryKey)})`
     );
   }
@@ -190,8 +188,7 @@ export class PrimaryRelationshipDefinition {
     // the entity's own hydrator: `helper(parent).__em` is not set yet while MikroORM hydrates an entity
     // it built with its constructor (`forceEntityConstructor`), so `__em?.getHydrator()` would miss it
     if ((helper(parent) as unknown as { hydrator: { isRunning(): boolean } }).hydrator.isRunning()) {
-      state.value = child;
-      state.stored = child && helper(child).getPrimaryKey();
+      this.markStored(parent, child);
       return;
     }
     if (child && helper(child).__initialized) {

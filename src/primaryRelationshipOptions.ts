@@ -1,13 +1,10 @@
-import type { AnyEntity, EntityMetadata, EntitySchema, MaybePromise, Options, Platform, PoolConfig } from '@mikro-orm/core';
+import type { AnyEntity, EntityMetadata, EntitySchema, Options, Platform, PoolConfig } from '@mikro-orm/core';
 import { type AbstractSqlDriver, BaseSqlitePlatform } from '@mikro-orm/knex';
+import { afterHook } from './afterHook.js';
 import { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { primaryRelationships, primaryRelationshipsFor } from './primaryRelationship.js';
 import { PrimaryRelationshipSubscriber } from './PrimaryRelationshipSubscriber.js';
-
-function then(first: MaybePromise<void> | undefined, next: () => void): MaybePromise<void> {
-  return first instanceof Promise ? first.then(next) : next();
-}
 
 /** knex's `pool.afterCreate`: called with each new raw connection, and a callback to call when done. */
 type AfterCreate = (connection: unknown, done: (error: Error | null, connection: unknown) => void) => void;
@@ -70,9 +67,9 @@ export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(o
     discovery: {
       ...discovery,
       onMetadata: (meta: EntityMetadata, platform: Platform) =>
-        then(discovery.onMetadata?.(meta, platform), () => primaryRelationships().forEach(r => r.onMetadata(meta, platform))),
+        afterHook(discovery.onMetadata?.(meta, platform), () => primaryRelationships().forEach(r => r.onMetadata(meta, platform))),
       afterDiscovered: (storage, platform) =>
-        then(discovery.afterDiscovered?.(storage, platform), () => {
+        afterHook(discovery.afterDiscovered?.(storage, platform), () => {
           primaryRelationships().forEach(r => r.afterDiscovered(storage, platform));
           // discovery comes before MikroORM opens the pool, and only then is the platform known
           if (platform instanceof BaseSqlitePlatform) {

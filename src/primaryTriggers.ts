@@ -2,7 +2,7 @@ import type { Platform } from '@mikro-orm/core';
 import { BaseSqlitePlatform } from '@mikro-orm/knex';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 
-/**
+/*
  * The SQL of the trigger that makes the database refuse a primary child owned by another parent.
  * Every statement is a single line, so MikroORM's schema generator and migrator (which split SQL on
  * lines and on `;\n`) keep each one whole.
@@ -34,7 +34,8 @@ export function quoteIdentifier(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-function qualified(schema: string | undefined, name: string): string {
+/** A quoted name, schema-qualified when a schema is given. */
+export function qualified(schema: string | undefined, name: string): string {
   return schema ? `${quoteIdentifier(schema)}.${quoteIdentifier(name)}` : quoteIdentifier(name);
 }
 

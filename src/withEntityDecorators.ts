@@ -1,4 +1,5 @@
 import type { EntityMetadata, Options, Platform } from '@mikro-orm/core';
+import { afterHook } from './afterHook.js';
 import { keepDeclaredDefaults } from './autoInitDefault.js';
 import { applyDecoratedProperties } from './decoratedProperties.js';
 import { TimestampSubscriber } from './TimestampSubscriber.js';
@@ -30,13 +31,8 @@ export function withEntityDecorators<O extends Options>(options: O): O {
     subscribers: [...(options.subscribers ?? []), new TimestampSubscriber()],
     discovery: {
       ...options.discovery,
-      onMetadata(meta: EntityMetadata, platform: Platform) {
-        const done = onMetadata?.(meta, platform);
-        if (done instanceof Promise) {
-          return done.then(() => completeMetadata(meta, platform));
-        }
-        completeMetadata(meta, platform);
-      },
+      onMetadata: (meta: EntityMetadata, platform: Platform) =>
+        afterHook(onMetadata?.(meta, platform), () => completeMetadata(meta, platform)),
     },
   };
 }
