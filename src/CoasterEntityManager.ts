@@ -1,9 +1,11 @@
 import {
-  ConstraintViolationException,
+  Reference,
+  ReferenceKind,
   TransactionPropagation,
   UniqueConstraintViolationException,
   Utils,
   helper,
+  type Dictionary,
   type EntityData,
   type EntityMetadata,
   type EntityName,
@@ -15,6 +17,7 @@ import {
   type UpsertOptions,
 } from '@mikro-orm/core';
 import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
+import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from './errors.js';
 import { CommitCallbacks } from './onCommit.js';
 import { stampUpsertRow, timestampUpsertOptions } from './timestampUpsert.js';
@@ -25,18 +28,6 @@ export interface FindOrCreateResult<T> {
   entity: T;
   /** `true` when this call inserted the row, `false` when it found it (before or after a conflict). */
   created: boolean;
-}
-
-/** `findOrCreate` builds the entity from `where`, so `where` must hold values, not query operators. */
-function assertPlainValues(where: object): void {
-  for (const [key, value] of Object.entries(where)) {
-    const operator = key.startsWith('$')
-      ? key
-      : Utils.isPlainObject(value) && Object.keys(value).find(k => k.startsWith('$'));
-    if (operator) {
-      throw CoasterUsageError.operatorInWhere('findOrCreate', operator === key ? key : `${key}.${operator}`);
-    }
-  }
 }
 
 /** Isolation levels, as PostgreSQL's `transaction_isolation` names them, whose snapshot can hide a conflicting row. */
@@ -61,20 +52,29 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * Inserts a new entity in a nested transaction, surviving a concurrent insert of the same row.
    * A port of coaster's `failsafe_add`.
    *
-   * 1. If the entity is already known to this EntityManager (`em.create` persists by default), it is
-   *    detached first, so nothing inserts it outside the savepoint.
+   * 1. The entity must be new: one this EntityManager already manages is refused with
+   *    {@link CoasterUsageError} (see {@link CoasterUsageError.alreadyPersisted} for the `em.create` trap).
+   *    So is an entity that other pending entities reference, or whose own collections or inverse
+   *    one-to-one hold entities: they would be written without it, or lost with it on a conflict.
+   *    Nothing is written then.
    * 2. This EntityManager's other pending changes are flushed first, outside the savepoint.
    * 3. The entity is inserted in `transactional` with propagation `NESTED`: a SAVEPOINT inside an open
    *    transaction, a transaction of its own otherwise.
    * 4. On success the same instance is returned, now managed by this EntityManager.
-   * 5. On a `ConstraintViolationException` only the savepoint is rolled back; the caller's transaction
-   *    and earlier work stay. With `filters`, the row they match is loaded (on the write connection, in
-   *    the same transaction) and returned, as the instance already in the identity map where there is
-   *    one. No match rethrows the violation; more than one throws {@link MultipleResultsError}. Without
-   *    `filters`, resolves to `undefined`.
-   * 6. The rejected instance is detached: a later `flush` never inserts it.
-   * 7. Under REPEATABLE READ or SERIALIZABLE, a unique violation whose row the snapshot cannot see throws
-   *    {@link TransactionRetryError}. Serialization failures and deadlocks are never caught.
+   * 5. On a `UniqueConstraintViolationException` only the savepoint is rolled back; the caller's
+   *    transaction and earlier work stay. With `filters`, the row they match is loaded (on the primary,
+   *    in the same transaction) and returned, as the instance already in the identity map where there is
+   *    one (its unflushed changes kept). No match rethrows the violation; more than one throws
+   *    {@link MultipleResultsError}. Without `filters`, the duplicate is ignored: resolves to `undefined`.
+   *    If this EntityManager already manages an entity with the same primary key, no insert is sent: that
+   *    is the duplicate, and it keeps its place and its changes.
+   * 6. Every other error, including foreign key, NOT NULL and CHECK violations, rolls the savepoint back
+   *    and propagates as MikroORM's exception, the caller's transaction still usable.
+   * 7. The rejected instance is detached: a later `flush` never inserts it.
+   * 8. Under REPEATABLE READ or SERIALIZABLE, when the filters match nothing and no row with any of the
+   *    candidate's unique keys is visible, the conflicting row was committed after the snapshot:
+   *    {@link TransactionRetryError}. A visible row rethrows the violation (retrying cannot help).
+   *    Serialization failures and deadlocks are never caught.
    *
    * Inside a transaction it emits (PostgreSQL, conflict path):
    * ```sql
@@ -96,7 +96,12 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
   async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>): Promise<T | undefined> {
     const em = this.getContext(false);
     const meta = em.entityMetadata('failsafeAdd', entity);
+    em.assertInsertableAlone('failsafeAdd', entity);
     await em.flushAllBut(entity);
+    const twin = em.managedTwin(meta, entity);
+    if (twin) {
+      return filters === undefined ? undefined : em.loadExisting(meta, entity, filters, twin);
+    }
 
     try {
       await em.transactional(
@@ -107,11 +112,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       );
       return entity;
     } catch (error) {
-      if (!(error instanceof ConstraintViolationException)) {
+      em.forget(entity);
+      if (!(error instanceof UniqueConstraintViolationException)) {
         throw error;
       }
-      em.getUnitOfWork(false).unsetIdentity(entity);
-      return filters === undefined ? undefined : em.loadConflicting(meta, filters, error);
+      return filters === undefined ? undefined : em.loadExisting(meta, entity, filters, error);
     }
   }
 
@@ -143,12 +148,24 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
   /**
    * Finds the entity matching `where`, or creates it from `where` plus `data` and inserts it with
    * {@link failsafeAdd}, so two concurrent callers end with one row and both get it. A port of fictive's
-   * `find_or_create`. `where` takes plain property values (no operators); `data` is used only on create.
-   * To learn whether the row was created, use {@link getOrCreate}.
+   * `find_or_create`. To learn whether the row was created, use {@link getOrCreate}.
+   *
+   * - `where` is both the filter and the new row's values, so it takes plain values of the entity's
+   *   properties at every depth: an embeddable as a plain object, a relation as an entity, a reference or
+   *   a primary key. Operators, arrays, JSON documents, collections, a relation given by other columns
+   *   of the related row, unknown properties and an empty `where` throw {@link CoasterUsageError} before
+   *   any SQL.
+   * - `data` is used only on create and may not contradict `where` ({@link CoasterUsageError}).
+   * - Several rows matching `where` throw {@link MultipleResultsError}; it never picks one.
+   * - The whole call reads from the primary, never from a `replicas` connection, so it cannot miss a row
+   *   that was just written or find one just deleted.
+   * - It never changes a managed entity's in-memory state: the entity that matches `where` is returned
+   *   as it is; if none matches but the new row's primary key is that of a managed entity,
+   *   {@link CoasterUsageError} is thrown.
    *
    * Emits, when the row exists:
    * ```sql
-   * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 1
+   * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2
    * ```
    * and when it does not, that select followed by {@link failsafeAdd}'s statements.
    *
@@ -158,7 +175,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * ```
    */
   async findOrCreate<T extends object>(entityName: EntityName<T>, where: EntityData<T>, data?: EntityData<T>): Promise<T> {
-    const { entity } = await this.getOrCreate(entityName, where, data);
+    const { entity } = await this.getContext(false).findOrInsert('findOrCreate', entityName, where, data);
     return entity;
   }
 
@@ -176,16 +193,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     where: EntityData<T>,
     data?: EntityData<T>,
   ): Promise<FindOrCreateResult<T>> {
-    const em = this.getContext(false);
-    assertPlainValues(where);
-    const filters = where as FilterQuery<T>;
-    const existing = await em.findOne(entityName, filters);
-    if (existing) {
-      return { entity: existing, created: false };
-    }
-    const candidate = em.create(entityName, { ...where, ...data } as RequiredEntityData<T>, { persist: false });
-    const entity = await em.failsafeAdd(candidate, filters);
-    return { entity, created: entity === candidate };
+    return this.getContext(false).findOrInsert('getOrCreate', entityName, where, data);
   }
 
   /**
@@ -274,6 +282,113 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     return meta;
   }
 
+  /** {@link getOrCreate}, its errors naming `method`. */
+  private async findOrInsert<T extends object>(
+    method: string,
+    entityName: EntityName<T>,
+    where: EntityData<T>,
+    data: EntityData<T> | undefined,
+  ): Promise<FindOrCreateResult<T>> {
+    const meta = this.getMetadata().get<T>(Utils.className(entityName));
+    checkCreatableWhere(method, meta, where, data);
+    const filters = where as FilterQuery<T>;
+    const existing = await this.findUnique(method, meta, filters);
+    if (existing) {
+      return { entity: existing, created: false };
+    }
+    const values = { ...where, ...data } as RequiredEntityData<T>;
+    // em.create() would merge `values` into a managed entity with the same primary key
+    const twin = this.getUnitOfWork(false).tryGetById<T>(meta.className, values as FilterQuery<T>, this.schema, false);
+    if (twin) {
+      throw CoasterUsageError.managedKeyMismatch(method, meta.className, helper(twin).getPrimaryKey(), where);
+    }
+    const candidate = this.create(entityName, values, { persist: false });
+    const entity = await this.failsafeAdd(candidate, filters);
+    return { entity, created: entity === candidate };
+  }
+
+  /**
+   * Refuses an entity that is already managed, or that does not stand alone: pending entities that
+   * reference it (they would be flushed before it, pointing nowhere, or at a row it did not become), and
+   * entities its own collections or inverse one-to-one hold (inserted with it, and lost with it when it
+   * turns out to be a duplicate).
+   */
+  private assertInsertableAlone(method: string, entity: object): void {
+    const wrapped = helper(entity);
+    const meta = wrapped.__meta;
+    if (wrapped.__managed) {
+      throw CoasterUsageError.alreadyPersisted(method, meta.className, wrapped.getPrimaryKey());
+    }
+    const dependents = new Set<string>();
+    for (const prop of meta.relations) {
+      const value = (entity as Dictionary)[prop.name];
+      const holds = Utils.isCollection(value)
+        ? value.isInitialized() && value.count() > 0
+        : prop.kind === ReferenceKind.ONE_TO_ONE && !prop.owner && value != null;
+      if (holds) {
+        dependents.add(`${meta.className}.${prop.name}`);
+      }
+    }
+    const uow = this.getUnitOfWork(false);
+    const others = new Set<object>(uow.getPersistStack());
+    for (const { meta: referrer } of meta.referencingProperties) {
+      uow.getIdentityMap().getStore(referrer).forEach(other => others.add(other));
+    }
+    for (const other of others) {
+      const otherMeta = helper(other).__meta;
+      const references = otherMeta.relations.some(prop => {
+        const value = (other as Dictionary)[prop.name];
+        return Utils.isCollection(value)
+          ? prop.kind === ReferenceKind.MANY_TO_MANY && prop.owner && value.isInitialized() && value.contains(entity, false)
+          : prop.kind !== ReferenceKind.ONE_TO_ONE || prop.owner
+            ? Reference.unwrapReference(value as object) === entity
+            : false;
+      });
+      if (other !== entity && references) {
+        dependents.add(otherMeta.className);
+      }
+    }
+    if (dependents.size > 0) {
+      throw CoasterUsageError.pendingDependents(method, meta.className, [...dependents]);
+    }
+  }
+
+  /**
+   * The entity this EntityManager already manages under `entity`'s primary key, if `entity` has one and
+   * it is not `entity` itself: inserting `entity` would violate that key.
+   */
+  private managedTwin<T extends object>(meta: EntityMetadata<T>, entity: T): T | undefined {
+    const key = helper(entity).getPrimaryKey();
+    const twin = key == null ? undefined : this.getUnitOfWork(false).getById<T>(meta.className, key, helper(entity).getSchema());
+    return twin === entity ? undefined : twin;
+  }
+
+  /** Removes `entity` from the identity map, but only if the map holds that very instance under its key. */
+  private unmap(entity: object): void {
+    const map = this.getUnitOfWork(false).getIdentityMap();
+    const wrapped = helper(entity);
+    const key = wrapped.getPrimaryKey();
+    if (key != null && this.getUnitOfWork(false).getById(wrapped.__meta.className, key, wrapped.getSchema()) === entity) {
+      map.delete(entity);
+    }
+  }
+
+  /**
+   * Detaches a rejected entity: out of the persist stack and managed collections, no longer managed, so
+   * a later flush never inserts it. MikroORM's `unsetIdentity` removes the identity-map entry under the
+   * entity's key whichever instance it holds, so a managed entity with that key is put back.
+   */
+  private forget(entity: object): void {
+    const uow = this.getUnitOfWork(false);
+    const wrapped = helper(entity);
+    const key = wrapped.getPrimaryKey();
+    const holder = key == null ? undefined : uow.getById(wrapped.__meta.className, key, wrapped.getSchema());
+    uow.unsetIdentity(entity);
+    if (holder && holder !== entity) {
+      uow.getIdentityMap().store(holder);
+    }
+  }
+
   /**
    * Takes a new entity out of this unit of work and flushes everything else, so that the entity is
    * inserted only inside the savepoint. While the other changes flush, the entity is marked as being
@@ -281,13 +396,10 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    */
   private async flushAllBut(entity: object): Promise<void> {
     const wrapped = helper(entity);
-    if (wrapped.__managed) {
-      throw CoasterUsageError.alreadyPersisted('failsafeAdd', wrapped.__meta.className);
-    }
     const uow = this.getUnitOfWork(false);
     const detach = () => {
       uow.getPersistStack().delete(entity);
-      uow.getIdentityMap().delete(entity);
+      this.unmap(entity);
     };
     detach();
     wrapped.__processing = true;
@@ -300,29 +412,69 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
   }
 
   /**
-   * Loads the row that `filters` match after `violation` rolled the insert back: the one row, else
-   * {@link MultipleResultsError}, else {@link TransactionRetryError} when a snapshot hides it, else the
-   * violation itself.
+   * The one row matching `filters`, read on the primary; `null` when none does.
+   * @throws {MultipleResultsError} when several do.
    */
-  private async loadConflicting<T extends object>(
+  private async findUnique<T extends object>(method: string, meta: EntityMetadata<T>, filters: FilterQuery<T>): Promise<T | null> {
+    const rows = await this.find<T>(meta.class, filters, { limit: 2, connectionType: 'write' });
+    if (rows.length > 1) {
+      throw MultipleResultsError.onFind(method, meta.className, filters, rows.length);
+    }
+    return rows[0] ?? null;
+  }
+
+  /**
+   * Loads the row that `filters` match after an insert of `candidate` was refused, by `conflict`: the
+   * database's unique violation, or the managed entity that already has the candidate's primary key.
+   * Returns the one row, else throws {@link MultipleResultsError}; when nothing matches, throws
+   * {@link TransactionRetryError} if a snapshot hides the conflicting row, else the violation (or, for a
+   * managed twin, {@link CoasterUsageError}).
+   */
+  private async loadExisting<T extends object>(
     meta: EntityMetadata<T>,
+    candidate: T,
     filters: FilterQuery<T>,
-    violation: ConstraintViolationException,
+    conflict: UniqueConstraintViolationException | T,
   ): Promise<T> {
     const rows = await this.find<T>(meta.class, filters, { limit: 2, connectionType: 'write' });
     if (rows.length === 1) {
       return rows[0];
     }
-    if (rows.length > 1) {
-      throw new MultipleResultsError(meta.className, filters, rows.length, violation);
-    }
-    if (violation instanceof UniqueConstraintViolationException) {
-      const isolationLevel = await this.snapshotIsolationLevel();
-      if (isolationLevel) {
-        throw new TransactionRetryError(meta.className, isolationLevel, violation);
+    if (!(conflict instanceof UniqueConstraintViolationException)) {
+      if (rows.length > 1) {
+        throw MultipleResultsError.onFind('failsafeAdd', meta.className, filters, rows.length);
       }
+      throw CoasterUsageError.managedKeyMismatch('failsafeAdd', meta.className, helper(conflict).getPrimaryKey(), filters);
     }
-    throw violation;
+    if (rows.length > 1) {
+      throw MultipleResultsError.onConflict(meta.className, filters, rows.length, conflict);
+    }
+    const isolationLevel = await this.snapshotIsolationLevel();
+    if (isolationLevel && !(await this.anyUniqueKeyVisible(meta, candidate))) {
+      throw new TransactionRetryError(meta.className, isolationLevel, conflict);
+    }
+    throw conflict;
+  }
+
+  /**
+   * Whether this transaction can see a row sharing one of `candidate`'s unique keys (primary key, unique
+   * properties, `@Unique` groups), soft-delete and other filters off. If it can, the violation is about a
+   * visible row that the caller's filters do not match, and retrying the transaction cannot help.
+   */
+  private async anyUniqueKeyVisible<T extends object>(meta: EntityMetadata<T>, candidate: T): Promise<boolean> {
+    const keys = [
+      meta.primaryKeys as string[],
+      ...meta.props.filter(prop => prop.unique).map(prop => [prop.name as string]),
+      ...meta.uniques.filter(unique => unique.properties).map(unique => Utils.asArray(unique.properties) as string[]),
+    ];
+    const conditions = keys
+      .map(names => Object.fromEntries(names.map(name => [name, (candidate as Dictionary)[name]])))
+      .filter(condition => Object.values(condition).every(value => value != null));
+    if (conditions.length === 0) {
+      return false;
+    }
+    const visible = await this.count(meta.class, { $or: conditions } as FilterQuery<T>, { filters: false, connectionType: 'write' });
+    return visible > 0;
   }
 
   /**

@@ -198,7 +198,7 @@ describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
     const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
     const error = await em.failsafeAdd(tag, { name: 'news' }).catch(e => e);
     expect(error).toBeInstanceOf(CoasterUsageError);
-    expect(error.message).toMatch(/inserts new entities, but this Tag is already managed/);
+    expect(error.message).toMatch(/inserts new entities, but this Tag \(primary key \d+\) is already managed/);
   });
 
   it.each([
