@@ -1,0 +1,329 @@
+/**
+ * Model-based test of the race-safe inserts: random sequences of `create`, `flush`, `assign`, `remove`,
+ * `failsafeAdd` (with and without filters, from `em.create` or `new`), `getOrCreate`, and inserts committed
+ * by a second connection, for an entity with a generated key and one with a natural key. After every
+ * step the database is compared with a reference model, and every entity the EntityManager holds with the
+ * model's view of it and with its row's identity.
+ *
+ * On failure fast-check prints the seed and path; rerun with `FC_SEED=<seed> FC_PATH=<path>` to replay.
+ */
+import { Entity, FlushMode, PrimaryKey, Property } from '@mikro-orm/core';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeOrm, databases, type TestOrm } from './support/databases.js';
+import { Tag } from './support/entities.js';
+
+/** A row keyed by a natural key, so a new instance can share the primary key of a managed one. */
+@Entity()
+class Handle {
+  @PrimaryKey({ type: 'string' })
+  nick!: string;
+
+  @Property({ type: 'string', nullable: true })
+  color?: string | null;
+}
+
+type Em = TestOrm['em'];
+type Kind = 'tag' | 'handle';
+type Row = Tag | Handle;
+
+/**
+ * `mappedWhenNew`: MikroORM puts a persisted entity in the identity map before it is inserted when its
+ * primary key is known, as a natural key is.
+ */
+const KINDS: Record<Kind, { entity: typeof Tag | typeof Handle; key: 'name' | 'nick'; mappedWhenNew: boolean }> = {
+  tag: { entity: Tag, key: 'name', mappedWhenNew: false },
+  handle: { entity: Handle, key: 'nick', mappedWhenNew: true },
+};
+
+function keyOf(kind: Kind, row: Row): string {
+  return kind === 'tag' ? (row as Tag).name : (row as Handle).nick;
+}
+
+function build(em: Em, kind: Kind, name: string, color: string | null, via: 'create' | 'new'): Row {
+  const data = kind === 'tag' ? { name, color } : { nick: name, color };
+  if (via === 'create') {
+    return em.create(KINDS[kind].entity as typeof Tag, data as never, { persist: false });
+  }
+  return Object.assign(kind === 'tag' ? new Tag() : new Handle(), data);
+}
+
+/** What the database and the EntityManager should hold, per kind, by natural key (tag name or handle nick). */
+class Model {
+  /** Committed rows: key → colour. */
+  readonly db: Record<Kind, Map<string, string | null>> = { tag: new Map(), handle: new Map() };
+  /** Entities the EntityManager holds (managed or waiting to be inserted): key → in-memory colour. */
+  readonly memory: Record<Kind, Map<string, string | null>> = { tag: new Map(), handle: new Map() };
+  readonly pendingInsert: Record<Kind, Set<string>> = { tag: new Set(), handle: new Set() };
+  readonly pendingRemove: Record<Kind, Set<string>> = { tag: new Set(), handle: new Set() };
+
+  /** What a flush does: every pending insert, update and removal reaches the database. */
+  flush(): void {
+    for (const kind of Object.keys(KINDS) as Kind[]) {
+      for (const [key, color] of this.memory[kind]) {
+        this.db[kind].set(key, color);
+      }
+      for (const key of this.pendingRemove[kind]) {
+        this.db[kind].delete(key);
+        this.memory[kind].delete(key);
+      }
+      this.pendingInsert[kind].clear();
+      this.pendingRemove[kind].clear();
+    }
+  }
+
+  hasPending(): boolean {
+    return (Object.keys(KINDS) as Kind[]).some(kind => this.pendingInsert[kind].size + this.pendingRemove[kind].size > 0);
+  }
+}
+
+/** The system under test: one EntityManager and the entities it handed out, by natural key. */
+interface Real {
+  orm: TestOrm;
+  em: Em;
+  held: Record<Kind, Map<string, Row>>;
+}
+
+type Command = fc.AsyncCommand<Model, Real>;
+
+const names = fc.constantFrom('a', 'b', 'c', 'd');
+const colors = fc.constantFrom(null, 'red', 'blue');
+const kinds = fc.constantFrom<Kind>('tag', 'handle');
+
+class Create implements Command {
+  constructor(readonly kind: Kind, readonly name: string, readonly color: string | null) {}
+  check = (m: Readonly<Model>) => !m.memory[this.kind].has(this.name) && !m.db[this.kind].has(this.name);
+  async run(m: Model, r: Real): Promise<void> {
+    const data = this.kind === 'tag' ? { name: this.name, color: this.color } : { nick: this.name, color: this.color };
+    r.held[this.kind].set(this.name, r.em.create(KINDS[this.kind].entity as typeof Tag, data as never));
+    m.memory[this.kind].set(this.name, this.color);
+    m.pendingInsert[this.kind].add(this.name);
+  }
+  toString = () => `create(${this.kind} ${this.name}, ${this.color})`;
+}
+
+class Flush implements Command {
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    await r.em.flush();
+    m.flush();
+    forgetRemoved(m, r);
+  }
+  toString = () => 'flush()';
+}
+
+class Assign implements Command {
+  constructor(readonly kind: Kind, readonly name: string, readonly color: string | null) {}
+  check = (m: Readonly<Model>) =>
+    m.memory[this.kind].has(this.name) &&
+    !m.pendingRemove[this.kind].has(this.name) &&
+    m.memory[this.kind].get(this.name) !== this.color &&
+    (!m.db[this.kind].has(this.name) || m.db[this.kind].get(this.name) !== this.color);
+  async run(m: Model, r: Real): Promise<void> {
+    r.em.assign(r.held[this.kind].get(this.name)!, { color: this.color });
+    m.memory[this.kind].set(this.name, this.color);
+  }
+  toString = () => `assign(${this.kind} ${this.name}, ${this.color})`;
+}
+
+class Remove implements Command {
+  constructor(readonly kind: Kind, readonly name: string) {}
+  check = (m: Readonly<Model>) => m.memory[this.kind].has(this.name) && !m.pendingRemove[this.kind].has(this.name);
+  async run(m: Model, r: Real): Promise<void> {
+    r.em.remove(r.held[this.kind].get(this.name)!);
+    if (m.pendingInsert[this.kind].delete(this.name)) {
+      m.memory[this.kind].delete(this.name);
+      r.held[this.kind].delete(this.name);
+    } else {
+      m.pendingRemove[this.kind].add(this.name);
+    }
+  }
+  toString = () => `remove(${this.kind} ${this.name})`;
+}
+
+/** A row committed by another connection that this EntityManager knows nothing about. */
+class InsertElsewhere implements Command {
+  constructor(readonly kind: Kind, readonly name: string, readonly color: string | null) {}
+  check = (m: Readonly<Model>) => !m.memory[this.kind].has(this.name) && !m.db[this.kind].has(this.name);
+  async run(m: Model, r: Real): Promise<void> {
+    const data = this.kind === 'tag' ? { name: this.name, color: this.color } : { nick: this.name, color: this.color };
+    await r.orm.em.fork().insert(KINDS[this.kind].entity as typeof Tag, data as never);
+    m.db[this.kind].set(this.name, this.color);
+  }
+  toString = () => `insertElsewhere(${this.kind} ${this.name}, ${this.color})`;
+}
+
+class FailsafeAdd implements Command {
+  constructor(
+    readonly kind: Kind,
+    readonly name: string,
+    readonly color: string | null,
+    readonly withFilters: boolean,
+    readonly via: 'create' | 'new',
+  ) {}
+  // em.create() with the key of an entity this EntityManager holds merges into it: the documented trap,
+  // refused with a CoasterUsageError and tested in insertEdges.test.ts
+  check = (m: Readonly<Model>) => !(this.via === 'create' && KINDS[this.kind].mappedWhenNew && m.memory[this.kind].has(this.name));
+  async run(m: Model, r: Real): Promise<void> {
+    const candidate = build(r.em, this.kind, this.name, this.color, this.via);
+    const filters = this.withFilters ? { [KINDS[this.kind].key]: this.name } : undefined;
+    const result = await r.em.failsafeAdd(candidate, filters as never);
+    m.flush();
+    forgetRemoved(m, r);
+    expectOutcome(m, r, this.kind, this.name, this.color, candidate, result, this.withFilters);
+  }
+  toString = () => `failsafeAdd(${this.via} ${this.kind} ${this.name}, ${this.color}${this.withFilters ? ', filters' : ''})`;
+}
+
+class GetOrCreate implements Command {
+  constructor(readonly kind: Kind, readonly name: string, readonly color: string | null) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const where = { [KINDS[this.kind].key]: this.name };
+    // with FlushMode.AUTO, the lookup flushes this EntityManager's pending changes of that entity first
+    if (m.pendingInsert[this.kind].size + m.pendingRemove[this.kind].size > 0 || dirty(m, this.kind)) {
+      m.flush();
+    }
+    const existed = m.db[this.kind].has(this.name);
+    const { entity, created } = await r.em.getOrCreate(KINDS[this.kind].entity as typeof Tag, where as never, { color: this.color });
+    if (created) {
+      m.flush(); // the insert path flushes every other pending change before its savepoint
+    }
+    forgetRemoved(m, r);
+    expect(created).toBe(!existed);
+    expectOutcome(m, r, this.kind, this.name, this.color, created ? entity : undefined, entity, true);
+  }
+  toString = () => `getOrCreate(${this.kind} ${this.name}, ${this.color})`;
+}
+
+/**
+ * Whether a managed entity of `kind` has an unflushed change of colour: MikroORM marks it "touched", and
+ * FlushMode.AUTO flushes before a query of that entity. (Assign never sets the colour back to the
+ * row's, which would leave an entity touched without a change.)
+ */
+function dirty(m: Model, kind: Kind): boolean {
+  return [...m.memory[kind]].some(([key, color]) => m.db[kind].has(key) && m.db[kind].get(key) !== color);
+}
+
+function forgetRemoved(m: Model, r: Real): void {
+  for (const kind of Object.keys(KINDS) as Kind[]) {
+    for (const key of r.held[kind].keys()) {
+      if (!m.memory[kind].has(key)) {
+        r.held[kind].delete(key);
+      }
+    }
+  }
+}
+
+/**
+ * After `failsafeAdd` or `getOrCreate` of `name`: a new row is the candidate itself; an existing one is
+ * the entity this EntityManager already held for it (or, when it held none, a newly loaded one), with
+ * filters, and nothing without them.
+ */
+function expectOutcome(
+  m: Model,
+  r: Real,
+  kind: Kind,
+  name: string,
+  color: string | null,
+  candidate: Row | undefined,
+  result: Row | undefined,
+  withFilters: boolean,
+): void {
+  const inserted = candidate !== undefined && result === candidate;
+  if (inserted) {
+    expect(m.db[kind].has(name)).toBe(false);
+    m.db[kind].set(name, color);
+    m.memory[kind].set(name, color);
+    r.held[kind].set(name, result);
+    return;
+  }
+  expect(m.db[kind].has(name)).toBe(true);
+  if (!withFilters) {
+    expect(result).toBeUndefined();
+    return;
+  }
+  const held = r.held[kind].get(name);
+  if (held) {
+    expect(result).toBe(held);
+  } else {
+    r.held[kind].set(name, result!);
+    m.memory[kind].set(name, m.db[kind].get(name)!);
+  }
+}
+
+/** The database equals the model; every held entity equals the model's memory and is its row's managed instance. */
+async function compare(m: Model, r: Real): Promise<void> {
+  const reader = r.orm.em.fork();
+  for (const kind of Object.keys(KINDS) as Kind[]) {
+    const rows = await reader.find(KINDS[kind].entity as typeof Tag, {});
+    const db = new Map(rows.map(row => [keyOf(kind, row), row.color ?? null]));
+    expect(Object.fromEntries(db), `${kind} rows`).toEqual(Object.fromEntries(m.db[kind]));
+    expect([...r.held[kind].keys()].sort(), `${kind} entities held`).toEqual([...m.memory[kind].keys()].sort());
+    const uow = r.em.getUnitOfWork();
+    const meta = r.em.getMetadata().get(KINDS[kind].entity.name);
+    const managed = [...uow.getIdentityMap().getStore(meta).values()] as Row[];
+    expect(managed.map(row => keyOf(kind, row)).sort(), `${kind} identity map`).toEqual(
+      [...m.memory[kind].keys()].filter(key => KINDS[kind].mappedWhenNew || !m.pendingInsert[kind].has(key)).sort(),
+    );
+    for (const [key, row] of r.held[kind]) {
+      expect(row.color ?? null, `${kind} ${key} in memory`).toBe(m.memory[kind].get(key));
+      if (KINDS[kind].mappedWhenNew || !m.pendingInsert[kind].has(key)) {
+        expect(managed, `${kind} ${key} is the managed instance`).toContain(row);
+      }
+      if (m.pendingInsert[kind].has(key)) {
+        continue;
+      }
+      const stored = rows.find(candidate => keyOf(kind, candidate) === key);
+      expect(stored, `${kind} ${key} has its row`).toBeDefined();
+      if (kind === 'tag') {
+        expect((row as Tag).id, `tag ${key} has its row's id`).toBe((stored as Tag).id);
+      }
+    }
+  }
+}
+
+const commands = [
+  fc.tuple(kinds, names, colors).map(([k, n, c]) => new Create(k, n, c)),
+  fc.constant(new Flush()),
+  fc.tuple(kinds, names, colors).map(([k, n, c]) => new Assign(k, n, c)),
+  fc.tuple(kinds, names).map(([k, n]) => new Remove(k, n)),
+  fc.tuple(kinds, names, colors).map(([k, n, c]) => new InsertElsewhere(k, n, c)),
+  fc
+    .tuple(kinds, names, colors, fc.boolean(), fc.constantFrom<'create' | 'new'>('create', 'new'))
+    .map(([k, n, c, f, v]) => new FailsafeAdd(k, n, c, f, v)),
+  fc.tuple(kinds, names, colors).map(([k, n, c]) => new GetOrCreate(k, n, c)),
+];
+
+describe.each(databases)('race-safe inserts against a reference model on $name', db => {
+  let orm: TestOrm;
+
+  beforeAll(async () => {
+    ({ orm } = await db.init({ entities: [Tag, Handle], flushMode: FlushMode.AUTO }));
+  });
+  afterAll(() => closeOrm(orm));
+
+  it('keeps the database, the identity map and every held entity in step with the model', async () => {
+    const seed = process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED);
+    await fc.assert(
+      fc.asyncProperty(fc.commands(commands, { maxCommands: 30 }), async sequence => {
+        await orm.schema.clearDatabase();
+        const real: Real = { orm, em: orm.em.fork(), held: { tag: new Map(), handle: new Map() } };
+        const model = new Model();
+        await fc.asyncModelRun(
+          () => ({ model, real }),
+          [...sequence].map(command => ({
+            check: (m: Readonly<Model>) => command.check(m),
+            run: async (m: Model, r: Real) => {
+              await command.run(m, r);
+              await compare(m, r);
+            },
+            toString: () => command.toString(),
+          })),
+        );
+      }),
+      // bounded: at most 100 sequences or 20 s per database, whichever comes first
+      { numRuns: 100, seed, path: process.env.FC_PATH, endOnFailure: !!process.env.FC_PATH, interruptAfterTimeLimit: 20_000 },
+    );
+  }, 60_000);
+});
