@@ -36,7 +36,7 @@ export {
 } from './timestamps.js';
 export { TimestampSubscriber } from './TimestampSubscriber.js';
 export { withEntityDecorators } from './withEntityDecorators.js';
-export { addPrimaryRelationship, PrimaryRelationship, type PrimaryLink } from './primaryRelationship.js';
+export { addPrimaryRelationship, PrimaryRelationship, type PrimaryLink, type PrimaryRelationshipOptions } from './primaryRelationship.js';
 export { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 export { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 export { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
