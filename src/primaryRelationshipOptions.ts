@@ -50,8 +50,9 @@ function enforcingForeignKeys(pool: PoolConfig): PoolConfig {
  * tables' entities, the discovery hooks that name them, the flush subscriber that writes them, the
  * schema generator that creates their triggers and the migration generator that emits them; on
  * SQLite, a `pool.afterCreate` that turns foreign keys on for every connection (the primary tables'
- * foreign keys and ON DELETE CASCADE rely on them). The caller's hooks, subscribers, extensions,
- * `pool.afterCreate` and `migrations.generator` are kept.
+ * foreign keys and ON DELETE CASCADE rely on them). The caller's hooks, subscribers, extensions and
+ * `pool.afterCreate` are kept, and a `migrations.generator` of theirs writes the files, with the triggers
+ * added (see {@link CoasterMigrationGenerator.around}).
  *
  * `entities` (and `entitiesTs`) are read when MikroORM reads the options, so a relationship declared
  * after `defineCoasterConfig()` but before `MikroORM.init()` is included.
@@ -79,7 +80,7 @@ export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(o
     },
     subscribers: [...(options.subscribers ?? []), new PrimaryRelationshipSubscriber()],
     extensions: [...(options.extensions ?? []), CoasterSchemaGenerator],
-    migrations: { generator: CoasterMigrationGenerator, ...options.migrations },
+    migrations: { ...options.migrations, generator: CoasterMigrationGenerator.around(options.migrations?.generator) },
   };
   for (const key of ['entities', 'entitiesTs'] as const) {
     let list = options[key];
