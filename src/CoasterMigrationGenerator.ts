@@ -63,8 +63,11 @@ export class CoasterMigrationGenerator implements IMigrationGenerator {
    * ```
    */
   static around(generator: Constructor<IMigrationGenerator> | undefined): Constructor<IMigrationGenerator> {
-    if (!generator || generator.prototype instanceof CoasterMigrationGenerator || generator === CoasterMigrationGenerator) {
-      return generator ?? CoasterMigrationGenerator;
+    if (!generator) {
+      return CoasterMigrationGenerator;
+    }
+    if (generator === CoasterMigrationGenerator || generator.prototype instanceof CoasterMigrationGenerator) {
+      return generator;
     }
     let wrapped = wrappedGenerators.get(generator);
     if (!wrapped) {
@@ -76,16 +79,19 @@ export class CoasterMigrationGenerator implements IMigrationGenerator {
     return wrapped;
   }
 
+  /** Writes the migration file of `diff` with the inner generator, the triggers added (and SQLite's down). */
   async generate(diff: MigrationDiff, path?: string, name?: string): Promise<[string, string]> {
     const withTriggers = this.withPrimaryTriggers(diff);
     const down = withTriggers.down.length > 0 ? withTriggers.down : await this.sqliteDown(withTriggers.up);
     return this.inner.generate({ up: withTriggers.up, down }, path, name);
   }
 
+  /** The inner generator's statement line. */
   createStatement(sql: string, padLeft: number): string {
     return this.inner.createStatement(sql, padLeft);
   }
 
+  /** The inner generator's file for `diff` as given: {@link CoasterMigrationGenerator.generate} adds the triggers. */
   generateMigrationFile(className: string, diff: MigrationDiff): MaybePromise<string> {
     return this.inner.generateMigrationFile(className, diff);
   }
