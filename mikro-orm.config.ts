@@ -9,7 +9,8 @@ import { defineCoasterConfig } from './src/index.js';
 /**
  * The example app's configuration, read by `npm start` and by the MikroORM CLI (`npm run mikro-orm -- ...`).
  * SQLite (the file $SQLITE_PATH, default `example.sqlite`) unless $DATABASE_URL names a PostgreSQL database.
- * Migrations live in `migrations/sqlite` or `migrations/postgresql` ($MIGRATIONS_PATH overrides).
+ * Migrations live in `migrations/sqlite` or `migrations/postgresql` ($MIGRATIONS_PATH overrides), written as
+ * TypeScript ($MIGRATIONS_EMIT=cjs or js writes JavaScript, see README).
  */
 const databaseUrl = process.env.DATABASE_URL;
 
@@ -21,7 +22,7 @@ export default defineCoasterConfig<AbstractSqlDriver>({
   extensions: [Migrator],
   migrations: {
     path: process.env.MIGRATIONS_PATH ?? `migrations/${databaseUrl ? 'postgresql' : 'sqlite'}`,
-    emit: 'ts',
+    emit: (process.env.MIGRATIONS_EMIT ?? 'ts') as 'ts' | 'js' | 'cjs',
     snapshotName: '.snapshot',
   },
 });

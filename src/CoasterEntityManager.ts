@@ -17,6 +17,7 @@ import {
   type UpsertOptions,
 } from '@mikro-orm/core';
 import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
+import { assertCoasterConfiguration } from './coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from './errors.js';
 import { CommitCallbacks } from './onCommit.js';
@@ -48,6 +49,23 @@ const SNAPSHOT_ISOLATION_LEVELS = new Set(['repeatable read', 'serializable']);
  * ```
  */
 export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSqlDriver> extends SqlEntityManager<Driver> {
+  /**
+   * MikroORM's constructor. The first one of an ORM, which `MikroORM.init` makes after discovery,
+   * checks that the options hold what the entities' features need (see `defineCoasterConfig`), so
+   * that `MikroORM.init` rejects an ORM configured with `entityManager: CoasterEntityManager` alone
+   * whose entities use the entity decorators or primary relationships.
+   *
+   * @example
+   * ```ts
+   * await MikroORM.init({ driver, entities: [User], entityManager: CoasterEntityManager }); // CoasterConfigError if User has @CreatedAt
+   * ```
+   * @throws {CoasterConfigError} or `PrimaryRelationshipError`, naming `defineCoasterConfig`.
+   */
+  constructor(...args: ConstructorParameters<typeof SqlEntityManager<Driver>>) {
+    super(...args);
+    assertCoasterConfiguration(this.config, this.getMetadata());
+  }
+
   /**
    * Inserts a new entity in a nested transaction, surviving a concurrent insert of the same row.
    * A port of coaster's `failsafe_add`.

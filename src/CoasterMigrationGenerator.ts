@@ -1,16 +1,19 @@
-import type { MigrationDiff } from '@mikro-orm/core';
-import type { DatabaseSchema } from '@mikro-orm/knex';
-import { type Migrator, TSMigrationGenerator } from '@mikro-orm/migrations';
+import type { Constructor, IMigrationGenerator, MaybePromise, MigrationDiff, MigrationsOptions, NamingStrategy } from '@mikro-orm/core';
+import type { AbstractSqlDriver, DatabaseSchema } from '@mikro-orm/knex';
+import { JSMigrationGenerator, type Migrator, TSMigrationGenerator } from '@mikro-orm/migrations';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { primaryTablesOf } from './primaryTables.js';
 import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
 
 /**
- * MikroORM's TypeScript migration generator, plus the triggers of primary relationships: where a
- * migration creates a primary table it also creates its trigger (and PostgreSQL's function), and
- * where it drops one it also drops the function. Set by `defineCoasterConfig` as
- * `migrations.generator`, so `mikro-orm migration:create` writes them; a later diff never sees the
- * triggers, so the next `migration:create` emits nothing for them again.
+ * A migration generator that adds the triggers of primary relationships to what another generator
+ * writes: where a migration creates a primary table it also creates its trigger (and PostgreSQL's
+ * function), and where it drops one it also drops the function. The file itself is written by the
+ * generator MikroORM picks for `migrations.emit` (`TSMigrationGenerator` for `'ts'`,
+ * `JSMigrationGenerator` for `'js'` and `'cjs'`), or by the one given to {@link CoasterMigrationGenerator.around}.
+ * `defineCoasterConfig` sets it as `migrations.generator`, around yours if you give one, so
+ * `mikro-orm migration:create` writes the triggers; a later diff never sees them, so the next
+ * `migration:create` emits nothing for them again.
  *
  * On SQLite, where MikroORM writes no `down()`, a migration created from a schema diff gets the down
  * SQL of {@link CoasterSchemaGenerator.getUpdateSchemaMigrationSQL}: it drops the tables the
@@ -22,15 +25,75 @@ import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
  * export default defineCoasterConfig({
  *   driver: PostgreSqlDriver,
  *   extensions: [Migrator],
- *   migrations: { path: 'migrations', emit: 'ts' }, // generator: CoasterMigrationGenerator is the default
+ *   migrations: { path: 'migrations', emit: 'js' }, // generator: CoasterMigrationGenerator around JSMigrationGenerator
  * });
  * ```
  */
-export class CoasterMigrationGenerator extends TSMigrationGenerator {
-  override async generate(diff: MigrationDiff, path?: string, name?: string): Promise<[string, string]> {
+export class CoasterMigrationGenerator implements IMigrationGenerator {
+  /** The class of {@link CoasterMigrationGenerator.inner}, when set by {@link CoasterMigrationGenerator.around}. */
+  protected static readonly innerClass?: Constructor<IMigrationGenerator>;
+
+  /** The generator that writes the migration files. */
+  protected readonly inner: IMigrationGenerator;
+
+  constructor(
+    protected readonly driver: AbstractSqlDriver,
+    namingStrategy: NamingStrategy,
+    protected readonly options: MigrationsOptions,
+  ) {
+    const Inner =
+      (new.target as typeof CoasterMigrationGenerator).innerClass ??
+      (options.emit === 'js' || options.emit === 'cjs' ? JSMigrationGenerator : TSMigrationGenerator);
+    this.inner = new Inner(driver, namingStrategy, options);
+  }
+
+  /**
+   * The generator class that adds the triggers to the files `generator` writes (a generator of your
+   * own, say); `CoasterMigrationGenerator` itself for none. A generator that already adds them is
+   * returned as it is. `defineCoasterConfig` applies it to `migrations.generator`.
+   *
+   * @example
+   * ```ts
+   * class HeaderGenerator extends TSMigrationGenerator {
+   *   override generateMigrationFile(className: string, diff: MigrationDiff) {
+   *     return `// generated\n${super.generateMigrationFile(className, diff)}`;
+   *   }
+   * }
+   * migrations: { generator: CoasterMigrationGenerator.around(HeaderGenerator) }
+   * ```
+   */
+  static around(generator: Constructor<IMigrationGenerator> | undefined): Constructor<IMigrationGenerator> {
+    if (!generator) {
+      return CoasterMigrationGenerator;
+    }
+    if (generator === CoasterMigrationGenerator || generator.prototype instanceof CoasterMigrationGenerator) {
+      return generator;
+    }
+    let wrapped = wrappedGenerators.get(generator);
+    if (!wrapped) {
+      wrapped = class extends CoasterMigrationGenerator {
+        protected static override readonly innerClass = generator;
+      };
+      wrappedGenerators.set(generator, wrapped);
+    }
+    return wrapped;
+  }
+
+  /** Writes the migration file of `diff` with the inner generator, the triggers added (and SQLite's down). */
+  async generate(diff: MigrationDiff, path?: string, name?: string): Promise<[string, string]> {
     const withTriggers = this.withPrimaryTriggers(diff);
     const down = withTriggers.down.length > 0 ? withTriggers.down : await this.sqliteDown(withTriggers.up);
-    return super.generate({ up: withTriggers.up, down }, path, name);
+    return this.inner.generate({ up: withTriggers.up, down }, path, name);
+  }
+
+  /** The inner generator's statement line. */
+  createStatement(sql: string, padLeft: number): string {
+    return this.inner.createStatement(sql, padLeft);
+  }
+
+  /** The inner generator's file for `diff` as given: {@link CoasterMigrationGenerator.generate} adds the triggers. */
+  generateMigrationFile(className: string, diff: MigrationDiff): MaybePromise<string> {
+    return this.inner.generateMigrationFile(className, diff);
   }
 
   /**
@@ -90,6 +153,9 @@ export class CoasterMigrationGenerator extends TSMigrationGenerator {
     return statements;
   }
 }
+
+/** The classes {@link CoasterMigrationGenerator.around} made, so each generator gets one. */
+const wrappedGenerators = new WeakMap<Constructor<IMigrationGenerator>, Constructor<IMigrationGenerator>>();
 
 /** `Migrator.getSchemaFromSnapshot`, protected in MikroORM's typings. */
 interface SnapshotReader {

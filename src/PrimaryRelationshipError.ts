@@ -53,6 +53,25 @@ export class PrimaryRelationshipError extends CoasterError {
     );
   }
 
+  /** The primary table's name, or a name derived from it, would be cut by PostgreSQL. */
+  static tableNameTooLong(parent: string, property: string, table: string, maxBytes: number): PrimaryRelationshipError {
+    return new PrimaryRelationshipError(
+      `The primary table of ${parent}.${property}, '${table}', is ${Buffer.byteLength(table)} bytes long, but PostgreSQL ` +
+        `cuts identifiers at 63 bytes and its trigger function adds '_validate': at most ${maxBytes} bytes fit. Choose a ` +
+        `shorter name with the tableName option: addPrimaryRelationship(${parent}, '${property}', ..., { tableName: '...' }) ` +
+        `or @PrimaryRelationship(() => Child, ..., { tableName: '...' }).`,
+    );
+  }
+
+  /** A column of the primary table, named after the parent's or child's table and primary key, would be cut by PostgreSQL. */
+  static columnNameTooLong(parent: string, property: string, column: string, maxBytes: number): PrimaryRelationshipError {
+    return new PrimaryRelationshipError(
+      `The primary table of ${parent}.${property} would have the column '${column}', named after a table and its primary ` +
+        `key, which is ${Buffer.byteLength(column)} bytes long, but PostgreSQL cuts identifiers at ${maxBytes} bytes. ` +
+        `Give that entity a shorter tableName or primary key column (fieldName).`,
+    );
+  }
+
   /** The database is neither PostgreSQL nor SQLite. */
   static unsupportedPlatform(platform: string): PrimaryRelationshipError {
     return new PrimaryRelationshipError(

@@ -1,10 +1,15 @@
-import { ChangeSetType, type EventSubscriber, type FlushEventArgs } from '@mikro-orm/core';
+import { ChangeSetType, type EventArgs, type EventSubscriber, type FlushEventArgs } from '@mikro-orm/core';
+import { CoasterConfigError } from './CoasterConfigError.js';
+import { CoasterEntityManager } from './CoasterEntityManager.js';
 import { TimestampError } from './entityDecoratorErrors.js';
 import { timestampProperties } from './timestamps.js';
 
 /**
  * Keeps `@CreatedAt` columns unchanged after insert: in `onFlush`, a change set that would update one
- * throws {@link TimestampError} before any SQL is sent (the flush then writes nothing). Registered by
+ * throws {@link TimestampError} before any SQL is sent (the flush then writes nothing). In
+ * `beforeUpsert`, refuses with {@link CoasterConfigError} an `em.upsert` of an entity with timestamp
+ * columns on an EntityManager other than `CoasterEntityManager`, which alone sets them on upsert (the
+ * event cannot change the conflict clause that must leave `createdAt` alone). Registered by
  * {@link withEntityDecorators} (included in `defineCoasterConfig`).
  *
  * @example
@@ -22,6 +27,13 @@ export class TimestampSubscriber implements EventSubscriber {
       if (changed) {
         throw TimestampError.createdAtChanged(changeSet.meta.className, changed.name);
       }
+    }
+  }
+
+  beforeUpsert({ em, meta }: EventArgs<object>): void {
+    const { createdAt, updatedAt } = timestampProperties(meta);
+    if (createdAt.length + updatedAt.length > 0 && !(em instanceof CoasterEntityManager)) {
+      throw CoasterConfigError.upsertNeedsCoasterEntityManager(meta.className, em.constructor.name);
     }
   }
 }

@@ -9,6 +9,7 @@ import {
 } from '@mikro-orm/core';
 import { decorateProperty } from './decoratedProperties.js';
 import { AutoInitDefaultError } from './entityDecoratorErrors.js';
+import { requireEntityDecorators } from './entityDecoratorsConfigured.js';
 
 /**
  * Whether `entity` has never been inserted nor loaded: a `new` instance or one from `em.create`,
@@ -87,8 +88,15 @@ export function AutoInitDefault(value?: unknown) {
     decorated.names.add(propertyName);
     decoratedClasses.set(target.constructor, decorated);
 
-    /** The default of a new entity, from the decorator or the property options, read when first needed. */
+    /**
+     * The default of a new entity, from the decorator or the property options, read when first needed;
+     * on an ORM initialised without the entity decorators' hook, a `CoasterConfigError`.
+     */
     const initialValue = (entity: object): unknown => {
+      const wrapped = helper(entity) as ReturnType<typeof helper> | undefined; // undefined before any ORM discovered the class
+      if (wrapped) {
+        requireEntityDecorators(wrapped.__config, meta.className);
+      }
       if (typeof value === 'function') {
         return value(entity);
       }
@@ -109,7 +117,7 @@ export function AutoInitDefault(value?: unknown) {
         return prop.default;
       }
       // a `new` entity not yet persisted has no EntityManager; onCreate callbacks rarely need one
-      return prop.onCreate?.(entity, helper(entity)?.__em as EntityManager);
+      return prop.onCreate?.(entity, wrapped?.__em as EntityManager);
     };
 
     Object.defineProperty(target, propertyName, {

@@ -47,3 +47,13 @@ export function applyDecoratedProperties(meta: EntityMetadata): void {
     Object.assign((meta as EntityMetadata<Dictionary>).properties[name], options);
   }
 }
+
+/** Whether `entityClass` or a class it extends has properties decorated by this library. */
+export function hasDecoratedProperties(entityClass: Function | undefined): boolean {
+  for (let current = entityClass; current && current !== Function.prototype; current = Object.getPrototypeOf(current)) {
+    if (decoratedOptions.has(current)) {
+      return true;
+    }
+  }
+  return false;
+}

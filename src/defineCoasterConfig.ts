@@ -21,8 +21,9 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
  * what the entity decorators need ({@link withEntityDecorators}) and what primary relationships need
  * (see `addPrimaryRelationship`: call it before this). Options it already returned are returned as they
  * are, so `initOrm(config)` with a `config` made by it applies nothing twice. Pass your own `subscribers`,
- * `extensions` and `discovery` hooks in its argument: spreading its result with new ones replaces the
- * library's.
+ * `extensions`, `migrations` and `discovery` hooks in its argument: spreading its result with new ones
+ * replaces the library's, and `MikroORM.init` then rejects with `CoasterConfigError`. Without it,
+ * `MikroORM.init` rejects entities that use this library's decorators or primary relationships.
  *
  * @example
  * ```ts

@@ -16,6 +16,7 @@ export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityMa
 export { CoasterEntityRepository } from './CoasterEntityRepository.js';
 export { defineCoasterConfig, type CoasterOptions } from './defineCoasterConfig.js';
 export { CoasterError, CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
+export { CoasterConfigError } from './CoasterConfigError.js';
 export { initOrm, getOrm, closeOrm, type CoasterOrm } from './orm.js';
 export { managedSession, type ManagedSessionOptions, type SessionCallback } from './managedSession.js';
 export { ManagedSession } from './ManagedSessionDecorator.js';
@@ -36,7 +37,7 @@ export {
 } from './timestamps.js';
 export { TimestampSubscriber } from './TimestampSubscriber.js';
 export { withEntityDecorators } from './withEntityDecorators.js';
-export { addPrimaryRelationship, PrimaryRelationship, type PrimaryLink } from './primaryRelationship.js';
+export { addPrimaryRelationship, PrimaryRelationship, type PrimaryLink, type PrimaryRelationshipOptions } from './primaryRelationship.js';
 export { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 export { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 export { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';

@@ -15,7 +15,7 @@ import {
 } from '@mikro-orm/core';
 import { createdAtProperty, updatedAtProperty } from './timestamps.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
-import { type PrimaryTableNames, qualified, quoteIdentifier, triggerDialect } from './primaryTriggers.js';
+import { type PrimaryTableNames, qualified, quoteIdentifier, triggerDialect, validateFunctionName } from './primaryTriggers.js';
 
 /**
  * A row of a primary table: which child is the parent's primary one. The entity behind it, named
@@ -49,6 +49,36 @@ interface PrimaryState {
   /** Primary key of the child the table's row names (`null`: no row); `undefined` if unknown. */
   stored?: Primary<object> | null;
 }
+
+/**
+ * Options of {@link addPrimaryRelationship} and {@link PrimaryRelationship}.
+ *
+ * @example
+ * ```ts
+ * addPrimaryRelationship(Organisation, 'primaryVenue', OrganisationVenue, 'organisation', 'organisation_id', {
+ *   tableName: 'organisation_primary_venue',
+ * });
+ * ```
+ */
+export interface PrimaryRelationshipOptions {
+  /**
+   * The primary table's name, instead of `<parent table>_<child table>_primary`. At most 54 bytes
+   * (UTF-8), so that every name derived from it fits PostgreSQL's 63-byte identifiers; checked at
+   * discovery on every database. Its columns keep their names (`<parent table>_<primary key>`, ...).
+   */
+  tableName?: string;
+}
+
+/** PostgreSQL keeps the first 63 bytes of an identifier (`NAMEDATALEN` - 1) and silently drops the rest. */
+const MAX_IDENTIFIER_BYTES = 63;
+
+/**
+ * The longest primary table name, in UTF-8 bytes: PostgreSQL's limit less the longest suffix of a name
+ * derived from it (`<table>_validate`, the trigger's function). At 63 bytes and more, MikroORM's
+ * `<table>_pkey` is cut to the table's own name and PostgreSQL refuses the table as already existing;
+ * from 55 bytes, two tables sharing their first 54 bytes would share one function.
+ */
+const MAX_PRIMARY_TABLE_BYTES = MAX_IDENTIFIER_BYTES - Buffer.byteLength(validateFunctionName(''));
 
 /** The names a relationship's SQL uses, known once MikroORM has discovered its entities. */
 export interface PrimaryRelationshipNames extends PrimaryTableNames {
@@ -94,6 +124,7 @@ export class PrimaryRelationshipDefinition {
     readonly child: () => EntityClass<object>,
     readonly parentRelation: string,
     readonly parentColumn: string,
+    readonly options: PrimaryRelationshipOptions = {},
   ) {
     const className = `${parent.name}_${property}`;
     const linkClass = { [className]: class {} }[className];
@@ -220,8 +251,10 @@ export class PrimaryRelationshipDefinition {
 
   /**
    * MikroORM's `discovery.onMetadata` hook: once the parent, the child and the primary table are all
-   * discovered, names the table `<parent table>_<child table>_primary` and its columns
-   * `<table>_<primary key>`.
+   * discovered, names the table `<parent table>_<child table>_primary` (or the `tableName` option) and
+   * its columns `<table>_<primary key>`, on every database within PostgreSQL's identifier length, so
+   * that an application built on SQLite does not fail at its first PostgreSQL migration.
+   * @throws {PrimaryRelationshipError} when a name is too long for PostgreSQL.
    */
   onMetadata(meta: EntityMetadata, platform: Platform): void {
     if (meta.class !== this.parent && meta.class !== this.child() && meta.class !== this.link.meta.class) {
@@ -242,7 +275,7 @@ export class PrimaryRelationshipDefinition {
     const defaultSchema = configuredSchema === platform.getDefaultSchemaName() ? undefined : configuredSchema;
     const names: PrimaryRelationshipNames = {
       schema: linkMeta.schema ?? parentMeta.schema ?? defaultSchema,
-      table: `${parentMeta.tableName}_${childMeta.tableName}_primary`,
+      table: this.options.tableName ?? `${parentMeta.tableName}_${childMeta.tableName}_primary`,
       parentColumn: `${parentMeta.tableName}_${parentPrimaryKey}`,
       childColumn: `${childMeta.tableName}_${childPrimaryKey}`,
       childTable: [childMeta.schema ?? defaultSchema, childMeta.tableName],
@@ -250,6 +283,13 @@ export class PrimaryRelationshipDefinition {
       childParentColumn: this.parentColumn,
       parentPrimaryKey,
     };
+    if (Buffer.byteLength(names.table) > MAX_PRIMARY_TABLE_BYTES) {
+      throw PrimaryRelationshipError.tableNameTooLong(this.parent.name, this.property, names.table, MAX_PRIMARY_TABLE_BYTES);
+    }
+    const longColumn = [names.parentColumn, names.childColumn].find(column => Buffer.byteLength(column) > MAX_IDENTIFIER_BYTES);
+    if (longColumn) {
+      throw PrimaryRelationshipError.columnNameTooLong(this.parent.name, this.property, longColumn, MAX_IDENTIFIER_BYTES);
+    }
     linkMeta.tableName = names.table;
     linkMeta.schema = names.schema;
     for (const [prop, column] of [['parent', names.parentColumn], ['child', names.childColumn]] as const) {
@@ -310,6 +350,8 @@ function register(definition: PrimaryRelationshipDefinition): void {
  *
  * Call it once at start-up, before `MikroORM.init()`. Parent and child need single-column
  * primary keys; `parentRelation` is the child's many-to-one to the parent, stored in `parentColumn`.
+ * A table name longer than 54 bytes makes `MikroORM.init()` throw {@link PrimaryRelationshipError}
+ * on every database: choose a shorter one with `options.tableName`.
  *
  * @example
  * ```ts
@@ -326,13 +368,14 @@ export function addPrimaryRelationship<P extends object, C extends object>(
   child: EntityClass<C>,
   parentRelation: keyof C & string,
   parentColumn: string,
+  options: PrimaryRelationshipOptions = {},
 ): void {
-  register(new PrimaryRelationshipDefinition(parent, childProperty, () => child, parentRelation, parentColumn));
+  register(new PrimaryRelationshipDefinition(parent, childProperty, () => child, parentRelation, parentColumn, options));
 }
 
 /**
- * Decorator form of {@link addPrimaryRelationship}, on the parent's property. The child is given
- * lazily, like MikroORM's own relation decorators.
+ * Decorator form of {@link addPrimaryRelationship}, on the parent's property, with the same options.
+ * The child is given lazily, like MikroORM's own relation decorators.
  *
  * @example
  * ```ts
@@ -343,12 +386,20 @@ export function addPrimaryRelationship<P extends object, C extends object>(
  *
  *   @PrimaryRelationship(() => UserEmail, 'user', 'user_id')
  *   primaryEmail!: UserEmail | null;
+ *
+ *   @PrimaryRelationship(() => UserAddress, 'user', 'user_id', { tableName: 'user_primary_address' })
+ *   primaryAddress!: UserAddress | null;
  * }
  * ```
  */
-export function PrimaryRelationship<C extends object>(child: () => EntityClass<C>, parentRelation: keyof C & string, parentColumn: string) {
+export function PrimaryRelationship<C extends object>(
+  child: () => EntityClass<C>,
+  parentRelation: keyof C & string,
+  parentColumn: string,
+  options: PrimaryRelationshipOptions = {},
+) {
   return (target: object, propertyName: string): void => {
-    register(new PrimaryRelationshipDefinition(target.constructor as EntityClass<object>, propertyName, child, parentRelation, parentColumn));
+    register(new PrimaryRelationshipDefinition(target.constructor as EntityClass<object>, propertyName, child, parentRelation, parentColumn, options));
   };
 }
 

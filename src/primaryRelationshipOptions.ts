@@ -1,6 +1,7 @@
-import type { AnyEntity, EntityMetadata, EntitySchema, Options, Platform, PoolConfig } from '@mikro-orm/core';
+import type { AnyEntity, Configuration, EntityMetadata, EntitySchema, MetadataStorage, Options, Platform, PoolConfig } from '@mikro-orm/core';
 import { type AbstractSqlDriver, BaseSqlitePlatform } from '@mikro-orm/knex';
 import { afterHook } from './afterHook.js';
+import { CoasterConfigError } from './CoasterConfigError.js';
 import { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { primaryRelationships, primaryRelationshipsFor } from './primaryRelationship.js';
@@ -45,13 +46,40 @@ function enforcingForeignKeys(pool: PoolConfig): PoolConfig {
   return { ...pool, afterCreate };
 }
 
+/** Whether `value` is `base` or a class extending it. */
+function isClass(value: unknown, base: Function): boolean {
+  return value === base || (typeof value === 'function' && value.prototype instanceof base);
+}
+
+/**
+ * Checks, once discovery is done, that what {@link withPrimaryRelationships} added for the
+ * relationships of this ORM was not replaced since (options spread over its result).
+ */
+function checkOptions(storage: MetadataStorage, config: Configuration): void {
+  if (!primaryRelationships().some(r => r.isPartOf(storage))) {
+    return;
+  }
+  const feature = 'Primary relationships';
+  if (![...config.get('subscribers')].some(s => s instanceof PrimaryRelationshipSubscriber)) {
+    throw CoasterConfigError.optionReplaced(feature, 'subscribers', 'a PrimaryRelationshipSubscriber');
+  }
+  if (!config.get('extensions').some(extension => isClass(extension, CoasterSchemaGenerator))) {
+    throw CoasterConfigError.optionReplaced(feature, 'extensions', 'CoasterSchemaGenerator');
+  }
+  if (!isClass(config.get('migrations').generator, CoasterMigrationGenerator)) {
+    throw CoasterConfigError.optionReplaced(feature, 'migrations', 'generator: CoasterMigrationGenerator');
+  }
+}
+
 /**
  * What primary relationships need from the ORM's options, for `defineCoasterConfig`: the primary
  * tables' entities, the discovery hooks that name them, the flush subscriber that writes them, the
  * schema generator that creates their triggers and the migration generator that emits them; on
  * SQLite, a `pool.afterCreate` that turns foreign keys on for every connection (the primary tables'
- * foreign keys and ON DELETE CASCADE rely on them). The caller's hooks, subscribers, extensions,
- * `pool.afterCreate` and `migrations.generator` are kept.
+ * foreign keys and ON DELETE CASCADE rely on them). The caller's hooks, subscribers, extensions and
+ * `pool.afterCreate` are kept, and a `migrations.generator` of theirs writes the files, with the triggers
+ * added (see {@link CoasterMigrationGenerator.around}). Options that replace these after it (spread over
+ * its result) make `MikroORM.init` throw {@link CoasterConfigError}.
  *
  * `entities` (and `entitiesTs`) are read when MikroORM reads the options, so a relationship declared
  * after `defineCoasterConfig()` but before `MikroORM.init()` is included.
@@ -71,6 +99,7 @@ export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(o
       afterDiscovered: (storage, platform) =>
         afterHook(discovery.afterDiscovered?.(storage, platform), () => {
           primaryRelationships().forEach(r => r.afterDiscovered(storage, platform));
+          checkOptions(storage, platform.getConfig());
           // discovery comes before MikroORM opens the pool, and only then is the platform known
           if (platform instanceof BaseSqlitePlatform) {
             platform.getConfig().set('pool', enforcingForeignKeys(platform.getConfig().get('pool')));
@@ -79,7 +108,7 @@ export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(o
     },
     subscribers: [...(options.subscribers ?? []), new PrimaryRelationshipSubscriber()],
     extensions: [...(options.extensions ?? []), CoasterSchemaGenerator],
-    migrations: { generator: CoasterMigrationGenerator, ...options.migrations },
+    migrations: { ...options.migrations, generator: CoasterMigrationGenerator.around(options.migrations?.generator) },
   };
   for (const key of ['entities', 'entitiesTs'] as const) {
     let list = options[key];

@@ -48,8 +48,8 @@ function violation(names: PrimaryTableNames, distinct: string): string {
   );
 }
 
-/** Name of the PostgreSQL function, `<table>_validate`. */
-function validateFunctionName(table: string): string {
+/** Name of the PostgreSQL function, `<table>_validate`: the longest name derived from a primary table's. */
+export function validateFunctionName(table: string): string {
   return `${table}_validate`;
 }
 

@@ -1,7 +1,17 @@
-import { DateTimeType, type EntityMetadata, type EntityProperty, type Opt, type Platform, type PropertyOptions } from '@mikro-orm/core';
+import {
+  DateTimeType,
+  helper,
+  type EntityManager,
+  type EntityMetadata,
+  type EntityProperty,
+  type Opt,
+  type Platform,
+  type PropertyOptions,
+} from '@mikro-orm/core';
 import { BaseSqlitePlatform } from '@mikro-orm/knex';
 import { decorateProperty } from './decoratedProperties.js';
 import { TimestampError } from './entityDecoratorErrors.js';
+import { requireEntityDecorators } from './entityDecoratorsConfigured.js';
 
 /**
  * Options of {@link CreatedAt}, {@link UpdatedAt}, {@link createdAtProperty} and {@link updatedAtProperty}.
@@ -73,7 +83,15 @@ const UTC_NOW = `timezone('utc'::text, current_timestamp)`;
  */
 const insertInstants = new WeakMap<object, number>();
 
-function insertInstant(entity: object): Date {
+/**
+ * The `onCreate` of timestamp columns. Its first call on an ORM initialised without the entity
+ * decorators' hook (plain MikroORM options, where no `CoasterEntityManager` could check them at init)
+ * throws `CoasterConfigError`, before the flush writes anything.
+ */
+function insertInstant(entity: object, em?: EntityManager): Date {
+  if (em) {
+    requireEntityDecorators(em.config, helper(entity).__meta.className);
+  }
   let time = insertInstants.get(entity);
   if (time === undefined) {
     time = Date.now();
@@ -89,7 +107,7 @@ function timestampProperty<Owner extends object>(role: TimestampColumn['role'], 
     type: DateTimeType,
     nullable: false,
     defaultRaw: CURRENT_TIMESTAMP,
-    onCreate: insertInstant,
+    onCreate: (entity: Owner, em: EntityManager) => insertInstant(entity, em),
     ...(role === 'updatedAt' ? { onUpdate: () => new Date() } : {}),
     [TIMESTAMP]: { role, timezone: options.timezone ?? true },
   };

@@ -1,15 +1,26 @@
-import type { EntityMetadata, Options, Platform } from '@mikro-orm/core';
+import type { EntityMetadata, MetadataStorage, Options, Platform } from '@mikro-orm/core';
 import { afterHook } from './afterHook.js';
 import { keepDeclaredDefaults } from './autoInitDefault.js';
+import { CoasterConfigError } from './CoasterConfigError.js';
 import { applyDecoratedProperties } from './decoratedProperties.js';
+import { markEntityDecoratorsConfigured } from './entityDecoratorsConfigured.js';
 import { TimestampSubscriber } from './TimestampSubscriber.js';
-import { resolveTimestampColumns } from './timestamps.js';
+import { resolveTimestampColumns, timestampProperties } from './timestamps.js';
 
 /** Completes the metadata of an entity that uses this library's decorators or property options. */
 function completeMetadata(meta: EntityMetadata, platform: Platform): void {
+  markEntityDecoratorsConfigured(platform.getConfig());
   applyDecoratedProperties(meta);
   keepDeclaredDefaults(meta);
   resolveTimestampColumns(meta, platform);
+}
+
+/** Checks, once discovery is done, that the subscriber added with the hook was not replaced since. */
+function checkSubscriber(storage: MetadataStorage, platform: Platform): void {
+  const timestamped = Object.values(storage.getAll()).some(meta => timestampProperties(meta).createdAt.length > 0);
+  if (timestamped && ![...platform.getConfig().get('subscribers')].some(s => s instanceof TimestampSubscriber)) {
+    throw CoasterConfigError.optionReplaced('@CreatedAt columns', 'subscribers', 'a TimestampSubscriber');
+  }
 }
 
 /**
@@ -17,7 +28,10 @@ function completeMetadata(meta: EntityMetadata, platform: Platform): void {
  * `@AutoInitDefault` need: a `discovery.onMetadata` hook that completes their metadata for the
  * database platform (after the hook given in `options`, if any), and a {@link TimestampSubscriber}
  * (after the given `subscribers`). `defineCoasterConfig` applies it; call it yourself only for an ORM
- * configured without `defineCoasterConfig`.
+ * configured without `defineCoasterConfig`. `MikroORM.init` throws {@link CoasterConfigError} when
+ * that subscriber was taken out of the options again, and a `CoasterEntityManager` throws it at init
+ * when the hook is missing. `em.upsert` of an entity with timestamp columns needs a
+ * `CoasterEntityManager`: on another EntityManager it throws {@link CoasterConfigError}.
  *
  * @example
  * ```ts
@@ -25,7 +39,7 @@ function completeMetadata(meta: EntityMetadata, platform: Platform): void {
  * ```
  */
 export function withEntityDecorators<O extends Options>(options: O): O {
-  const onMetadata = options.discovery?.onMetadata;
+  const { onMetadata, afterDiscovered } = options.discovery ?? {};
   return {
     ...options,
     subscribers: [...(options.subscribers ?? []), new TimestampSubscriber()],
@@ -33,6 +47,8 @@ export function withEntityDecorators<O extends Options>(options: O): O {
       ...options.discovery,
       onMetadata: (meta: EntityMetadata, platform: Platform) =>
         afterHook(onMetadata?.(meta, platform), () => completeMetadata(meta, platform)),
+      afterDiscovered: (storage: MetadataStorage, platform: Platform) =>
+        afterHook(afterDiscovered?.(storage, platform), () => checkSubscriber(storage, platform)),
     },
   };
 }

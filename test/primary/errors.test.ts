@@ -1,10 +1,11 @@
-import { Entity, type EntityClass, ManyToOne, MikroORM, PrimaryKey, Property } from '@mikro-orm/core';
-import { AbstractSqlPlatform } from '@mikro-orm/knex';
+import { Entity, type EntityClass, ManyToOne, MikroORM, PrimaryKey, Property, wrap } from '@mikro-orm/core';
+import { type AbstractSqlDriver, AbstractSqlPlatform } from '@mikro-orm/knex';
+import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { describe, expect, it } from 'vitest';
 import { addPrimaryRelationship, defineCoasterConfig, PrimaryRelationshipError } from '../../src/index.js';
 import { triggerDialect } from '../../src/primaryTriggers.js';
-import { closeOrm, sqlite } from '../support/databases.js';
+import { closeOrm, databases, postgresUrlFor, sqlite } from '../support/databases.js';
 import { ChildForPrimary, ParentForPrimary } from './entities.js';
 
 interface FamilyParent {
@@ -23,18 +24,18 @@ interface FamilyChild {
  * declares its relationship on classes no other test uses. Built with MikroORM's decorators applied
  * by hand, as decorators cannot name classes made at run time.
  */
-function family(prefix: string, options: { compositeParent?: boolean } = {}) {
+function family(prefix: string, options: { compositeParent?: boolean; parentTable?: string; childTable?: string } = {}) {
   const Parent = { [`${prefix}Parent`]: class {} }[`${prefix}Parent`] as unknown as EntityClass<FamilyParent>;
   const Child = { [`${prefix}Child`]: class {} }[`${prefix}Child`] as unknown as EntityClass<FamilyChild>;
   PrimaryKey({ type: 'integer' })(Parent.prototype, 'id');
   if (options.compositeParent) {
     PrimaryKey({ type: 'integer' })(Parent.prototype, 'version');
   }
-  Entity()(Parent);
+  Entity({ tableName: options.parentTable })(Parent);
   PrimaryKey({ type: 'integer' })(Child.prototype, 'id');
   ManyToOne(() => Parent, { fieldName: 'owner_id' })(Child.prototype, 'owner');
   Property({ type: 'string' })(Child.prototype, 'name');
-  Entity()(Child);
+  Entity({ tableName: options.childTable })(Child);
   return { Parent, Child, entities: [Parent, Child] };
 }
 
@@ -113,5 +114,98 @@ describe('primary relationship declarations', () => {
   it('need PostgreSQL or SQLite', () => {
     class OtherSqlPlatform extends AbstractSqlPlatform {}
     expect(() => triggerDialect(new OtherSqlPlatform())).toThrow(PrimaryRelationshipError.unsupportedPlatform('OtherSqlPlatform').message);
+  });
+});
+
+/** MikroORM options for `db` that fail at discovery, before connecting (no database is created for them). */
+function optionsFor(name: 'sqlite' | 'postgresql') {
+  return name === 'sqlite'
+    ? { driver: SqliteDriver, dbName: ':memory:' }
+    : { driver: PostgreSqlDriver, clientUrl: postgresUrlFor('postgres') };
+}
+
+describe.each(databases)("primary tables' names within PostgreSQL's 63-byte identifiers, on $name", db => {
+  // `<parent table>_<child table>_primary`: 20 + 1 + table + 8 bytes
+  const parentTable = 'p'.repeat(20);
+
+  it('refuse at discovery a table name over 54 bytes, on SQLite too, and name the tableName option', async () => {
+    const { Parent, Child, entities } = family(`Long${db.name}`, { parentTable, childTable: 'c'.repeat(26) });
+    addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
+    const table = `${parentTable}_${'c'.repeat(26)}_primary`;
+    expect(Buffer.byteLength(table)).toBe(55);
+    const init = MikroORM.init(defineCoasterConfig<AbstractSqlDriver>({ ...optionsFor(db.name), entities }));
+    await expect(init).rejects.toThrow(PrimaryRelationshipError);
+    await expect(init).rejects.toThrow(PrimaryRelationshipError.tableNameTooLong(Parent.name, 'primary', table, 54).message);
+    await expect(init).rejects.toThrow('{ tableName:');
+  });
+
+  it('count bytes, not characters', async () => {
+    // 13 characters of 2 bytes each: 20 + 1 + 13 + 8 = 42 characters, but 55 bytes
+    const { Parent, Child, entities } = family(`Wide${db.name}`, { parentTable, childTable: 'é'.repeat(13) });
+    addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
+    await expect(MikroORM.init(defineCoasterConfig<AbstractSqlDriver>({ ...optionsFor(db.name), entities }))).rejects.toThrow(
+      "is 55 bytes long, but PostgreSQL cuts identifiers at 63 bytes",
+    );
+  });
+
+  it('refuse a column named after a table of more than 63 bytes', async () => {
+    const longParent = 'q'.repeat(61); // its column: `<table>_id`, 64 bytes
+    const { Parent, Child, entities } = family(`LongColumn${db.name}`, { parentTable: longParent });
+    addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id', { tableName: 'long_column_primary' });
+    await expect(MikroORM.init(defineCoasterConfig<AbstractSqlDriver>({ ...optionsFor(db.name), entities }))).rejects.toThrow(
+      PrimaryRelationshipError.columnNameTooLong(Parent.name, 'primary', `${longParent}_id`, 63).message,
+    );
+  });
+
+  it('take a table name of 54 bytes, and its function and trigger keep their full names', async () => {
+    const childTable = 'c'.repeat(25);
+    const { Parent, Child, entities } = family(`Longest${db.name}`, { parentTable, childTable });
+    addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
+    const table = `${parentTable}_${childTable}_primary`;
+    expect(Buffer.byteLength(table)).toBe(54);
+    const { orm } = await db.init({ entities });
+    try {
+      const em = orm.em.fork();
+      const parent = em.create(Parent, {});
+      const child = em.create(Child, { owner: parent, name: 'a' });
+      parent.primary = child;
+      await em.flush();
+      const rows = await em.execute(`select "${parentTable}_id" as parent, "${childTable}_id" as child from "${table}"`);
+      expect(rows.map(row => [Number(row.parent), Number(row.child)])).toEqual([[parent.id, child.id]]);
+      const objects =
+        db.name === 'postgresql'
+          ? `select tgname as name from pg_trigger where tgname = '${table}_trigger' union all select proname from pg_proc where proname = '${table}_validate'`
+          : `select name from sqlite_master where type = 'trigger' and tbl_name = '${table}' order by name`;
+      expect((await em.execute<{ name: string }[]>(objects)).map(row => row.name)).toEqual(
+        db.name === 'postgresql' ? [`${table}_trigger`, `${table}_validate`] : [`${table}_trigger_insert`, `${table}_trigger_update`],
+      );
+      expect(await orm.schema.getUpdateSchemaSQL({ wrap: false })).toBe('');
+    } finally {
+      await closeOrm(orm);
+    }
+  });
+
+  it('take the tableName option, for the table, its trigger and its reads', async () => {
+    const childTable = 'c'.repeat(40); // the default name would be 69 bytes
+    const { Parent, Child, entities } = family(`Named${db.name}`, { parentTable, childTable });
+    addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id', { tableName: `named_primary_${db.name}` });
+    const { orm } = await db.init({ entities });
+    try {
+      expect(orm.getMetadata().find(`${Parent.name}_primary`)?.tableName).toBe(`named_primary_${db.name}`);
+      const em = orm.em.fork();
+      const [parent, other] = [em.create(Parent, {}), em.create(Parent, {})];
+      const child = em.create(Child, { owner: parent, name: 'a' });
+      parent.primary = child;
+      await em.flush();
+      const rows = await em.execute(`select "${parentTable}_id" as parent, "${childTable}_id" as child from "named_primary_${db.name}"`);
+      expect(rows.map(row => [Number(row.parent), Number(row.child)])).toEqual([[parent.id, child.id]]);
+      await expect(
+        em.execute(`insert into "named_primary_${db.name}" ("${parentTable}_id", "${childTable}_id") values (${other.id}, ${child.id})`),
+      ).rejects.toThrow('The target is not affiliated with this parent');
+      const again = await orm.em.fork().findOneOrFail(Parent, parent.id, { populate: ['primary'] });
+      expect(wrap(again.primary!).toObject()).toMatchObject({ id: child.id, name: 'a' });
+    } finally {
+      await closeOrm(orm);
+    }
   });
 });

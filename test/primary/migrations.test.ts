@@ -1,17 +1,17 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { type Constructor, EntitySchema, type EntitySchemaMetadata, ForeignKeyConstraintViolationException, MikroORM } from '@mikro-orm/core';
+import { type Constructor, EntitySchema, type EntitySchemaMetadata, ForeignKeyConstraintViolationException, type MigrationDiff, MikroORM } from '@mikro-orm/core';
 import { type AbstractSqlDriver, DatabaseSchema } from '@mikro-orm/knex';
-import { type Migration, Migrator } from '@mikro-orm/migrations';
+import { type Migration, Migrator, TSMigrationGenerator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { emailEntities, UserEmail } from '../../example/emails.js';
 import { entities, Follow, Tag, User } from '../../example/entities.js';
-import { type CoasterOptions, defineCoasterConfig } from '../../src/index.js';
+import { CoasterMigrationGenerator, type CoasterOptions, defineCoasterConfig } from '../../src/index.js';
 import { closeOrm, databases, postgresAdmin, postgresUrlFor, sqlite, type TestOrm } from '../support/databases.js';
 
 const run = promisify(execFile);
@@ -24,14 +24,18 @@ interface Scratch {
   drop(): Promise<void>;
 }
 
-async function scratchFor(name: 'sqlite' | 'postgresql'): Promise<Scratch> {
+/** The `migrations.emit` the example app's configuration reads from `MIGRATIONS_EMIT`. */
+type Emit = 'ts' | 'js' | 'cjs';
+
+async function scratchFor(name: 'sqlite' | 'postgresql', emit: Emit = 'ts'): Promise<Scratch> {
   const dir = join('.tmp', `cli-${randomBytes(6).toString('hex')}`);
   const migrations = join(dir, 'migrations');
   await mkdir(dir, { recursive: true });
+  const common = { MIGRATIONS_PATH: migrations, MIGRATIONS_EMIT: emit };
   if (name === 'sqlite') {
     const dbName = join(dir, 'example.sqlite');
     return {
-      env: { SQLITE_PATH: dbName, MIGRATIONS_PATH: migrations },
+      env: { SQLITE_PATH: dbName, ...common },
       options: { driver: SqliteDriver, dbName },
       migrations,
       drop: () => rm(dir, { recursive: true, force: true }),
@@ -40,7 +44,7 @@ async function scratchFor(name: 'sqlite' | 'postgresql'): Promise<Scratch> {
   const dbName = `coaster_cli_${randomBytes(6).toString('hex')}`;
   await postgresAdmin(`create database "${dbName}"`);
   return {
-    env: { DATABASE_URL: postgresUrlFor(dbName), MIGRATIONS_PATH: migrations },
+    env: { DATABASE_URL: postgresUrlFor(dbName), ...common },
     options: { driver: PostgreSqlDriver, clientUrl: postgresUrlFor(dbName) },
     migrations,
     drop: async () => {
@@ -58,8 +62,8 @@ async function cli(scratch: Scratch, ...args: string[]): Promise<string> {
   return stdout + stderr;
 }
 
-async function migrationFiles(scratch: Scratch): Promise<string[]> {
-  return (await readdir(scratch.migrations)).filter(file => file.endsWith('.ts')).sort();
+async function migrationFiles(scratch: Scratch, emit: Emit = 'ts'): Promise<string[]> {
+  return (await readdir(scratch.migrations)).filter(file => file.endsWith(`.${emit}`)).sort();
 }
 
 /** Counts the primary table, its trigger(s) and (on PostgreSQL) its function: 3 of them on both databases. */
@@ -136,6 +140,78 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
     expect(await count()).toBe(3);
     await cli(scratch, 'migration:down');
     expect(await count()).toBe(0);
+  });
+});
+
+describe.each(['sqlite', 'postgresql'] as const)('JavaScript migrations through the MikroORM CLI on %s', name => {
+  let scratch: Scratch | undefined;
+  let orm: MikroORM<AbstractSqlDriver> | undefined;
+
+  afterEach(async () => {
+    await orm?.close(true);
+    await scratch?.drop();
+  });
+
+  // MikroORM's JSMigrationGenerator writes CommonJS: a `.cjs` file loads anywhere, a `.js` file only where
+  // Node takes `.js` for CommonJS, which this package ("type": "module") has to say in the folder
+  it.each(['cjs', 'js'] as const)('emit %s: create writes JavaScript with the trigger, up applies it, down removes it', async emit => {
+    scratch = await scratchFor(name, emit);
+    if (emit === 'js') {
+      await mkdir(scratch.migrations, { recursive: true });
+      await writeFile(join(scratch.migrations, 'package.json'), '{ "type": "commonjs" }\n');
+    }
+    expect(await cli(scratch, 'migration:create')).toContain('successfully created');
+    const [file] = await migrationFiles(scratch, emit);
+    const code = await readFile(join(scratch.migrations, file), 'utf8');
+    expect(code).toContain("const { Migration } = require('@mikro-orm/migrations');");
+    expect(code).not.toContain(': Promise<void>');
+    expect(code).toContain(name === 'sqlite' ? 'create trigger "user_user_email_primary_trigger_insert"' : 'create trigger "user_user_email_primary_trigger"');
+    const down = code.slice(code.indexOf('async down()'));
+    expect(down).toContain(name === 'sqlite' ? 'drop table if exists \\`user_user_email_primary\\`' : 'drop function if exists "user_user_email_primary_validate"();');
+
+    expect(await cli(scratch, 'migration:up')).toContain('Successfully migrated up');
+    orm = await MikroORM.init<AbstractSqlDriver>(defineCoasterConfig({ ...scratch.options, entities: [...entities, ...emailEntities] }));
+    const em = orm.em.fork();
+    const [ada, grace] = ['ada', 'grace'].map(n => em.create(User, { email: `${n}@example.com`, name: n }));
+    const adaEmail = em.create(UserEmail, { address: ada.email, user: ada });
+    ada.primaryEmail = adaEmail;
+    await em.flush();
+    const rows = await em.execute<{ user_id: number; user_email_id: number }[]>('select "user_id", "user_email_id" from "user_user_email_primary"');
+    expect(rows.map(row => [row.user_id, row.user_email_id].map(Number))).toEqual([[ada.id, adaEmail.id]]);
+    await expect(
+      em.execute(`insert into "user_user_email_primary" ("user_id", "user_email_id") values (${grace.id}, ${adaEmail.id})`),
+    ).rejects.toThrow(ForeignKeyConstraintViolationException);
+    const count = async () => Number((await orm!.em.fork().execute<{ count: number | string }[]>(primaryObjects[name]))[0].count);
+    expect(await count()).toBe(3);
+
+    expect(await cli(scratch, 'migration:down')).toContain('Successfully migrated down');
+    expect(await count()).toBe(0);
+  });
+});
+
+describe('CoasterMigrationGenerator.around', () => {
+  it('adds the triggers to what a generator of your own writes, once', async () => {
+    class HeaderGenerator extends TSMigrationGenerator {
+      override generateMigrationFile(className: string, diff: MigrationDiff) {
+        return `// written by HeaderGenerator\n${super.generateMigrationFile(className, diff)}`;
+      }
+    }
+    const options = defineCoasterConfig({ driver: SqliteDriver, dbName: ':memory:', entities: [...entities, ...emailEntities], extensions: [Migrator], migrations: { generator: HeaderGenerator, snapshot: false } });
+    const generator = options.migrations?.generator;
+    expect(generator?.prototype).toBeInstanceOf(CoasterMigrationGenerator);
+    expect(CoasterMigrationGenerator.around(generator)).toBe(generator);
+    expect(CoasterMigrationGenerator.around(HeaderGenerator)).toBe(generator);
+    expect(CoasterMigrationGenerator.around(undefined)).toBe(CoasterMigrationGenerator);
+    const orm = await MikroORM.init(options);
+    try {
+      const path = join('.tmp', `around-${randomBytes(6).toString('hex')}`);
+      const { code } = await orm.migrator.createMigration(path);
+      await rm(path, { recursive: true, force: true });
+      expect(code.startsWith('// written by HeaderGenerator\n')).toBe(true);
+      expect(code).toContain('create trigger "user_user_email_primary_trigger_insert"');
+    } finally {
+      await orm.close(true);
+    }
   });
 });
 
