@@ -1,3 +1,4 @@
+import 'reflect-metadata';
 import { IsolationLevel, MikroORM, RequestContext, UniqueConstraintViolationException } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
@@ -391,6 +392,57 @@ describe.each(databases)('managed sessions on $name', db => {
 
     it('fails clearly before initOrm', async () => {
       await expect(new NoteService('x').add('y')).rejects.toThrow(/^managedSession\(\) needs the process-wide ORM/);
+    });
+
+    /** A stand-in for NestJS's `@Get(path)`: route metadata defined on the method itself, as Nest does. */
+    const Get = (path: string): MethodDecorator => (_target, _key, descriptor) => {
+      Reflect.defineMetadata('path', path, descriptor.value as object);
+      Reflect.defineMetadata('method', 'GET', descriptor.value as object);
+    };
+
+    class NotesController {
+      @ManagedSession()
+      @Get('above')
+      async above(body: string, owner: string): Promise<number> {
+        getOrm().em.create(Note, { owner, body });
+        return getOrm().em.count(Note);
+      }
+
+      @Get('below')
+      @ManagedSession()
+      async below(body: string, owner: string): Promise<number> {
+        getOrm().em.create(Note, { owner, body });
+        return getOrm().em.count(Note);
+      }
+    }
+
+    /** What a framework's router finds on a controller, as NestJS's scanner reads it: the routed methods' metadata. */
+    function routes(controller: object) {
+      const prototype = Object.getPrototypeOf(controller) as Record<string, (...args: string[]) => Promise<number>>;
+      return Object.getOwnPropertyNames(prototype)
+        .filter(name => Reflect.getMetadata('path', prototype[name]) !== undefined)
+        .map(name => ({
+          path: Reflect.getMetadata('path', prototype[name]) as string,
+          method: Reflect.getMetadata('method', prototype[name]) as string,
+          handler: prototype[name],
+        }));
+    }
+
+    it("keeps a route decorator's reflect-metadata, name and length, above or below it", async () => {
+      const { log } = await start(db);
+      const controller = new NotesController();
+      const found = routes(controller);
+      expect(found.map(({ path, method, handler }) => [path, method, handler.name, handler.length])).toEqual([
+        ['above', 'GET', 'above', 2],
+        ['below', 'GET', 'below', 2],
+      ]);
+
+      for (const { path, handler } of found) {
+        expect(await handler.call(controller, path, 'router')).toBe(path === 'above' ? 1 : 2);
+      }
+      const sessionQueries = sql('begin', insertNote, 'select count(*) as "count" from "note" as "n0"', 'commit');
+      expect(log.queries).toEqual([...sessionQueries, ...sessionQueries]);
+      expect(await committedBodies()).toEqual(['above', 'below']);
     });
   });
 });
