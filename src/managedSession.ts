@@ -1,5 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DeadlockException, RequestContext, TransactionPropagation, type IsolationLevel } from '@mikro-orm/core';
+import {
+  DeadlockException,
+  RequestContext,
+  TransactionPropagation,
+  type IsolationLevel,
+} from '@mikro-orm/core';
 import type { CoasterEntityManager } from './CoasterEntityManager.js';
 import { TransactionRetryError } from './errors.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
@@ -31,7 +36,9 @@ export interface ManagedSessionOptions {
   /**
    * How many times to re-run the whole callback, in a new transaction and a new fork, after it failed with
    * a serialization failure or a deadlock (SQLSTATE 40001 or 40P01, which MikroORM raises as
-   * `DeadlockException`). No other error is ever retried. SQLite serialises writers and raises no such error.
+   * `DeadlockException`), a {@link TransactionRetryError}, or, on SQLite, a busy database (SQLITE_BUSY, which
+   * MikroORM raises as `LockWaitTimeoutException`: another connection held the write lock for longer than the
+   * busy timeout). No other error is ever retried.
    * Default: `0` (no retry).
    */
   retries?: number;
@@ -100,8 +107,7 @@ export async function managedSession<T>(fn: SessionCallback<T>, options: Managed
     try {
       result = await outermostSession(orm, level, fn, options);
     } catch (error) {
-      const retryable = error instanceof DeadlockException || error instanceof TransactionRetryError;
-      if (!retryable || attempt >= retries) {
+      if (!isRetryable(error) || attempt >= retries) {
         throw error;
       }
       await sleep(retryDelay * 2 ** attempt * (1 + Math.random() / 2));
@@ -110,6 +116,21 @@ export async function managedSession<T>(fn: SessionCallback<T>, options: Managed
     await level.run();
     return result;
   }
+}
+
+/**
+ * Whether a failed attempt's whole transaction was rolled back for a reason that running it again can
+ * cure: a serialization failure or deadlock, a row hidden by the snapshot, or SQLite's write lock held
+ * elsewhere for longer than the busy timeout (SQLITE_BUSY, or better-sqlite3's extended codes such as
+ * SQLITE_BUSY_SNAPSHOT). MikroORM raises SQLITE_BUSY as `LockWaitTimeoutException` from a statement, but
+ * passes the driver's error on unconverted from COMMIT. PostgreSQL's lock_timeout (55P03) is not retried.
+ */
+function isRetryable(error: unknown): boolean {
+  return (
+    error instanceof DeadlockException ||
+    error instanceof TransactionRetryError ||
+    (error instanceof Error && 'code' in error && String(error.code).startsWith('SQLITE_BUSY'))
+  );
 }
 
 /** One attempt of an outermost session: a request-context fork, its transaction, and the clean-up. */
