@@ -56,6 +56,15 @@ export class ManagedSessionError extends CoasterError {
     );
   }
 
+  /** `managedSession` ran inside a `RequestContext` whose EntityManager of that name belongs to another ORM. */
+  static requestContextOfOtherOrm(name: string): ManagedSessionError {
+    return new ManagedSessionError(
+      `managedSession() joins the RequestContext it runs in, but that context's EntityManager '${name}' belongs to ` +
+        `another MikroORM than the one initOrm() initialised. Create the request context from getOrm().em ` +
+        `(RequestContext.create(getOrm().em, next)), or give the other ORM's EntityManager another contextName.`,
+    );
+  }
+
   /** {@link onCommit} was called where no managed session is running. */
   static onCommitOutsideSession(): ManagedSessionError {
     return new ManagedSessionError(
