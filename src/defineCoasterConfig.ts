@@ -44,8 +44,9 @@ export function defineCoasterConfig<Driver extends AbstractSqlDriver>(
   if (defined.has(options)) {
     return options;
   }
-  const coasterOptions = withSqliteConnections(
-    withPrimaryRelationships(withEntityDecorators({ ...applyOptInTransactions(options), entityManager: CoasterEntityManager })),
+  // withPrimaryRelationships last: its `entities` is a getter, which spreading the options again would read too early
+  const coasterOptions = withPrimaryRelationships(
+    withSqliteConnections(withEntityDecorators({ ...applyOptInTransactions(options), entityManager: CoasterEntityManager })),
   );
   defined.add(coasterOptions);
   return coasterOptions;
