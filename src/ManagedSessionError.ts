@@ -1,8 +1,9 @@
 import { CoasterError } from './errors.js';
 
 /**
- * A managed-session API (`initOrm`, `getOrm`, `managedSession`, `onCommit`, `@ManagedSession()`) or the
- * `optInTransactions` option was used in a way that cannot work: the message says what to change.
+ * A managed-session API (`initOrm`, `getOrm`, `managedSession`, `onCommit`, `@ManagedSession()`), the
+ * `optInTransactions` option or the SQLite transaction set-up was used in a way that cannot work: the message
+ * says what to change.
  * Built by the static factories below so every message is written once.
  *
  * @example
@@ -55,6 +56,15 @@ export class ManagedSessionError extends CoasterError {
     );
   }
 
+  /** `managedSession` ran inside a `RequestContext` whose EntityManager of that name belongs to another ORM. */
+  static requestContextOfOtherOrm(name: string): ManagedSessionError {
+    return new ManagedSessionError(
+      `managedSession() joins the RequestContext it runs in, but that context's EntityManager '${name}' belongs to ` +
+        `another MikroORM than the one initOrm() initialised. Create the request context from getOrm().em ` +
+        `(RequestContext.create(getOrm().em, next)), or give the other ORM's EntityManager another contextName.`,
+    );
+  }
+
   /** {@link onCommit} was called where no managed session is running. */
   static onCommitOutsideSession(): ManagedSessionError {
     return new ManagedSessionError(
@@ -88,11 +98,20 @@ export class ManagedSessionError extends CoasterError {
     );
   }
 
+  /** A SQLite driver other than MikroORM's own, whose knex client class is not known, was configured. */
+  static unknownSqliteDriver(dependencies: string[]): ManagedSessionError {
+    return new ManagedSessionError(
+      `defineCoasterConfig() makes SQLite write transactions begin with BEGIN IMMEDIATE through the driver's knex ` +
+        `client class, but does not know the one of a driver depending on ${dependencies.join(', ')}. Use ` +
+        `@mikro-orm/sqlite, @mikro-orm/better-sqlite or @mikro-orm/libsql, or pass the client class as driverOptions.client.`,
+    );
+  }
+
   /** `retries` was not a whole number of at least zero. */
   static invalidRetries(retries: number): ManagedSessionError {
     return new ManagedSessionError(
       `managedSession() option retries must be a whole number of at least 0 (how many times to re-run the ` +
-        `callback after a serialization failure or deadlock), but it was ${retries}.`,
+        `callback after a serialization failure, deadlock or busy SQLite database), but it was ${retries}.`,
     );
   }
 }

@@ -4,6 +4,7 @@ import { CoasterEntityManager } from './CoasterEntityManager.js';
 import { applyOptInTransactions, type OptInTransactionOptions } from './optInTransactions.js';
 import { withEntityDecorators } from './withEntityDecorators.js';
 import { withPrimaryRelationships } from './primaryRelationshipOptions.js';
+import { withSqliteConnections } from './sqliteConnections.js';
 
 /**
  * MikroORM options for an ORM whose EntityManager is a {@link CoasterEntityManager}. Every feature of
@@ -19,7 +20,8 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
  * Returns MikroORM options with `entityManager: CoasterEntityManager` set, typed so that
  * `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em` is a `CoasterEntityManager`, with
  * what the entity decorators need ({@link withEntityDecorators}) and what primary relationships need
- * (see `addPrimaryRelationship`: call it before this). Options it already returned are returned as they
+ * (see `addPrimaryRelationship`: call it before this), and, on SQLite, a busy timeout and write transactions that
+ * take the write lock at BEGIN (see `managedSession`). Options it already returned are returned as they
  * are, so `initOrm(config)` with a `config` made by it applies nothing twice. Pass your own `subscribers`,
  * `extensions`, `migrations` and `discovery` hooks in its argument: spreading its result with new ones
  * replaces the library's, and `MikroORM.init` then rejects with `CoasterConfigError`. Without it,
@@ -43,8 +45,9 @@ export function defineCoasterConfig<Driver extends AbstractSqlDriver>(
   if (defined.has(options)) {
     return options;
   }
+  // withPrimaryRelationships last: its `entities` is a getter, which spreading the options again would read too early
   const coasterOptions = withPrimaryRelationships(
-    withEntityDecorators({ ...applyOptInTransactions(options), entityManager: CoasterEntityManager }),
+    withSqliteConnections(withEntityDecorators({ ...applyOptInTransactions(options), entityManager: CoasterEntityManager })),
   );
   defined.add(coasterOptions);
   return coasterOptions;

@@ -1,5 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DeadlockException, RequestContext, TransactionPropagation, type IsolationLevel } from '@mikro-orm/core';
+import {
+  Collection,
+  DeadlockException,
+  ReferenceKind,
+  RequestContext,
+  TransactionPropagation,
+  wrap,
+  type IsolationLevel,
+} from '@mikro-orm/core';
 import type { CoasterEntityManager } from './CoasterEntityManager.js';
 import { TransactionRetryError } from './errors.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
@@ -31,7 +39,9 @@ export interface ManagedSessionOptions {
   /**
    * How many times to re-run the whole callback, in a new transaction and a new fork, after it failed with
    * a serialization failure or a deadlock (SQLSTATE 40001 or 40P01, which MikroORM raises as
-   * `DeadlockException`). No other error is ever retried. SQLite serialises writers and raises no such error.
+   * `DeadlockException`), a {@link TransactionRetryError}, or, on SQLite, a busy database (SQLITE_BUSY, which
+   * MikroORM raises as `LockWaitTimeoutException`: another connection held the write lock for longer than the
+   * busy timeout). No other error is ever retried.
    * Default: `0` (no retry).
    */
   retries?: number;
@@ -67,6 +77,11 @@ const DEFAULT_RETRY_DELAY = 20;
  * - Either way the fork is cleared and its connection goes back to the pool.
  * - Inside `fn`, the global `getOrm().em` (MikroORM's `TransactionContext`) and
  *   `RequestContext.getEntityManager()` resolve to the session, so helpers need no `em` argument.
+ * - Called inside a `RequestContext` (a framework's per-request EntityManager), it joins it: the transaction
+ *   is one of the request's EntityManager (`em.transactional`), so entities the request loaded before and the
+ *   session changes are written, and what the session loads stays in the request's identity map. On a
+ *   rollback, the request's loaded entities are reloaded from the database (`em.refresh`), so none keeps
+ *   what was rolled back; the request's EntityManager is never cleared.
  * - Called inside another managed session, it runs in a savepoint of it (`TransactionPropagation.NESTED`):
  *   a failure rolls back only the nested work, and the outer session goes on if the caller catches it.
  *
@@ -79,7 +94,7 @@ const DEFAULT_RETRY_DELAY = 20;
  * }, { isolationLevel: IsolationLevel.SERIALIZABLE, retries: 3 });
  * ```
  * @throws {ManagedSessionError} before {@link initOrm}; inside a transaction that `em.transactional()`
- *   opened outside any managed session; from work that outlived its session; when a nested session is given
+ *   opened outside any managed session; inside a `RequestContext` of another ORM; from work that outlived its session; when a nested session is given
  *   options; when `retries` is not a whole number >= 0.
  */
 export async function managedSession<T>(fn: SessionCallback<T>, options: ManagedSessionOptions = {}): Promise<T> {
@@ -94,14 +109,16 @@ export async function managedSession<T>(fn: SessionCallback<T>, options: Managed
   if (!Number.isInteger(retries) || retries < 0) {
     throw ManagedSessionError.invalidRetries(retries);
   }
+  const requestEm = surroundingRequest(orm);
   for (let attempt = 0; ; attempt++) {
     const level = new CommitCallbacks();
     let result: T;
     try {
-      result = await outermostSession(orm, level, fn, options);
+      result = requestEm
+        ? await joinedSession(requestEm, level, fn, options)
+        : await outermostSession(orm, level, fn, options);
     } catch (error) {
-      const retryable = error instanceof DeadlockException || error instanceof TransactionRetryError;
-      if (!retryable || attempt >= retries) {
+      if (!isRetryable(error) || attempt >= retries) {
         throw error;
       }
       await sleep(retryDelay * 2 ** attempt * (1 + Math.random() / 2));
@@ -112,31 +129,111 @@ export async function managedSession<T>(fn: SessionCallback<T>, options: Managed
   }
 }
 
-/** One attempt of an outermost session: a request-context fork, its transaction, and the clean-up. */
-function outermostSession<T>(
-  orm: CoasterOrm,
+/**
+ * Whether a failed attempt's whole transaction was rolled back for a reason that running it again can
+ * cure: a serialization failure or deadlock, a row hidden by the snapshot, or SQLite's write lock held
+ * elsewhere for longer than the busy timeout (SQLITE_BUSY, or better-sqlite3's extended codes such as
+ * SQLITE_BUSY_SNAPSHOT). MikroORM raises SQLITE_BUSY as `LockWaitTimeoutException` from a statement, but
+ * passes the driver's error on unconverted from COMMIT. PostgreSQL's lock_timeout (55P03) is not retried.
+ */
+function isRetryable(error: unknown): boolean {
+  return (
+    error instanceof DeadlockException ||
+    error instanceof TransactionRetryError ||
+    (error instanceof Error && 'code' in error && String(error.code).startsWith('SQLITE_BUSY'))
+  );
+}
+
+/**
+ * The EntityManager of the `RequestContext` the caller runs in (a framework's per-request fork, such as
+ * NestJS's or an Express middleware's), if any.
+ * @throws {ManagedSessionError} when that context holds an EntityManager of another ORM under the same name.
+ */
+function surroundingRequest(orm: CoasterOrm): CoasterEntityManager | undefined {
+  const em = RequestContext.getEntityManager(orm.em.name);
+  if (em && em.config !== orm.config) {
+    throw ManagedSessionError.requestContextOfOtherOrm(orm.em.name);
+  }
+  return em as CoasterEntityManager | undefined;
+}
+
+/**
+ * Runs `fn` as the session level `level`, in a transaction of `em` with the session's options: MikroORM's
+ * `em.transactional`, which hands `fn` a fork holding `em`'s entities and merges what it loaded back on
+ * commit. `onFork` receives that fork.
+ */
+function sessionTransaction<T>(
+  em: CoasterEntityManager,
   level: CommitCallbacks,
   fn: SessionCallback<T>,
   { isolationLevel, readOnly }: ManagedSessionOptions,
+  onFork: (fork: CoasterEntityManager) => void = () => undefined,
 ): Promise<T> {
+  return CommitCallbacks.within(level, () =>
+    em.transactional(
+      fork => {
+        onFork(fork);
+        return fn(fork);
+      },
+      { isolationLevel, readOnly },
+    ),
+  );
+}
+
+/** One attempt of an outermost session outside any request context: a request-context fork of its own, its transaction, and the clean-up. */
+function outermostSession<T>(orm: CoasterOrm, level: CommitCallbacks, fn: SessionCallback<T>, options: ManagedSessionOptions): Promise<T> {
   return RequestContext.create(orm.em, async () => {
     const em = RequestContext.getEntityManager(orm.em.name) as CoasterEntityManager;
     let transactionEm: CoasterEntityManager | undefined;
     try {
-      return await CommitCallbacks.within(level, () =>
-        em.transactional(
-          fork => {
-            transactionEm = fork;
-            return fn(fork);
-          },
-          { isolationLevel, readOnly },
-        ),
-      );
+      return await sessionTransaction(em, level, fn, options, fork => (transactionEm = fork));
     } finally {
       transactionEm?.clear();
       em.clear();
     }
   });
+}
+
+/**
+ * One attempt of an outermost session inside a request context: a transaction of the request's
+ * EntityManager, so entities the request loaded before are written when the session changes them, and
+ * those the session loads stay with the request. After a rollback, the request's entities are reloaded.
+ */
+async function joinedSession<T>(
+  em: CoasterEntityManager,
+  level: CommitCallbacks,
+  fn: SessionCallback<T>,
+  options: ManagedSessionOptions,
+): Promise<T> {
+  try {
+    return await sessionTransaction(em, level, fn, options);
+  } catch (error) {
+    await reloadAfterRollback(em);
+    throw error;
+  }
+}
+
+/**
+ * Reloads every loaded entity of `em` from the database with the collections it had loaded (MikroORM's
+ * `em.refresh`), after a rollback: what the failed attempt changed on the instances the request holds
+ * (flushed and rolled back, or never flushed) is gone, so a later flush of the request cannot write it and
+ * a retry starts from the committed rows. An entity whose row is gone is detached, as `em.refresh` does.
+ */
+async function reloadAfterRollback(em: CoasterEntityManager): Promise<void> {
+  for (const entity of em.getUnitOfWork(false).getIdentityMap().values()) {
+    if (!wrap(entity).isInitialized()) {
+      continue;
+    }
+    const meta = em.getMetadata().get<object>(entity.constructor.name);
+    const populate = meta.relations
+      .filter(prop => prop.kind === ReferenceKind.ONE_TO_MANY || prop.kind === ReferenceKind.MANY_TO_MANY)
+      .filter(prop => {
+        const collection: unknown = Reflect.get(entity, prop.name);
+        return collection instanceof Collection && collection.isInitialized();
+      })
+      .map(prop => prop.name);
+    await em.refresh(entity, { populate });
+  }
 }
 
 /** A session inside another: a savepoint of it (onCommit levels are kept by `CoasterEntityManager.transactional`). */

@@ -1,4 +1,4 @@
-import type { AnyEntity, Configuration, EntityMetadata, EntitySchema, MetadataStorage, Options, Platform, PoolConfig } from '@mikro-orm/core';
+import type { AnyEntity, Configuration, EntityMetadata, EntitySchema, MetadataStorage, Options, Platform } from '@mikro-orm/core';
 import { type AbstractSqlDriver, BaseSqlitePlatform } from '@mikro-orm/knex';
 import { afterHook } from './afterHook.js';
 import { CoasterConfigError } from './CoasterConfigError.js';
@@ -6,45 +6,7 @@ import { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { primaryRelationships, primaryRelationshipsFor } from './primaryRelationship.js';
 import { PrimaryRelationshipSubscriber } from './PrimaryRelationshipSubscriber.js';
-
-/** knex's `pool.afterCreate`: called with each new raw connection, and a callback to call when done. */
-type AfterCreate = (connection: unknown, done: (error: Error | null, connection: unknown) => void) => void;
-
-/**
- * A raw SQLite connection: node-sqlite3's `Database` (`@mikro-orm/sqlite`) runs SQL with a callback;
- * better-sqlite3's and libsql's (`@mikro-orm/better-sqlite`, `@mikro-orm/libsql`) have a synchronous `pragma()`.
- */
-interface RawSqliteConnection {
-  exec(sql: string, callback: (error: Error | null) => void): unknown;
-  pragma?(source: string): unknown;
-}
-
-/** The `afterCreate` hooks made by {@link enforcingForeignKeys}, so a pool gets one at most. */
-const foreignKeyHooks = new WeakSet<object>();
-
-/**
- * The pool options with an `afterCreate` that turns SQLite's foreign keys on for every new connection,
- * then runs the application's own `afterCreate`. MikroORM turns them on once, when it connects, so a
- * connection the pool opens later (after closing an idle one) would not enforce them.
- */
-function enforcingForeignKeys(pool: PoolConfig): PoolConfig {
-  const own = pool.afterCreate as AfterCreate | undefined;
-  if (own && foreignKeyHooks.has(own)) {
-    return pool;
-  }
-  const afterCreate: AfterCreate = (connection, done) => {
-    const next = (error: Error | null) => (error || !own ? done(error, connection) : own(connection, done));
-    const sqlite = connection as RawSqliteConnection;
-    if (sqlite.pragma) {
-      sqlite.pragma('foreign_keys = on');
-      next(null);
-    } else {
-      sqlite.exec('pragma foreign_keys = on', next);
-    }
-  };
-  foreignKeyHooks.add(afterCreate);
-  return { ...pool, afterCreate };
-}
+import { runningOnEveryConnection } from './sqliteConnections.js';
 
 /** Whether `value` is `base` or a class extending it. */
 function isClass(value: unknown, base: Function): boolean {
@@ -100,9 +62,10 @@ export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(o
         afterHook(discovery.afterDiscovered?.(storage, platform), () => {
           primaryRelationships().forEach(r => r.afterDiscovered(storage, platform));
           checkOptions(storage, platform.getConfig());
-          // discovery comes before MikroORM opens the pool, and only then is the platform known
+          // discovery comes before MikroORM opens the pool, and only then is the platform known. MikroORM turns
+          // foreign keys on once, when it connects, so a connection the pool opens later would not enforce them.
           if (platform instanceof BaseSqlitePlatform) {
-            platform.getConfig().set('pool', enforcingForeignKeys(platform.getConfig().get('pool')));
+            platform.getConfig().set('pool', runningOnEveryConnection(platform.getConfig().get('pool'), 'foreign_keys = on'));
           }
         }),
     },

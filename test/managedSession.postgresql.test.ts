@@ -1,4 +1,4 @@
-import { DeadlockException, DriverException, IsolationLevel } from '@mikro-orm/core';
+import { DeadlockException, DriverException, IsolationLevel, RequestContext } from '@mikro-orm/core';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeOrm, getOrm, initOrm, managedSession, onCommit, type CoasterOptions } from '../src/index.js';
@@ -177,6 +177,32 @@ describe('managed sessions (PostgreSQL)', () => {
       expect(attempts).toBe(2);
       expect({ created, body }).toEqual({ created: false, body: 'shared' });
       expect(await onAnotherConnection(`select owner from note`)).toEqual([{ owner: 'elsewhere' }]);
+    });
+
+    it('inside a RequestContext, a retry starts from the committed row, not from the failed attempt\'s change', async () => {
+      await start();
+      const { id } = await managedSession(async em => em.create(Counter, { value: 0 }));
+      let attempts = 0;
+
+      await RequestContext.create(getOrm().em, async () => {
+        const counter = await RequestContext.getEntityManager()!.findOneOrFail(Counter, id); // loaded by the request
+        const value = await managedSession(
+          async em => {
+            if (++attempts === 1) {
+              expect(await em.count(Counter)).toBe(1); // takes the snapshot
+              await updateElsewhere(id, 100);
+            }
+            counter.value += 1;
+            await em.flush();
+            return counter.value;
+          },
+          { isolationLevel: IsolationLevel.REPEATABLE_READ, retries: 1, retryDelay: 1 },
+        );
+        expect(attempts).toBe(2);
+        expect(value).toBe(101);
+        expect(counter.value).toBe(101);
+      });
+      expect(await onAnotherConnection(`select value from counter`)).toEqual([{ value: 101 }]);
     });
 
     it('rejects with the DeadlockException once the retries are used up', async () => {

@@ -1,3 +1,4 @@
+import 'reflect-metadata';
 import { IsolationLevel, MikroORM, RequestContext, UniqueConstraintViolationException } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
@@ -14,6 +15,7 @@ import {
   type CoasterOptions,
 } from '../src/index.js';
 import { closeOrm as closeTestOrm, databases, type TestDatabase, type TestOrm } from './support/databases.js';
+import { Account, Address, raceEntities } from './support/entities.js';
 import { Note, sessionEntities } from './support/sessionEntities.js';
 
 const opened: TestOrm[] = [];
@@ -231,6 +233,137 @@ describe.each(databases)('managed sessions on $name', db => {
     expect(log.queries[0]).toBe(db.name === 'postgresql' ? 'start transaction isolation level serializable read only' : 'begin');
   });
 
+  describe("inside a framework's RequestContext", () => {
+    const selectNote = 'select "n0".* from "note" as "n0" where "n0"."body" = ? limit ?';
+    const updateOwner = 'update "note" set "owner" = ? where "id" = ?';
+
+    /** Commits notes `a` and `b` owned by `before`, outside any request, and forgets the statements. */
+    async function seed(orm: TestOrm, log: { clear(): void }) {
+      await orm.em.fork().insertMany(Note, [
+        { owner: 'before', body: 'a' },
+        { owner: 'before', body: 'b' },
+      ]);
+      log.clear();
+    }
+
+    /** The committed owners by body, read on a fresh fork. */
+    async function committedOwners() {
+      const notes = await getOrm().em.fork().find(Note, {}, { orderBy: { body: 'asc' } });
+      return notes.map(note => [note.body, note.owner]);
+    }
+
+    it.each([
+      { how: 'RequestContext.create', within: (em: CoasterEntityManager, next: () => Promise<void>) => RequestContext.create(em, next) },
+      {
+        how: 'RequestContext.enter',
+        // a promise job of its own, so enter() changes this request's async context only
+        within: (em: CoasterEntityManager, next: () => Promise<void>) =>
+          Promise.resolve().then(() => {
+            RequestContext.enter(em);
+            return next();
+          }),
+      },
+    ])('($how) joins the request: an entity loaded before is written, one loaded inside stays with the request', async ({ within }) => {
+      const { orm, log } = await start(db);
+      await seed(orm, log);
+      const events: string[] = [];
+
+      await within(orm.em, async () => {
+        const requestEm = RequestContext.getEntityManager() as CoasterEntityManager;
+        const a = await requestEm.findOneOrFail(Note, { body: 'a' });
+        let b: Note | undefined;
+        await managedSession(async em => {
+          a.owner = 'session';
+          b = await em.findOneOrFail(Note, { body: 'b' });
+          expect(await em.findOneOrFail(Note, { body: 'a' })).toBe(a);
+          onCommit(() => events.push(`committed: ${log.queries.at(-1)}`));
+        });
+
+        // the request's own select of a, then the session (its select flushes a first: FlushMode.AUTO)
+        expect(log.queries).toEqual(sql(selectNote, 'begin', updateOwner, selectNote, selectNote, 'commit'));
+        expect(events).toEqual(['committed: commit']);
+        expect(await committedOwners()).toEqual([
+          ['a', 'session'],
+          ['b', 'before'],
+        ]);
+        expect(requestEm.getUnitOfWork(false).getIdentityMap().values()).toEqual(expect.arrayContaining([a, b]));
+        expect(await requestEm.findOneOrFail(Note, { body: 'b' })).toBe(b);
+        log.clear();
+        await requestEm.flush(); // nothing left to write
+        expect(log.queries).toEqual([]);
+      });
+    });
+
+    it('a failed joined session writes nothing, and the request keeps the committed values, not the rolled-back ones', async () => {
+      const { orm, log } = await start(db);
+      await seed(orm, log);
+      const failure = new Error('refused');
+
+      await RequestContext.create(orm.em, async () => {
+        const requestEm = RequestContext.getEntityManager() as CoasterEntityManager;
+        const [a, b] = await requestEm.find(Note, {}, { orderBy: { body: 'asc' } });
+        log.clear();
+        const session = managedSession(async em => {
+          a.owner = 'flushed, then rolled back';
+          await em.flush();
+          b.owner = 'never flushed';
+          throw failure;
+        });
+        await expect(session).rejects.toBe(failure);
+
+        expect([a.owner, b.owner]).toEqual(['before', 'before']);
+        expect(log.queries.slice(0, 3)).toEqual(sql('begin', updateOwner, 'rollback'));
+        log.clear();
+        await requestEm.flush();
+        expect(log.queries).toEqual([]);
+      });
+      expect(await committedOwners()).toEqual([
+        ['a', 'before'],
+        ['b', 'before'],
+      ]);
+    });
+
+    it('after a failed joined session, a collection the request had loaded holds the committed children again', async () => {
+      const { orm, log } = await start(db, { entities: raceEntities });
+      const seeded = orm.em.fork();
+      const account = seeded.create(Account, { name: 'ada' });
+      seeded.create(Address, { email: 'one@example.com', account });
+      await seeded.flush();
+
+      await RequestContext.create(orm.em, async () => {
+        const requestEm = RequestContext.getEntityManager() as CoasterEntityManager;
+        const ada = await requestEm.findOneOrFail(Account, { name: 'ada' }, { populate: ['addresses'] });
+        const failure = new Error('refused');
+        await expect(
+          managedSession(async em => {
+            ada.addresses.add(em.create(Address, { email: 'two@example.com', account: ada }));
+            ada.name = 'renamed';
+            await em.flush();
+            throw failure;
+          }),
+        ).rejects.toBe(failure);
+
+        expect(ada.name).toBe('ada');
+        expect(ada.addresses.getItems().map(address => address.email)).toEqual(['one@example.com']);
+        log.clear();
+        await requestEm.flush();
+        expect(log.queries).toEqual([]);
+      });
+      expect((await orm.em.fork().find(Address, {})).map(address => address.email)).toEqual(['one@example.com']);
+    });
+
+    it("refuses a RequestContext whose EntityManager belongs to another ORM", async () => {
+      await start(db);
+      const { orm: other } = await db.init({ entities: sessionEntities });
+      opened.push(other);
+      await RequestContext.create(other.em, async () => {
+        await expect(managedSession(async () => 1)).rejects.toThrow(
+          /^managedSession\(\) joins the RequestContext it runs in, but that context's EntityManager 'default' belongs to another MikroORM/,
+        );
+      });
+    });
+  });
+
   describe('onCommit', () => {
     it('runs each callback once after the outermost commit, in order, outside the session', async () => {
       const { log } = await start(db);
@@ -391,6 +524,57 @@ describe.each(databases)('managed sessions on $name', db => {
 
     it('fails clearly before initOrm', async () => {
       await expect(new NoteService('x').add('y')).rejects.toThrow(/^managedSession\(\) needs the process-wide ORM/);
+    });
+
+    /** A stand-in for NestJS's `@Get(path)`: route metadata defined on the method itself, as Nest does. */
+    const Get = (path: string): MethodDecorator => (_target, _key, descriptor) => {
+      Reflect.defineMetadata('path', path, descriptor.value as object);
+      Reflect.defineMetadata('method', 'GET', descriptor.value as object);
+    };
+
+    class NotesController {
+      @ManagedSession()
+      @Get('above')
+      async above(body: string, owner: string): Promise<number> {
+        getOrm().em.create(Note, { owner, body });
+        return getOrm().em.count(Note);
+      }
+
+      @Get('below')
+      @ManagedSession()
+      async below(body: string, owner: string): Promise<number> {
+        getOrm().em.create(Note, { owner, body });
+        return getOrm().em.count(Note);
+      }
+    }
+
+    /** What a framework's router finds on a controller, as NestJS's scanner reads it: the routed methods' metadata. */
+    function routes(controller: object) {
+      const prototype = Object.getPrototypeOf(controller) as Record<string, (...args: string[]) => Promise<number>>;
+      return Object.getOwnPropertyNames(prototype)
+        .filter(name => Reflect.getMetadata('path', prototype[name]) !== undefined)
+        .map(name => ({
+          path: Reflect.getMetadata('path', prototype[name]) as string,
+          method: Reflect.getMetadata('method', prototype[name]) as string,
+          handler: prototype[name],
+        }));
+    }
+
+    it("keeps a route decorator's reflect-metadata, name and length, above or below it", async () => {
+      const { log } = await start(db);
+      const controller = new NotesController();
+      const found = routes(controller);
+      expect(found.map(({ path, method, handler }) => [path, method, handler.name, handler.length])).toEqual([
+        ['above', 'GET', 'above', 2],
+        ['below', 'GET', 'below', 2],
+      ]);
+
+      for (const { path, handler } of found) {
+        expect(await handler.call(controller, path, 'router')).toBe(path === 'above' ? 1 : 2);
+      }
+      const sessionQueries = sql('begin', insertNote, 'select count(*) as "count" from "note" as "n0"', 'commit');
+      expect(log.queries).toEqual([...sessionQueries, ...sessionQueries]);
+      expect(await committedBodies()).toEqual(['above', 'below']);
     });
   });
 });
