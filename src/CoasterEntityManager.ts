@@ -1,4 +1,5 @@
 import {
+  DriverException,
   Reference,
   ReferenceKind,
   TransactionPropagation,
@@ -19,6 +20,9 @@ import {
 import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from './errors.js';
+import { type FailsafeAddOptions } from './inserts/failsafeAddOptions.js';
+import { fastInsert, isHiddenConflict } from './inserts/fastInsert.js';
+import { insertPath } from './inserts/insertPath.js';
 import { CommitCallbacks } from './onCommit.js';
 import { stampUpsertRow, timestampUpsertOptions } from './timestampUpsert.js';
 
@@ -91,9 +95,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * ```
    * @throws {TypeError} when `entity` is not an instance of a discovered entity class.
    */
-  failsafeAdd<T extends object>(entity: T, filters: FilterQuery<T>): Promise<T>;
-  failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>): Promise<T | undefined>;
-  async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>): Promise<T | undefined> {
+  failsafeAdd<T extends object>(entity: T, filters: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T>;
+  failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T | undefined>;
+  async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options: FailsafeAddOptions = {}): Promise<T | undefined> {
     const em = this.getContext(false);
     const meta = em.entityMetadata('failsafeAdd', entity);
     em.assertInsertableAlone('failsafeAdd', entity);
@@ -103,7 +107,15 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       return filters === undefined ? undefined : em.loadExisting(meta, entity, filters, twin);
     }
 
+    const path = insertPath(em, meta, entity);
     try {
+      if ('dialect' in path) {
+        const result = await fastInsert(em, meta, entity, filters, path.dialect, options);
+        if (result !== entity) {
+          em.forget(entity);
+        }
+        return result;
+      }
       await em.transactional(
         // flushed here, not only by `transactional`, for ORMs with `disableTransactions` (no savepoint needed:
         // every statement commits on its own there) where `transactional` merely calls back
@@ -113,7 +125,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       return entity;
     } catch (error) {
       em.forget(entity);
-      if (!(error instanceof UniqueConstraintViolationException)) {
+      // a conflict hidden by the snapshot is recovered only where a savepoint kept the transaction usable
+      const hidden = isHiddenConflict(error) && (options.savepoint !== false || !em.isInTransaction());
+      if (!(error instanceof UniqueConstraintViolationException) && !hidden) {
         throw error;
       }
       return filters === undefined ? undefined : em.loadExisting(meta, entity, filters, error);
@@ -138,11 +152,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * const user = await em.addAndCommit(em.create(User, { email, name }), { email });
    * ```
    */
-  async addAndCommit<T extends object>(entity: T, filters: FilterQuery<T>): Promise<T> {
+  async addAndCommit<T extends object>(entity: T, filters: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T> {
     if (filters == null) {
       throw CoasterUsageError.filtersRequired('addAndCommit');
     }
-    return this.failsafeAdd(entity, filters);
+    return this.failsafeAdd(entity, filters, options);
   }
 
   /**
@@ -174,8 +188,13 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * const tag = await em.findOrCreate(Tag, { name: 'news' }, { color: 'red' });
    * ```
    */
-  async findOrCreate<T extends object>(entityName: EntityName<T>, where: EntityData<T>, data?: EntityData<T>): Promise<T> {
-    const { entity } = await this.getContext(false).findOrInsert('findOrCreate', entityName, where, data);
+  async findOrCreate<T extends object>(
+    entityName: EntityName<T>,
+    where: EntityData<T>,
+    data?: EntityData<T>,
+    options?: FailsafeAddOptions,
+  ): Promise<T> {
+    const { entity } = await this.getContext(false).findOrInsert('findOrCreate', entityName, where, data, options);
     return entity;
   }
 
@@ -192,8 +211,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     entityName: EntityName<T>,
     where: EntityData<T>,
     data?: EntityData<T>,
+    options?: FailsafeAddOptions,
   ): Promise<FindOrCreateResult<T>> {
-    return this.getContext(false).findOrInsert('getOrCreate', entityName, where, data);
+    return this.getContext(false).findOrInsert('getOrCreate', entityName, where, data, options);
   }
 
   /**
@@ -288,6 +308,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     entityName: EntityName<T>,
     where: EntityData<T>,
     data: EntityData<T> | undefined,
+    options: FailsafeAddOptions | undefined,
   ): Promise<FindOrCreateResult<T>> {
     const meta = this.getMetadata().get<T>(Utils.className(entityName));
     checkCreatableWhere(method, meta, where, data);
@@ -303,7 +324,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       throw CoasterUsageError.managedKeyMismatch(method, meta.className, helper(twin).getPrimaryKey(), where);
     }
     const candidate = this.create(entityName, values, { persist: false });
-    const entity = await this.failsafeAdd(candidate, filters);
+    const entity = await this.failsafeAdd(candidate, filters, options);
     return { entity, created: entity === candidate };
   }
 
@@ -425,7 +446,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
 
   /**
    * Loads the row that `filters` match after an insert of `candidate` was refused, by `conflict`: the
-   * database's unique violation, or the managed entity that already has the candidate's primary key.
+   * database's unique violation (or, on the fast path, its 40001 for a conflicting row the snapshot
+   * hides), or the managed entity that already has the candidate's primary key.
    * Returns the one row, else throws {@link MultipleResultsError}; when nothing matches, throws
    * {@link TransactionRetryError} if a snapshot hides the conflicting row, else the violation (or, for a
    * managed twin, {@link CoasterUsageError}).
@@ -434,13 +456,13 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     meta: EntityMetadata<T>,
     candidate: T,
     filters: FilterQuery<T>,
-    conflict: UniqueConstraintViolationException | T,
+    conflict: DriverException | T,
   ): Promise<T> {
     const rows = await this.find<T>(meta.class, filters, { limit: 2, connectionType: 'write' });
     if (rows.length === 1) {
       return rows[0];
     }
-    if (!(conflict instanceof UniqueConstraintViolationException)) {
+    if (!(conflict instanceof DriverException)) {
       if (rows.length > 1) {
         throw MultipleResultsError.onFind('failsafeAdd', meta.className, filters, rows.length);
       }
