@@ -62,8 +62,13 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    one-to-one hold entities: they would be written without it, or lost with it on a conflict.
    *    Nothing is written then.
    * 2. This EntityManager's other pending changes are flushed first, outside the savepoint.
-   * 3. The entity is inserted in `transactional` with propagation `NESTED`: a SAVEPOINT inside an open
-   *    transaction, a transaction of its own otherwise.
+   * 3. On PostgreSQL and SQLite most entities take the fast path ({@link fastInsert}): one
+   *    `insert ... on conflict do nothing returning *`, sent with the select of `filters` as one string on
+   *    PostgreSQL, inside a savepoint only in a transaction (none with `options.savepoint: false`). A
+   *    duplicate raises no error on the server. Entities whose flush it cannot reproduce ({@link insertPath}:
+   *    versioned, STI, embedded, deferrable uniques, primary relationships, onLoad hooks, flush subscribers,
+   *    new related entities, other drivers) are inserted by a flush in `transactional` with propagation
+   *    `NESTED`: a SAVEPOINT inside an open transaction, a transaction of its own otherwise.
    * 4. On success the same instance is returned, now managed by this EntityManager.
    * 5. On a `UniqueConstraintViolationException` only the savepoint is rolled back; the caller's
    *    transaction and earlier work stay. With `filters`, the row they match is loaded (on the primary,
@@ -77,10 +82,15 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * 7. The rejected instance is detached: a later `flush` never inserts it.
    * 8. Under REPEATABLE READ or SERIALIZABLE, when the filters match nothing and no row with any of the
    *    candidate's unique keys is visible, the conflicting row was committed after the snapshot:
-   *    {@link TransactionRetryError}. A visible row rethrows the violation (retrying cannot help).
+   *    {@link TransactionRetryError} (on the fast path, ON CONFLICT's 40001 for that hidden row is its cause). A visible row rethrows the violation (retrying cannot help).
    *    Serialization failures and deadlocks are never caught.
    *
-   * Inside a transaction it emits (PostgreSQL, conflict path):
+   * Inside a transaction it emits (PostgreSQL, fast path, one round trip whether the row is new or not):
+   * ```sql
+   * savepoint failsafe_add; insert into "tag" ("name") values ('news') on conflict do nothing returning *;
+   *   select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2; release savepoint failsafe_add
+   * ```
+   * and on the savepoint path, for a conflict:
    * ```sql
    * savepoint trx2
    * insert into "tag" ("name") values ('news') returning "id"   -- 23505 unique_violation
@@ -140,11 +150,10 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * Outside a transaction the row is committed when the promise resolves (another connection sees
    * it); inside one, its savepoint is released.
    *
-   * Outside a transaction it emits (PostgreSQL, insert path):
+   * Outside a transaction it emits (PostgreSQL, fast path; one implicit transaction):
    * ```sql
-   * begin
-   * insert into "user" ("email", "name") values ('ada@example.com', 'Ada') returning "id"
-   * commit
+   * insert into "user" ("email", "name") values ('ada@example.com', 'Ada') on conflict do nothing returning *;
+   *   select "u0".* from "user" as "u0" where "u0"."email" = 'ada@example.com' limit 2
    * ```
    *
    * @example
