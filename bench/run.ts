@@ -3,7 +3,7 @@
  * the same run. Uses $COASTER_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test) to
  * create a scratch database, or a throwaway server when nothing answers there.
  */
-import { MikroORM } from '@mikro-orm/core';
+import { MikroORM, type EventSubscriber } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import pg from 'pg';
 import { BenchTag as Tag } from './entities.js';
@@ -75,34 +75,43 @@ async function inRolledBackTransaction(orm: MikroORM<PostgreSqlDriver, Em>, fn: 
   }
 }
 
+/** A flush subscriber: an ORM with one inserts on failsafeAdd's savepoint path, as before the fast path. */
+class FlushListener implements EventSubscriber {
+  afterFlush(): void {}
+}
+
+/** The floor: what node-postgres alone needs to insert a row or find the existing one. */
+async function floorInsert(client: pg.ClientBase, name: string): Promise<unknown> {
+  const inserted = await client.query('insert into bench_tag (name) values ($1) on conflict do nothing returning *', [name]);
+  return inserted.rows[0] ?? (await client.query('select * from bench_tag where name = $1 limit 2', [name])).rows[0];
+}
+
+/** One contention round: WORKERS transactions inserting the same KEYS keys in the same order. */
+type Worker = (keys: string[]) => Promise<unknown>;
+
 async function contention(
-  orm: MikroORM<PostgreSqlDriver, Em>,
   label: string,
-  insert: (em: Em, name: string) => Promise<unknown>,
+  worker: Worker,
+  count: (prefix: string) => Promise<number>,
 ): Promise<{ label: string; opsPerSecond: number; escaped: number; rows: number }> {
   let escaped = 0;
-  let ops = 0;
   let elapsed = 0;
   for (let round = 0; round < CONTENTION_ROUNDS; round++) {
     const keys = Array.from({ length: KEYS }, (_, k) => `${label}-${round}-${k}`);
-    elapsed += await time(() =>
-      Promise.all(
-        Array.from({ length: WORKERS }, () =>
-          orm.em
-            .fork()
-            .transactional(async em => {
-              for (const name of keys) {
-                await insert(em, name);
-                ops++;
-              }
-            })
-            .catch(() => escaped++),
-        ),
-      ),
-    );
+    elapsed += await time(() => Promise.all(Array.from({ length: WORKERS }, () => worker(keys).catch(() => escaped++))));
   }
-  const rows = await orm.em.fork().count(Tag, { name: { $like: `${label}-%` } });
-  return { label, opsPerSecond: Math.round((ops / elapsed) * 1000), escaped, rows };
+  const ops = WORKERS * KEYS * CONTENTION_ROUNDS;
+  return { label, opsPerSecond: Math.round((ops / elapsed) * 1000), escaped, rows: await count(`${label}-`) };
+}
+
+/** A contention worker running `insert` for every key in one MikroORM transaction. */
+function ormWorker(orm: MikroORM<PostgreSqlDriver, Em>, insert: (em: Em, name: string) => Promise<unknown>): Worker {
+  return keys =>
+    orm.em.fork().transactional(async em => {
+      for (const name of keys) {
+        await insert(em, name);
+      }
+    });
 }
 
 async function main(): Promise<void> {
@@ -115,53 +124,112 @@ async function main(): Promise<void> {
   const url = new URL(server?.url ?? adminUrl);
   url.pathname = '/coaster_bench';
 
-  const orm = await MikroORM.init<PostgreSqlDriver, Em>(
-    defineCoasterConfig({ driver: PostgreSqlDriver, clientUrl: url.toString(), entities: [Tag], pool: { max: WORKERS + 2 } }),
-  );
+  const options = { driver: PostgreSqlDriver, clientUrl: url.toString(), entities: [Tag], pool: { max: WORKERS + 2 } };
+  const orm = await MikroORM.init<PostgreSqlDriver, Em>(defineCoasterConfig(options));
+  const savepointOrm = await MikroORM.init<PostgreSqlDriver, Em>(defineCoasterConfig({ ...options, subscribers: [new FlushListener()] }));
+  const pool = new pg.Pool({ connectionString: url.toString(), max: WORKERS });
+  const raw = await pool.connect();
   try {
     await orm.schema.createSchema();
     const rows: Row[] = [];
+    const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
+      rows.push({ case: name, baseline, baselineMs, subjectMs, target });
+    const newTag = (em: Em, name: string) => em.create(Tag, { name }, { persist: false });
 
+    // inside a transaction (rolled back, so every case starts from the same table)
     await inRolledBackTransaction(orm, async em => {
-      const [baselineMs, subjectMs] = await compare(
-        i => em.persist(em.create(Tag, { name: `persist-${i}` })).flush(),
-        i => em.failsafeAdd(em.create(Tag, { name: `failsafe-${i}` })),
-        () => em.clear(),
-      );
-      rows.push({ case: 'insert: failsafeAdd (new row)', baseline: 'persist + flush', baselineMs, subjectMs, target: 1.3 });
-    });
-
-    await inRolledBackTransaction(orm, async em => {
-      const [baselineMs, subjectMs] = await compare(
-        i => em.persist(em.create(Tag, { name: `persist-${i}` })).flush(),
-        async () => {
-          await em.execute('savepoint bench');
-          await em.execute('release savepoint bench');
-        },
-        () => em.clear(),
-      );
-      rows.push({ case: '(why) savepoint + release alone', baseline: 'persist + flush', baselineMs, subjectMs });
-    });
-
-    await inRolledBackTransaction(orm, async em => {
-      await em.failsafeAdd(em.create(Tag, { name: 'existing' }));
+      await em.failsafeAdd(newTag(em, 'existing'));
       em.clear();
-      const [baselineMs, subjectMs] = await compare(
-        i => em.failsafeAdd(em.create(Tag, { name: `new-${i}` }), { name: `new-${i}` }),
-        () => em.failsafeAdd(em.create(Tag, { name: 'existing' }), { name: 'existing' }),
+      const persistMs = await compare(
+        i => em.persist(em.create(Tag, { name: `persist-${i}` })).flush(),
+        i => em.failsafeAdd(newTag(em, `fast-${i}`), { name: `fast-${i}` }),
         () => em.clear(),
       );
-      rows.push({ case: 'conflict: failsafeAdd (existing key)', baseline: 'failsafeAdd (new row)', baselineMs, subjectMs, target: 1.6 });
+      row('in a transaction: failsafeAdd, new row', 'persist + flush', persistMs, 1.3);
+      row(
+        'in a transaction: failsafeAdd, existing row',
+        'failsafeAdd, new row',
+        await compare(
+          i => em.failsafeAdd(newTag(em, `fast2-${i}`), { name: `fast2-${i}` }),
+          () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' }),
+          () => em.clear(),
+        ),
+        1.15,
+      );
+      row(
+        "in a transaction: failsafeAdd, new row, { savepoint: false }",
+        'persist + flush',
+        await compare(
+          i => em.persist(em.create(Tag, { name: `persist2-${i}` })).flush(),
+          i => em.failsafeAdd(newTag(em, `nosp-${i}`), { name: `nosp-${i}` }, { savepoint: false }),
+          () => em.clear(),
+        ),
+      );
+    });
+    await inRolledBackTransaction(savepointOrm, async em => {
+      row(
+        'in a transaction: savepoint path, new row (before)',
+        'persist + flush',
+        await compare(
+          i => em.persist(em.create(Tag, { name: `persist-${i}` })).flush(),
+          i => em.failsafeAdd(newTag(em, `slow-${i}`), { name: `slow-${i}` }),
+          () => em.clear(),
+        ),
+      );
     });
 
-    await orm.em.fork().findOrCreate(Tag, { name: 'existing' });
-    const reader = orm.em.fork();
-    const [findMs, findOrCreateMs] = await compare(
-      () => reader.findOne(Tag, { name: 'existing' }),
-      () => reader.findOrCreate(Tag, { name: 'existing' }),
-      () => reader.clear(),
+    // outside a transaction (rows stay; every name is new)
+    const em = orm.em.fork();
+    await em.failsafeAdd(newTag(em, 'existing'));
+    em.clear();
+    const outside = (prefix: string) => (i: number) => em.failsafeAdd(newTag(em, `${prefix}-${i}`), { name: `${prefix}-${i}` });
+    row('outside: failsafeAdd, new row', 'persist + flush', await compare(i => em.persist(em.create(Tag, { name: `op-${i}` })).flush(), outside('on'), () => em.clear()), 0.75);
+    row(
+      'outside: failsafeAdd, existing row',
+      'persist + flush',
+      await compare(
+        i => em.persist(em.create(Tag, { name: `op2-${i}` })).flush(),
+        () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' }),
+        () => em.clear(),
+      ),
+      0.75,
     );
-    rows.push({ case: 'findOrCreate (existing row)', baseline: 'findOne', baselineMs: findMs, subjectMs: findOrCreateMs, target: 1.1 });
+    row('outside: failsafeAdd, new row', 'floor (node-postgres)', await compare(i => floorInsert(raw, `pg-${i}`), outside('on2'), () => em.clear()), 1.7);
+    row(
+      'outside: failsafeAdd, existing row',
+      'floor (node-postgres)',
+      await compare(
+        () => floorInsert(raw, 'existing'),
+        () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' }),
+        () => em.clear(),
+      ),
+      1.7,
+    );
+    row(
+      "outside: em.upsert (onConflictAction: 'ignore'), new row",
+      'floor (node-postgres)',
+      await compare(i => floorInsert(raw, `pg2-${i}`), i => em.upsert(Tag, { name: `upsert-${i}` }, { onConflictAction: 'ignore' }), () => em.clear()),
+    );
+    const slowEm = savepointOrm.em.fork();
+    row(
+      'outside: savepoint path, existing row (before)',
+      'floor (node-postgres)',
+      await compare(
+        () => floorInsert(raw, 'existing'),
+        () => slowEm.failsafeAdd(newTag(slowEm, 'existing'), { name: 'existing' }),
+        () => slowEm.clear(),
+      ),
+    );
+    row(
+      'getOrCreate, existing row',
+      'findOne',
+      await compare(
+        () => em.findOne(Tag, { name: 'existing' }),
+        () => em.getOrCreate(Tag, { name: 'existing' }),
+        () => em.clear(),
+      ),
+      1.1,
+    );
 
     console.log(`PostgreSQL, ${ITERATIONS} iterations per side, medians in milliseconds\n`);
     console.table(
@@ -176,24 +244,51 @@ async function main(): Promise<void> {
       })),
     );
 
+    const count = (prefix: string) => orm.em.fork().count(Tag, { name: { $like: `${prefix}%` } });
+    const floorWorker: Worker = async keys => {
+      const client = await pool.connect();
+      try {
+        await client.query('begin');
+        for (const name of keys) {
+          await floorInsert(client, name);
+        }
+        await client.query('commit');
+      } catch (error) {
+        await client.query('rollback');
+        throw error;
+      } finally {
+        client.release();
+      }
+    };
     const results = [
-      await contention(orm, 'findOrCreate', (em, name) => em.findOrCreate(Tag, { name })),
-      await contention(orm, 'failsafeAdd', (em, name) => em.failsafeAdd(em.create(Tag, { name }), { name })),
-      await contention(orm, 'upsert-ignore', (em, name) => em.upsert(Tag, { name }, { onConflictAction: 'ignore' })),
+      await contention('floor', floorWorker, count),
+      await contention('failsafeAdd', ormWorker(orm, (em, name) => em.failsafeAdd(newTag(em, name), { name })), count),
+      await contention('findOrCreate', ormWorker(orm, (em, name) => em.findOrCreate(Tag, { name })), count),
+      await contention('upsert-ignore', ormWorker(orm, (em, name) => em.upsert(Tag, { name }, { onConflictAction: 'ignore' })), count),
+      await contention('savepoint-path', ormWorker(savepointOrm, (em, name) => em.failsafeAdd(newTag(em, name), { name })), count),
     ];
-    const base = results.find(r => r.label === 'upsert-ignore')!;
+    const floor = results[0];
+    const labels: Record<string, string> = {
+      floor: 'floor (node-postgres)',
+      'upsert-ignore': "em.upsert (onConflictAction: 'ignore')",
+      'savepoint-path': 'failsafeAdd, savepoint path (before)',
+    };
     console.log(`\nContention: ${WORKERS} workers x ${KEYS} keys x ${CONTENTION_ROUNDS} rounds, each worker one transaction per round\n`);
     console.table(
       results.map(r => ({
-        operation: r.label === 'upsert-ignore' ? "em.upsert (onConflictAction: 'ignore')" : r.label,
+        operation: labels[r.label] ?? r.label,
         'ops/s': r.opsPerSecond,
-        'vs upsert': (r.opsPerSecond / base.opsPerSecond).toFixed(2),
+        'vs floor': (r.opsPerSecond / floor.opsPerSecond).toFixed(2),
+        target: r.label === 'failsafeAdd' ? '>= 0.45' : '',
         'errors escaped': r.escaped,
         'rows (expected)': `${r.rows} (${KEYS * CONTENTION_ROUNDS})`,
       })),
     );
   } finally {
+    raw.release();
+    await pool.end();
     await orm.close();
+    await savepointOrm.close();
     await admin.query('drop database if exists coaster_bench with (force)');
     await admin.end();
     await server?.stop();

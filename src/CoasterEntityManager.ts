@@ -1,4 +1,5 @@
 import {
+  DriverException,
   Reference,
   ReferenceKind,
   TransactionPropagation,
@@ -20,6 +21,9 @@ import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
 import { assertCoasterConfiguration } from './coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from './errors.js';
+import { type FailsafeAddOptions } from './inserts/failsafeAddOptions.js';
+import { fastInsert, isHiddenConflict } from './inserts/fastInsert.js';
+import { insertPath } from './inserts/insertPath.js';
 import { CommitCallbacks } from './onCommit.js';
 import { stampUpsertRow, timestampUpsertOptions } from './timestampUpsert.js';
 
@@ -76,8 +80,13 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    one-to-one hold entities: they would be written without it, or lost with it on a conflict.
    *    Nothing is written then.
    * 2. This EntityManager's other pending changes are flushed first, outside the savepoint.
-   * 3. The entity is inserted in `transactional` with propagation `NESTED`: a SAVEPOINT inside an open
-   *    transaction, a transaction of its own otherwise.
+   * 3. On PostgreSQL and SQLite most entities take the fast path ({@link fastInsert}): one
+   *    `insert ... on conflict do nothing returning *`, sent with the select of `filters` as one string on
+   *    PostgreSQL, inside a savepoint only in a transaction (none with `options.savepoint: false`). A
+   *    duplicate raises no error on the server. Entities whose flush it cannot reproduce ({@link insertPath}:
+   *    versioned, STI, embedded, deferrable uniques, primary relationships, onLoad hooks, flush subscribers,
+   *    new related entities, other drivers) are inserted by a flush in `transactional` with propagation
+   *    `NESTED`: a SAVEPOINT inside an open transaction, a transaction of its own otherwise.
    * 4. On success the same instance is returned, now managed by this EntityManager.
    * 5. On a `UniqueConstraintViolationException` only the savepoint is rolled back; the caller's
    *    transaction and earlier work stay. With `filters`, the row they match is loaded (on the primary,
@@ -91,10 +100,15 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * 7. The rejected instance is detached: a later `flush` never inserts it.
    * 8. Under REPEATABLE READ or SERIALIZABLE, when the filters match nothing and no row with any of the
    *    candidate's unique keys is visible, the conflicting row was committed after the snapshot:
-   *    {@link TransactionRetryError}. A visible row rethrows the violation (retrying cannot help).
+   *    {@link TransactionRetryError} (on the fast path, ON CONFLICT's 40001 for that hidden row is its cause). A visible row rethrows the violation (retrying cannot help).
    *    Serialization failures and deadlocks are never caught.
    *
-   * Inside a transaction it emits (PostgreSQL, conflict path):
+   * Inside a transaction it emits (PostgreSQL, fast path, one round trip whether the row is new or not):
+   * ```sql
+   * savepoint failsafe_add; insert into "tag" ("name") values ('news') on conflict do nothing returning *;
+   *   select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2; release savepoint failsafe_add
+   * ```
+   * and on the savepoint path, for a conflict:
    * ```sql
    * savepoint trx2
    * insert into "tag" ("name") values ('news') returning "id"   -- 23505 unique_violation
@@ -109,9 +123,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * ```
    * @throws {TypeError} when `entity` is not an instance of a discovered entity class.
    */
-  failsafeAdd<T extends object>(entity: T, filters: FilterQuery<T>): Promise<T>;
-  failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>): Promise<T | undefined>;
-  async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>): Promise<T | undefined> {
+  failsafeAdd<T extends object>(entity: T, filters: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T>;
+  failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T | undefined>;
+  async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options: FailsafeAddOptions = {}): Promise<T | undefined> {
     const em = this.getContext(false);
     const meta = em.entityMetadata('failsafeAdd', entity);
     em.assertInsertableAlone('failsafeAdd', entity);
@@ -121,7 +135,15 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       return filters === undefined ? undefined : em.loadExisting(meta, entity, filters, twin);
     }
 
+    const path = insertPath(em, meta, entity);
     try {
+      if ('dialect' in path) {
+        const result = await fastInsert(em, meta, entity, filters, path.dialect, options);
+        if (result !== entity) {
+          em.forget(entity);
+        }
+        return result;
+      }
       await em.transactional(
         // flushed here, not only by `transactional`, for ORMs with `disableTransactions` (no savepoint needed:
         // every statement commits on its own there) where `transactional` merely calls back
@@ -131,7 +153,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       return entity;
     } catch (error) {
       em.forget(entity);
-      if (!(error instanceof UniqueConstraintViolationException)) {
+      // a conflict hidden by the snapshot is recovered only where a savepoint kept the transaction usable
+      const hidden = isHiddenConflict(error) && (options.savepoint !== false || !em.isInTransaction());
+      if (!(error instanceof UniqueConstraintViolationException) && !hidden) {
         throw error;
       }
       return filters === undefined ? undefined : em.loadExisting(meta, entity, filters, error);
@@ -144,11 +168,10 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * Outside a transaction the row is committed when the promise resolves (another connection sees
    * it); inside one, its savepoint is released.
    *
-   * Outside a transaction it emits (PostgreSQL, insert path):
+   * Outside a transaction it emits (PostgreSQL, fast path; one implicit transaction):
    * ```sql
-   * begin
-   * insert into "user" ("email", "name") values ('ada@example.com', 'Ada') returning "id"
-   * commit
+   * insert into "user" ("email", "name") values ('ada@example.com', 'Ada') on conflict do nothing returning *;
+   *   select "u0".* from "user" as "u0" where "u0"."email" = 'ada@example.com' limit 2
    * ```
    *
    * @example
@@ -156,11 +179,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * const user = await em.addAndCommit(em.create(User, { email, name }), { email });
    * ```
    */
-  async addAndCommit<T extends object>(entity: T, filters: FilterQuery<T>): Promise<T> {
+  async addAndCommit<T extends object>(entity: T, filters: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T> {
     if (filters == null) {
       throw CoasterUsageError.filtersRequired('addAndCommit');
     }
-    return this.failsafeAdd(entity, filters);
+    return this.failsafeAdd(entity, filters, options);
   }
 
   /**
@@ -192,8 +215,13 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * const tag = await em.findOrCreate(Tag, { name: 'news' }, { color: 'red' });
    * ```
    */
-  async findOrCreate<T extends object>(entityName: EntityName<T>, where: EntityData<T>, data?: EntityData<T>): Promise<T> {
-    const { entity } = await this.getContext(false).findOrInsert('findOrCreate', entityName, where, data);
+  async findOrCreate<T extends object>(
+    entityName: EntityName<T>,
+    where: EntityData<T>,
+    data?: EntityData<T>,
+    options?: FailsafeAddOptions,
+  ): Promise<T> {
+    const { entity } = await this.getContext(false).findOrInsert('findOrCreate', entityName, where, data, options);
     return entity;
   }
 
@@ -210,8 +238,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     entityName: EntityName<T>,
     where: EntityData<T>,
     data?: EntityData<T>,
+    options?: FailsafeAddOptions,
   ): Promise<FindOrCreateResult<T>> {
-    return this.getContext(false).findOrInsert('getOrCreate', entityName, where, data);
+    return this.getContext(false).findOrInsert('getOrCreate', entityName, where, data, options);
   }
 
   /**
@@ -306,6 +335,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     entityName: EntityName<T>,
     where: EntityData<T>,
     data: EntityData<T> | undefined,
+    options: FailsafeAddOptions | undefined,
   ): Promise<FindOrCreateResult<T>> {
     const meta = this.getMetadata().get<T>(Utils.className(entityName));
     checkCreatableWhere(method, meta, where, data);
@@ -321,7 +351,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       throw CoasterUsageError.managedKeyMismatch(method, meta.className, helper(twin).getPrimaryKey(), where);
     }
     const candidate = this.create(entityName, values, { persist: false });
-    const entity = await this.failsafeAdd(candidate, filters);
+    const entity = await this.failsafeAdd(candidate, filters, options);
     return { entity, created: entity === candidate };
   }
 
@@ -443,7 +473,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
 
   /**
    * Loads the row that `filters` match after an insert of `candidate` was refused, by `conflict`: the
-   * database's unique violation, or the managed entity that already has the candidate's primary key.
+   * database's unique violation (or, on the fast path, its 40001 for a conflicting row the snapshot
+   * hides), or the managed entity that already has the candidate's primary key.
    * Returns the one row, else throws {@link MultipleResultsError}; when nothing matches, throws
    * {@link TransactionRetryError} if a snapshot hides the conflicting row, else the violation (or, for a
    * managed twin, {@link CoasterUsageError}).
@@ -452,13 +483,13 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     meta: EntityMetadata<T>,
     candidate: T,
     filters: FilterQuery<T>,
-    conflict: UniqueConstraintViolationException | T,
+    conflict: DriverException | T,
   ): Promise<T> {
     const rows = await this.find<T>(meta.class, filters, { limit: 2, connectionType: 'write' });
     if (rows.length === 1) {
       return rows[0];
     }
-    if (!(conflict instanceof UniqueConstraintViolationException)) {
+    if (!(conflict instanceof DriverException)) {
       if (rows.length > 1) {
         throw MultipleResultsError.onFind('failsafeAdd', meta.className, filters, rows.length);
       }

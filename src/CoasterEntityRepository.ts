@@ -2,6 +2,7 @@ import { Utils, type EntityData, type FilterQuery } from '@mikro-orm/core';
 import { SqlEntityRepository } from '@mikro-orm/knex';
 import { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
 import { CoasterUsageError } from './errors.js';
+import type { FailsafeAddOptions } from './inserts/failsafeAddOptions.js';
 
 /**
  * An `EntityRepository` with the race-safe helpers of {@link CoasterEntityManager}, for code that works
@@ -20,25 +21,25 @@ import { CoasterUsageError } from './errors.js';
  */
 export class CoasterEntityRepository<T extends object> extends SqlEntityRepository<T> {
   /** {@link CoasterEntityManager.failsafeAdd} on this repository's EntityManager. */
-  failsafeAdd(entity: T, filters: FilterQuery<T>): Promise<T>;
-  failsafeAdd(entity: T, filters?: FilterQuery<T>): Promise<T | undefined>;
-  async failsafeAdd(entity: T, filters?: FilterQuery<T>): Promise<T | undefined> {
-    return this.getCoasterEntityManager().failsafeAdd(entity, filters);
+  failsafeAdd(entity: T, filters: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T>;
+  failsafeAdd(entity: T, filters?: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T | undefined>;
+  async failsafeAdd(entity: T, filters?: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T | undefined> {
+    return this.getCoasterEntityManager().failsafeAdd(entity, filters, options);
   }
 
   /** {@link CoasterEntityManager.addAndCommit} on this repository's EntityManager. */
-  async addAndCommit(entity: T, filters: FilterQuery<T>): Promise<T> {
-    return this.getCoasterEntityManager().addAndCommit(entity, filters);
+  async addAndCommit(entity: T, filters: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T> {
+    return this.getCoasterEntityManager().addAndCommit(entity, filters, options);
   }
 
   /** {@link CoasterEntityManager.findOrCreate} for this repository's entity. */
-  async findOrCreate(where: EntityData<T>, data?: EntityData<T>): Promise<T> {
-    return this.getCoasterEntityManager().findOrCreate(this.entityName, where, data);
+  async findOrCreate(where: EntityData<T>, data?: EntityData<T>, options?: FailsafeAddOptions): Promise<T> {
+    return this.getCoasterEntityManager().findOrCreate(this.entityName, where, data, options);
   }
 
   /** {@link CoasterEntityManager.getOrCreate} for this repository's entity. */
-  async getOrCreate(where: EntityData<T>, data?: EntityData<T>): Promise<FindOrCreateResult<T>> {
-    return this.getCoasterEntityManager().getOrCreate(this.entityName, where, data);
+  async getOrCreate(where: EntityData<T>, data?: EntityData<T>, options?: FailsafeAddOptions): Promise<FindOrCreateResult<T>> {
+    return this.getCoasterEntityManager().getOrCreate(this.entityName, where, data, options);
   }
 
   private getCoasterEntityManager(): CoasterEntityManager {

@@ -14,6 +14,7 @@
  */
 export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
 export { CoasterEntityRepository } from './CoasterEntityRepository.js';
+export { type FailsafeAddOptions } from './inserts/failsafeAddOptions.js';
 export { defineCoasterConfig, type CoasterOptions } from './defineCoasterConfig.js';
 export { CoasterError, CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
 export { CoasterConfigError } from './CoasterConfigError.js';

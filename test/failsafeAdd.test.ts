@@ -1,5 +1,5 @@
 import { DeadlockException, IsolationLevel, UniqueConstraintViolationException, ForeignKeyConstraintViolationException } from '@mikro-orm/core';
-import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it, onTestFinished } from 'vitest';
 import {
   CoasterEntityManager,
   CoasterUsageError,
@@ -9,248 +9,288 @@ import {
 } from '../src/index.js';
 import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from './support/databases.js';
 import { Account, Address, Tag, raceEntities } from './support/entities.js';
+import { insertPaths, savepointPath } from './support/insertPaths.js';
 
 /** A quoting-free view of the log: `"tag"` and `` `tag` `` both read `tag`. */
 function statements(log: QueryLog): string[] {
   return log.queries.map(q => q.replace(/["`]/g, ''));
 }
 
+/** The statements of each path and database, as {@link statements} shows them. */
+interface ExpectedStatements {
+  savepoint: string[];
+  postgresql: string[];
+  sqlite: string[];
+}
+
+const INSERT_TAG = 'insert into tag (name) values (?) on conflict do nothing returning *';
+const SELECT_TAG = 'select t0.* from tag as t0 where t0.name = ? limit ?';
+/** One PostgreSQL round trip inside a transaction: the fast path's statements in its savepoint. */
+const inSavepoint = (...sql: string[]) => ['savepoint failsafe_add', ...sql, 'release savepoint failsafe_add'].join('; ');
+
 describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
-  let orm: TestOrm;
-  let log: QueryLog;
+  describe.each(insertPaths)('on the $name path', path => {
+    let orm: TestOrm;
+    let log: QueryLog;
 
-  beforeAll(async () => {
-    ({ orm, log } = await db.init({ entities: raceEntities }));
-  });
-  afterAll(() => closeOrm(orm));
-  beforeEach(async () => {
-    await orm.schema.clearDatabase();
-    log.clear();
-  });
-
-  it('is a CoasterEntityManager on orm.em, its forks and transactional callbacks', async () => {
-    expectTypeOf(orm.em).toEqualTypeOf<CoasterEntityManager>();
-    expect(orm.em).toBeInstanceOf(CoasterEntityManager);
-    expect(orm.em.fork()).toBeInstanceOf(CoasterEntityManager);
-    await orm.em.fork().transactional(em => {
-      expectTypeOf(em).toEqualTypeOf<CoasterEntityManager>();
-      expect(em).toBeInstanceOf(CoasterEntityManager);
+    beforeAll(async () => {
+      ({ orm, log } = await db.init({ entities: raceEntities, ...path.options() }));
     });
-  });
-
-  it('inserts a new entity and returns the same instance, managed', async () => {
-    const em = orm.em.fork();
-    const tag = em.create(Tag, { name: 'news' });
-    const added = await em.failsafeAdd(tag, { name: 'news' });
-    expectTypeOf(added).toEqualTypeOf<Tag>();
-    expect(added).toBe(tag);
-    expect(tag.id).toBeTypeOf('number');
-    expect(em.getUnitOfWork().getById(Tag.name, tag.id)).toBe(tag);
-    expect(statements(log)).toEqual(['begin', 'insert into tag (name) values (?) returning id', 'commit']);
-  });
-
-  it('returns the instance already in the identity map on a duplicate', async () => {
-    const em = orm.em.fork();
-    const loaded = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
-    const duplicate = em.create(Tag, { name: 'news', color: 'red' });
-    log.clear();
-    const added = await em.failsafeAdd(duplicate, { name: 'news' });
-    expect(added).toBe(loaded);
-    expect(added.color).toBeNull();
-    expect(statements(log)).toEqual([
-      'begin',
-      'insert into tag (name, color) values (?, ?) returning id',
-      'rollback',
-      'select t0.* from tag as t0 where t0.name = ? limit ?',
-    ]);
-  });
-
-  it('never inserts a rejected em.create()d duplicate on a later flush', async () => {
-    const em = orm.em.fork();
-    await em.fork().persist(em.create(Tag, { name: 'news' })).flush();
-    const duplicate = em.create(Tag, { name: 'news' });
-    const existing = await em.failsafeAdd(duplicate, { name: 'news' });
-    expect(existing).not.toBe(duplicate);
-    log.clear();
-    await em.flush();
-    expect(log.queries).toEqual([]);
-    expect(await tagNames(orm)).toEqual(['news']);
-  });
-
-  it('never inserts a rejected child that a managed parent collection holds', async () => {
-    const setup = orm.em.fork();
-    const account = setup.create(Account, { name: 'ada' });
-    setup.create(Address, { email: 'ada@example.com', account });
-    await setup.flush();
-
-    const em = orm.em.fork();
-    const parent = await em.findOneOrFail(Account, account.id, { populate: ['addresses'] });
-    const duplicate = em.create(Address, { email: 'ada@example.com', account: parent });
-    expect(parent.addresses.contains(duplicate)).toBe(true);
-    const existing = await em.failsafeAdd(duplicate, { email: 'ada@example.com' });
-    expect(existing).not.toBe(duplicate);
-    expect(parent.addresses.contains(duplicate)).toBe(false);
-    log.clear();
-    await em.flush();
-    expect(log.queries).toEqual([]);
-    expect(await orm.em.fork().count(Address)).toBe(1);
-  });
-
-  it('inserts a new child of a managed parent only inside the savepoint', async () => {
-    const setup = orm.em.fork();
-    const account = setup.create(Account, { name: 'ada' });
-    await setup.flush();
-
-    const em = orm.em.fork();
-    const parent = await em.findOneOrFail(Account, account.id, { populate: ['addresses'] });
-    const address = em.create(Address, { email: 'ada@example.com', account: parent });
-    log.clear();
-    await em.transactional(async tx => {
-      expect(await tx.failsafeAdd(address)).toBe(address);
-    });
-    expect(statements(log)).toEqual([
-      'begin',
-      'savepoint trx1',
-      'insert into address (email, account_id) values (?, ?) returning id',
-      'release savepoint trx1',
-      'commit',
-    ]);
-    expect(parent.addresses.getItems()).toEqual([address]);
-  });
-
-  it('flushes other pending changes first, outside the savepoint, and keeps them after a conflict', async () => {
-    const em = orm.em.fork();
-    await em.failsafeAdd(em.create(Tag, { name: 'news' }));
-    log.clear();
-    await em.transactional(async tx => {
-      tx.create(Tag, { name: 'earlier' });
-      expect(await tx.failsafeAdd(tx.create(Tag, { name: 'news' }))).toBeUndefined();
-      tx.create(Tag, { name: 'later' });
-    });
-    expect(statements(log)).toEqual([
-      'begin',
-      'insert into tag (name) values (?) returning id',
-      'savepoint trx1',
-      'insert into tag (name) values (?) returning id',
-      'rollback to savepoint trx1',
-      'insert into tag (name) values (?) returning id',
-      'commit',
-    ]);
-    expect(await tagNames(orm)).toEqual(['earlier', 'later', 'news']);
-  });
-
-  it('keeps the caller transaction usable after a conflict: earlier and later work commit', async () => {
-    const em = orm.em.fork();
-    await em.fork().persist(em.create(Tag, { name: 'news' })).flush();
-    await em.begin();
-    try {
-      await em.persist(em.create(Tag, { name: 'earlier' })).flush();
-      const existing = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
-      expect(existing.name).toBe('news');
-      await em.persist(em.create(Tag, { name: 'later', color: existing.color ?? 'none' })).flush();
-      await em.commit();
-    } catch (e) {
-      await em.rollback();
-      throw e;
-    }
-    expect(await tagNames(orm)).toEqual(['earlier', 'later', 'news']);
-  });
-
-  it('resolves to undefined without filters on a conflict, and throws nothing', async () => {
-    const em = orm.em.fork();
-    await em.failsafeAdd(em.create(Tag, { name: 'news' }));
-    const result = await em.failsafeAdd(em.create(Tag, { name: 'news' }));
-    expectTypeOf(result).toEqualTypeOf<Tag | undefined>();
-    expect(result).toBeUndefined();
-    expect(await tagNames(orm)).toEqual(['news']);
-  });
-
-  it('rejects with MultipleResultsError when the filters match two rows', async () => {
-    const em = orm.em.fork();
-    await em.failsafeAdd(em.create(Tag, { name: 'news', color: 'red' }));
-    await em.failsafeAdd(em.create(Tag, { name: 'sport', color: 'red' }));
-    const error = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { color: 'red' }).catch(e => e);
-    expect(error).toBeInstanceOf(MultipleResultsError);
-    expect(error).toMatchObject({ entityName: 'Tag', count: 2 });
-    expect(error.message).toMatch(/Pass filters that identify a single row/);
-    expect(error.cause).toBeInstanceOf(UniqueConstraintViolationException);
-  });
-
-  it('rethrows the original violation when the filters match nothing', async () => {
-    const em = orm.em.fork();
-    await em.failsafeAdd(em.create(Tag, { name: 'news' }));
-    const error = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'elsewhere' }).catch(e => e);
-    expect(error).toBeInstanceOf(UniqueConstraintViolationException);
-    expect(await tagNames(orm)).toEqual(['news']);
-  });
-
-  it('rethrows a violation that is not a duplicate when the filters match nothing', async () => {
-    const em = orm.em.fork();
-    const orphan = em.create(Address, { email: 'ada@example.com', account: em.getReference(Account, 404) });
-    await expect(em.failsafeAdd(orphan, { email: 'ada@example.com' })).rejects.toBeInstanceOf(
-      ForeignKeyConstraintViolationException,
-    );
-    expect(await orm.em.fork().count(Address)).toBe(0);
-  });
-
-  it('rejects an entity that is already in the database with a usage error', async () => {
-    const em = orm.em.fork();
-    const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
-    const error = await em.failsafeAdd(tag, { name: 'news' }).catch(e => e);
-    expect(error).toBeInstanceOf(CoasterUsageError);
-    expect(error.message).toMatch(/inserts new entities, but this Tag \(primary key \d+\) is already managed/);
-  });
-
-  it.each([
-    ['a plain object', { name: 'news' }],
-    ['null', null],
-    ['a string', 'news'],
-    ['an entity class', Tag],
-    ['an instance of a class MikroORM did not discover', new (class Stray {})()],
-  ])('throws TypeError for %s', async (_, value) => {
-    const em = orm.em.fork();
-    await expect(em.failsafeAdd(value as object)).rejects.toThrow(TypeError);
-    await expect(em.failsafeAdd(value as object)).rejects.toThrow(/needs an entity instance of a class MikroORM discovered/);
-  });
-
-  describe('addAndCommit', () => {
-    it('commits outside a transaction: another EntityManager sees the row when it resolves', async () => {
-      const em = orm.em.fork();
-      const tag = await em.addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
-      expect(statements(log)).toEqual(['begin', 'insert into tag (name) values (?) returning id', 'commit']);
-      expect(await orm.em.fork().findOneOrFail(Tag, { name: 'news' })).toMatchObject({ id: tag.id });
+    afterAll(() => closeOrm(orm));
+    beforeEach(async () => {
+      await orm.schema.clearDatabase();
+      log.clear();
     });
 
-    it('releases its savepoint inside a transaction', async () => {
-      const em = orm.em.fork();
-      await em.transactional(async tx => {
-        const tag = await tx.addAndCommit(tx.create(Tag, { name: 'news' }), { name: 'news' });
-        expect(tag.name).toBe('news');
+    const expected = (statements: ExpectedStatements) => (path.name === 'savepoint' ? statements.savepoint : statements[db.name]);
+
+    it('is a CoasterEntityManager on orm.em, its forks and transactional callbacks', async () => {
+      expectTypeOf(orm.em).toEqualTypeOf<CoasterEntityManager>();
+      expect(orm.em).toBeInstanceOf(CoasterEntityManager);
+      expect(orm.em.fork()).toBeInstanceOf(CoasterEntityManager);
+      await orm.em.fork().transactional(em => {
+        expectTypeOf(em).toEqualTypeOf<CoasterEntityManager>();
+        expect(em).toBeInstanceOf(CoasterEntityManager);
       });
-      expect(statements(log)).toEqual([
-        'begin',
-        'savepoint trx1',
-        'insert into tag (name) values (?) returning id',
-        'release savepoint trx1',
-        'commit',
-      ]);
     });
 
-    it('returns the existing row on a conflict', async () => {
+    it('inserts a new entity and returns the same instance, managed', async () => {
       const em = orm.em.fork();
-      const first = await em.fork().addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
-      const second = await em.addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
-      expect(second.id).toBe(first.id);
-    });
-
-    it('demands filters', async () => {
-      const em = orm.em.fork();
-      const call = em.addAndCommit(em.create(Tag, { name: 'news' }), undefined as never);
-      await expect(call).rejects.toBeInstanceOf(CoasterUsageError);
-      await expect(em.addAndCommit(em.create(Tag, { name: 'news' }), undefined as never)).rejects.toThrow(
-        /needs filters that find the existing row/,
+      const tag = em.create(Tag, { name: 'news' });
+      const added = await em.failsafeAdd(tag, { name: 'news' });
+      expectTypeOf(added).toEqualTypeOf<Tag>();
+      expect(added).toBe(tag);
+      expect(tag.id).toBeTypeOf('number');
+      expect(em.getUnitOfWork().getById(Tag.name, tag.id)).toBe(tag);
+      expect(statements(log)).toEqual(
+        expected({
+          savepoint: ['begin', 'insert into tag (name) values (?) returning id', 'commit'],
+          postgresql: [`${INSERT_TAG}; ${SELECT_TAG}`],
+          sqlite: [INSERT_TAG],
+        }),
       );
-      expect(await tagNames(orm)).toEqual([]);
+      log.clear();
+      await em.flush();
+      expect(log.queries).toEqual([]);
+    });
+
+    it('returns the instance already in the identity map on a duplicate', async () => {
+      const em = orm.em.fork();
+      const loaded = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
+      const duplicate = em.create(Tag, { name: 'news', color: 'red' });
+      log.clear();
+      const added = await em.failsafeAdd(duplicate, { name: 'news' });
+      expect(added).toBe(loaded);
+      expect(added.color).toBeNull();
+      const insert = 'insert into tag (color, name) values (?, ?) on conflict do nothing returning *';
+      expect(statements(log)).toEqual(
+        expected({
+          savepoint: ['begin', 'insert into tag (name, color) values (?, ?) returning id', 'rollback', SELECT_TAG],
+          postgresql: [`${insert}; ${SELECT_TAG}`],
+          sqlite: [insert, SELECT_TAG],
+        }),
+      );
+    });
+
+    it('never inserts a rejected em.create()d duplicate on a later flush', async () => {
+      const em = orm.em.fork();
+      await em.fork().persist(em.create(Tag, { name: 'news' })).flush();
+      const duplicate = em.create(Tag, { name: 'news' });
+      const existing = await em.failsafeAdd(duplicate, { name: 'news' });
+      expect(existing).not.toBe(duplicate);
+      log.clear();
+      await em.flush();
+      expect(log.queries).toEqual([]);
+      expect(await tagNames(orm)).toEqual(['news']);
+    });
+
+    it('never inserts a rejected child that a managed parent collection holds', async () => {
+      const setup = orm.em.fork();
+      const account = setup.create(Account, { name: 'ada' });
+      setup.create(Address, { email: 'ada@example.com', account });
+      await setup.flush();
+
+      const em = orm.em.fork();
+      const parent = await em.findOneOrFail(Account, account.id, { populate: ['addresses'] });
+      const duplicate = em.create(Address, { email: 'ada@example.com', account: parent });
+      expect(parent.addresses.contains(duplicate)).toBe(true);
+      const existing = await em.failsafeAdd(duplicate, { email: 'ada@example.com' });
+      expect(existing).not.toBe(duplicate);
+      expect(parent.addresses.contains(duplicate)).toBe(false);
+      log.clear();
+      await em.flush();
+      expect(log.queries).toEqual([]);
+      expect(await orm.em.fork().count(Address)).toBe(1);
+    });
+
+    it('inserts a new child of a managed parent on its own, in the caller transaction', async () => {
+      const setup = orm.em.fork();
+      const account = setup.create(Account, { name: 'ada' });
+      await setup.flush();
+
+      const em = orm.em.fork();
+      const parent = await em.findOneOrFail(Account, account.id, { populate: ['addresses'] });
+      const address = em.create(Address, { email: 'ada@example.com', account: parent });
+      log.clear();
+      await em.transactional(async tx => {
+        expect(await tx.failsafeAdd(address)).toBe(address);
+      });
+      const insert = 'insert into address (account_id, email) values (?, ?) on conflict do nothing returning *';
+      expect(statements(log)).toEqual(
+        expected({
+          savepoint: [
+            'begin',
+            'savepoint trx1',
+            'insert into address (email, account_id) values (?, ?) returning id',
+            'release savepoint trx1',
+            'commit',
+          ],
+          postgresql: ['begin', inSavepoint(insert), 'commit'],
+          sqlite: ['begin', insert, 'commit'],
+        }),
+      );
+      expect(parent.addresses.getItems()).toEqual([address]);
+    });
+
+    it('flushes other pending changes first, outside the savepoint, and keeps them after a conflict', async () => {
+      const em = orm.em.fork();
+      await em.failsafeAdd(em.create(Tag, { name: 'news' }));
+      log.clear();
+      await em.transactional(async tx => {
+        tx.create(Tag, { name: 'earlier' });
+        expect(await tx.failsafeAdd(tx.create(Tag, { name: 'news' }))).toBeUndefined();
+        tx.create(Tag, { name: 'later' });
+      });
+      const flushed = 'insert into tag (name) values (?) returning id';
+      expect(statements(log)).toEqual(
+        expected({
+          savepoint: ['begin', flushed, 'savepoint trx1', flushed, 'rollback to savepoint trx1', flushed, 'commit'],
+          postgresql: ['begin', flushed, inSavepoint(INSERT_TAG), flushed, 'commit'],
+          sqlite: ['begin', flushed, INSERT_TAG, flushed, 'commit'],
+        }),
+      );
+      expect(await tagNames(orm)).toEqual(['earlier', 'later', 'news']);
+    });
+
+    it('keeps the caller transaction usable after a conflict: earlier and later work commit', async () => {
+      const em = orm.em.fork();
+      await em.fork().persist(em.create(Tag, { name: 'news' })).flush();
+      await em.begin();
+      try {
+        await em.persist(em.create(Tag, { name: 'earlier' })).flush();
+        const existing = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
+        expect(existing.name).toBe('news');
+        await em.persist(em.create(Tag, { name: 'later', color: existing.color ?? 'none' })).flush();
+        await em.commit();
+      } catch (e) {
+        await em.rollback();
+        throw e;
+      }
+      expect(await tagNames(orm)).toEqual(['earlier', 'later', 'news']);
+    });
+
+    it('resolves to undefined without filters on a conflict, and throws nothing', async () => {
+      const em = orm.em.fork();
+      await em.failsafeAdd(em.create(Tag, { name: 'news' }));
+      const result = await em.failsafeAdd(em.create(Tag, { name: 'news' }));
+      expectTypeOf(result).toEqualTypeOf<Tag | undefined>();
+      expect(result).toBeUndefined();
+      expect(await tagNames(orm)).toEqual(['news']);
+    });
+
+    it('rejects with MultipleResultsError when the filters match two rows', async () => {
+      const em = orm.em.fork();
+      await em.failsafeAdd(em.create(Tag, { name: 'news', color: 'red' }));
+      await em.failsafeAdd(em.create(Tag, { name: 'sport', color: 'red' }));
+      const error = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { color: 'red' }).catch(e => e);
+      expect(error).toBeInstanceOf(MultipleResultsError);
+      expect(error).toMatchObject({ entityName: 'Tag', count: 2 });
+      expect(error.message).toMatch(/Pass filters that identify a single row/);
+      expect(error.cause).toBeInstanceOf(UniqueConstraintViolationException);
+    });
+
+    it('rethrows the original violation when the filters match nothing', async () => {
+      const em = orm.em.fork();
+      await em.failsafeAdd(em.create(Tag, { name: 'news' }));
+      const error = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'elsewhere' }).catch(e => e);
+      expect(error).toBeInstanceOf(UniqueConstraintViolationException);
+      expect(await tagNames(orm)).toEqual(['news']);
+    });
+
+    it('rethrows a violation that is not a duplicate when the filters match nothing', async () => {
+      const em = orm.em.fork();
+      const orphan = em.create(Address, { email: 'ada@example.com', account: em.getReference(Account, 404) });
+      await expect(em.failsafeAdd(orphan, { email: 'ada@example.com' })).rejects.toBeInstanceOf(
+        ForeignKeyConstraintViolationException,
+      );
+      expect(await orm.em.fork().count(Address)).toBe(0);
+    });
+
+    it('rejects an entity that is already in the database with a usage error', async () => {
+      const em = orm.em.fork();
+      const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
+      const error = await em.failsafeAdd(tag, { name: 'news' }).catch(e => e);
+      expect(error).toBeInstanceOf(CoasterUsageError);
+      expect(error.message).toMatch(/inserts new entities, but this Tag \(primary key \d+\) is already managed/);
+    });
+
+    it.each([
+      ['a plain object', { name: 'news' }],
+      ['null', null],
+      ['a string', 'news'],
+      ['an entity class', Tag],
+      ['an instance of a class MikroORM did not discover', new (class Stray {})()],
+    ])('throws TypeError for %s', async (_, value) => {
+      const em = orm.em.fork();
+      await expect(em.failsafeAdd(value as object)).rejects.toThrow(TypeError);
+      await expect(em.failsafeAdd(value as object)).rejects.toThrow(/needs an entity instance of a class MikroORM discovered/);
+    });
+
+    describe('addAndCommit', () => {
+      it('commits outside a transaction: another EntityManager sees the row when it resolves', async () => {
+        const em = orm.em.fork();
+        const tag = await em.addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
+        expect(statements(log)).toEqual(
+          expected({
+            savepoint: ['begin', 'insert into tag (name) values (?) returning id', 'commit'],
+            postgresql: [`${INSERT_TAG}; ${SELECT_TAG}`],
+            sqlite: [INSERT_TAG],
+          }),
+        );
+        expect(await orm.em.fork().findOneOrFail(Tag, { name: 'news' })).toMatchObject({ id: tag.id });
+      });
+
+      it('releases its savepoint inside a transaction', async () => {
+        const em = orm.em.fork();
+        await em.transactional(async tx => {
+          const tag = await tx.addAndCommit(tx.create(Tag, { name: 'news' }), { name: 'news' });
+          expect(tag.name).toBe('news');
+        });
+        expect(statements(log)).toEqual(
+          expected({
+            savepoint: ['begin', 'savepoint trx1', 'insert into tag (name) values (?) returning id', 'release savepoint trx1', 'commit'],
+            postgresql: ['begin', inSavepoint(INSERT_TAG, SELECT_TAG), 'commit'],
+            sqlite: ['begin', INSERT_TAG, 'commit'],
+          }),
+        );
+      });
+
+      it('returns the existing row on a conflict', async () => {
+        const em = orm.em.fork();
+        const first = await em.fork().addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
+        const second = await em.addAndCommit(em.create(Tag, { name: 'news' }), { name: 'news' });
+        expect(second.id).toBe(first.id);
+      });
+
+      it('demands filters', async () => {
+        const em = orm.em.fork();
+        const call = em.addAndCommit(em.create(Tag, { name: 'news' }), undefined as never);
+        await expect(call).rejects.toBeInstanceOf(CoasterUsageError);
+        await expect(em.addAndCommit(em.create(Tag, { name: 'news' }), undefined as never)).rejects.toThrow(
+          /needs filters that find the existing row/,
+        );
+        expect(await tagNames(orm)).toEqual([]);
+      });
     });
   });
 });
@@ -262,9 +302,21 @@ describe.each(databases)('failsafeAdd with disableTransactions on $name', db => 
   beforeAll(async () => {
     ({ orm, log } = await db.init({ entities: raceEntities, disableTransactions: true }));
   });
+
+  it('takes the fast path: one statement per insert, the duplicate found without an error', async () => {
+    const em = orm.em.fork();
+    const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
+    log.clear();
+    expect(await orm.em.fork().failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' })).toMatchObject({ id: tag.id });
+    expect(statements(log)).toEqual(db.name === 'postgresql' ? [`${INSERT_TAG}; ${SELECT_TAG}`] : [INSERT_TAG, SELECT_TAG]);
+    await orm.em.fork().nativeDelete(Tag, {});
+  });
+
   afterAll(() => closeOrm(orm));
 
-  it('inserts, and recovers a duplicate, with statements that commit on their own', async () => {
+  it('inserts, and recovers a duplicate, with statements that commit on their own on the savepoint path', async () => {
+    const { orm, log } = await db.init({ entities: raceEntities, disableTransactions: true, ...savepointPath.options() });
+    onTestFinished(() => closeOrm(orm));
     const em = orm.em.fork();
     const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
     expect(tag.id).toBeTypeOf('number');
@@ -281,11 +333,11 @@ async function tagNames(orm: TestOrm): Promise<string[]> {
   return (await orm.em.fork().find(Tag, {}, { orderBy: { name: 'asc' } })).map(t => t.name);
 }
 
-describe('failsafeAdd under snapshot isolation on postgresql', () => {
+describe.each(insertPaths)('failsafeAdd under snapshot isolation on postgresql on the $name path', path => {
   let orm: TestOrm;
 
   beforeAll(async () => {
-    ({ orm } = await postgresql.init({ entities: raceEntities }));
+    ({ orm } = await postgresql.init({ entities: raceEntities, ...path.options() }));
   });
   afterAll(() => closeOrm(orm));
   beforeEach(() => orm.schema.clearDatabase());
@@ -313,7 +365,9 @@ describe('failsafeAdd under snapshot isolation on postgresql', () => {
     expect(error).toBeInstanceOf(TransactionRetryError);
     expect(error).toMatchObject({ entityName: 'Tag', isolationLevel: 'repeatable read' });
     expect(error.message).toMatch(/Roll back and retry the whole transaction/);
-    expect(error.cause).toBeInstanceOf(UniqueConstraintViolationException);
+    // the fast path's ON CONFLICT reports the hidden row as 40001, a plain insert as a unique violation
+    expect(error.cause).toBeInstanceOf(path.name === 'fast' ? DeadlockException : UniqueConstraintViolationException);
+    expect(error.cause).toMatchObject({ code: path.name === 'fast' ? '40001' : '23505' });
   });
 
   it('SERIALIZABLE: throws TransactionRetryError when the conflicting row is invisible', async () => {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } f
 import { CoasterEntityRepository, CoasterUsageError, type FindOrCreateResult } from '../src/index.js';
 import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from './support/databases.js';
 import { Tag, raceEntities } from './support/entities.js';
+import { insertPaths } from './support/insertPaths.js';
 
 class LabelRepository extends CoasterEntityRepository<Label> {}
 
@@ -23,81 +24,83 @@ class Label {
 const entities = [...raceEntities, Label];
 
 describe.each(databases)('findOrCreate on $name', db => {
-  let orm: TestOrm;
-  let log: QueryLog;
+  describe.each(insertPaths)('on the $name path', path => {
+    let orm: TestOrm;
+    let log: QueryLog;
 
-  beforeAll(async () => {
-    ({ orm, log } = await db.init({ entities }));
-  });
-  afterAll(() => closeOrm(orm));
-  beforeEach(async () => {
-    await orm.schema.clearDatabase();
-    log.clear();
-  });
+    beforeAll(async () => {
+      ({ orm, log } = await db.init({ entities, ...path.options() }));
+    });
+    afterAll(() => closeOrm(orm));
+    beforeEach(async () => {
+      await orm.schema.clearDatabase();
+      log.clear();
+    });
 
-  it('creates the row from where plus data when none matches', async () => {
-    const em = orm.em.fork();
-    const tag = await em.findOrCreate(Tag, { name: 'news' }, { color: 'red' });
-    expectTypeOf(tag).toEqualTypeOf<Tag>();
-    expect(tag).toMatchObject({ name: 'news', color: 'red' });
-    expect(await orm.em.fork().findOneOrFail(Tag, { name: 'news' })).toMatchObject({ id: tag.id, color: 'red' });
-  });
-
-  it('finds the existing row with one select, using data only on create', async () => {
-    const em = orm.em.fork();
-    const created = await em.findOrCreate(Tag, { name: 'news' }, { color: 'red' });
-    log.clear();
-    const found = await orm.em.fork().findOrCreate(Tag, { name: 'news' }, { color: 'blue' });
-    expect(found).toMatchObject({ id: created.id, color: 'red' });
-    expect(log.queries.map(q => q.replace(/["`]/g, ''))).toEqual(['select t0.* from tag as t0 where t0.name = ? limit ?']);
-  });
-
-  it('returns the instance already in the identity map', async () => {
-    const em = orm.em.fork();
-    const created = await em.findOrCreate(Tag, { name: 'news' });
-    expect(await em.findOrCreate(Tag, { name: 'news' })).toBe(created);
-  });
-
-  it('tells with getOrCreate whether the call created the row', async () => {
-    const first = await orm.em.fork().getOrCreate(Tag, { name: 'news' });
-    const second = await orm.em.fork().getOrCreate(Tag, { name: 'news' });
-    expectTypeOf(first).toEqualTypeOf<FindOrCreateResult<Tag>>();
-    expect(first.created).toBe(true);
-    expect(second).toMatchObject({ created: false, entity: { id: first.entity.id } });
-  });
-
-  it.each([
-    ['an operator on a property', { name: { $like: 'n%' } }, /'name.\$like' is a query operator/],
-    ['a top-level operator', { $or: [{ name: 'a' }, { name: 'b' }] }, /'\$or' is a query operator/],
-  ])('rejects %s in where with a usage error, before touching the database', async (_, where, message) => {
-    const em = orm.em.fork();
-    const call = em.findOrCreate(Tag, where as never);
-    await expect(call).rejects.toBeInstanceOf(CoasterUsageError);
-    await expect(em.findOrCreate(Tag, where as never)).rejects.toThrow(message);
-    expect(log.queries).toEqual([]);
-  });
-
-  it('rethrows a violation of another unique column, since where matches nothing', async () => {
-    const em = orm.em.fork();
-    await em.findOrCreate(Tag, { name: 'news' });
-    // `where` misses (no tag is red) but the insert collides on the unique name
-    const call = orm.em.fork().findOrCreate(Tag, { color: 'red' }, { name: 'news' });
-    await expect(call).rejects.toBeInstanceOf(UniqueConstraintViolationException);
-  });
-
-  describe('through CoasterEntityRepository', () => {
-    it('offers failsafeAdd, addAndCommit, findOrCreate and getOrCreate', async () => {
+    it('creates the row from where plus data when none matches', async () => {
       const em = orm.em.fork();
-      const labels = em.getRepository(Label);
-      expectTypeOf(labels).toEqualTypeOf<LabelRepository>();
-      const news = await labels.findOrCreate({ name: 'news' });
-      expect(await labels.getOrCreate({ name: 'news' })).toEqual({ entity: news, created: false });
-      expect(await labels.failsafeAdd(em.create(Label, { name: 'news' }))).toBeUndefined();
-      expect(await labels.addAndCommit(em.create(Label, { name: 'news' }), { name: 'news' })).toBe(news);
-      expect(await labels.addAndCommit(em.create(Label, { name: 'sport' }), { name: 'sport' })).toMatchObject({
-        name: 'sport',
+      const tag = await em.findOrCreate(Tag, { name: 'news' }, { color: 'red' });
+      expectTypeOf(tag).toEqualTypeOf<Tag>();
+      expect(tag).toMatchObject({ name: 'news', color: 'red' });
+      expect(await orm.em.fork().findOneOrFail(Tag, { name: 'news' })).toMatchObject({ id: tag.id, color: 'red' });
+    });
+
+    it('finds the existing row with one select, using data only on create', async () => {
+      const em = orm.em.fork();
+      const created = await em.findOrCreate(Tag, { name: 'news' }, { color: 'red' });
+      log.clear();
+      const found = await orm.em.fork().findOrCreate(Tag, { name: 'news' }, { color: 'blue' });
+      expect(found).toMatchObject({ id: created.id, color: 'red' });
+      expect(log.queries.map(q => q.replace(/["`]/g, ''))).toEqual(['select t0.* from tag as t0 where t0.name = ? limit ?']);
+    });
+
+    it('returns the instance already in the identity map', async () => {
+      const em = orm.em.fork();
+      const created = await em.findOrCreate(Tag, { name: 'news' });
+      expect(await em.findOrCreate(Tag, { name: 'news' })).toBe(created);
+    });
+
+    it('tells with getOrCreate whether the call created the row', async () => {
+      const first = await orm.em.fork().getOrCreate(Tag, { name: 'news' });
+      const second = await orm.em.fork().getOrCreate(Tag, { name: 'news' });
+      expectTypeOf(first).toEqualTypeOf<FindOrCreateResult<Tag>>();
+      expect(first.created).toBe(true);
+      expect(second).toMatchObject({ created: false, entity: { id: first.entity.id } });
+    });
+
+    it.each([
+      ['an operator on a property', { name: { $like: 'n%' } }, /'name.\$like' is a query operator/],
+      ['a top-level operator', { $or: [{ name: 'a' }, { name: 'b' }] }, /'\$or' is a query operator/],
+    ])('rejects %s in where with a usage error, before touching the database', async (_, where, message) => {
+      const em = orm.em.fork();
+      const call = em.findOrCreate(Tag, where as never);
+      await expect(call).rejects.toBeInstanceOf(CoasterUsageError);
+      await expect(em.findOrCreate(Tag, where as never)).rejects.toThrow(message);
+      expect(log.queries).toEqual([]);
+    });
+
+    it('rethrows a violation of another unique column, since where matches nothing', async () => {
+      const em = orm.em.fork();
+      await em.findOrCreate(Tag, { name: 'news' });
+      // `where` misses (no tag is red) but the insert collides on the unique name
+      const call = orm.em.fork().findOrCreate(Tag, { color: 'red' }, { name: 'news' });
+      await expect(call).rejects.toBeInstanceOf(UniqueConstraintViolationException);
+    });
+
+    describe('through CoasterEntityRepository', () => {
+      it('offers failsafeAdd, addAndCommit, findOrCreate and getOrCreate', async () => {
+        const em = orm.em.fork();
+        const labels = em.getRepository(Label);
+        expectTypeOf(labels).toEqualTypeOf<LabelRepository>();
+        const news = await labels.findOrCreate({ name: 'news' });
+        expect(await labels.getOrCreate({ name: 'news' })).toEqual({ entity: news, created: false });
+        expect(await labels.failsafeAdd(em.create(Label, { name: 'news' }))).toBeUndefined();
+        expect(await labels.addAndCommit(em.create(Label, { name: 'news' }), { name: 'news' })).toBe(news);
+        expect(await labels.addAndCommit(em.create(Label, { name: 'sport' }), { name: 'sport' })).toMatchObject({
+          name: 'sport',
+        });
+        expect(await orm.em.fork().count(Label)).toBe(2);
       });
-      expect(await orm.em.fork().count(Label)).toBe(2);
     });
   });
 });
@@ -120,11 +123,11 @@ describe.each(databases)('CoasterEntityRepository without CoasterEntityManager o
   });
 });
 
-describe('findOrCreate racing another transaction on postgresql', () => {
+describe.each(insertPaths)('findOrCreate racing another transaction on postgresql on the $name path', path => {
   let orm: TestOrm;
 
   beforeAll(async () => {
-    ({ orm } = await postgresql.init({ entities }));
+    ({ orm } = await postgresql.init({ entities, ...path.options() }));
   });
   afterAll(() => closeOrm(orm));
 

@@ -22,6 +22,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'v
 import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from '../src/index.js';
 import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from './support/databases.js';
 import { Account, Address, Tag, raceEntities } from './support/entities.js';
+import { insertPaths } from './support/insertPaths.js';
 
 /** A user whose primary key is a natural key chosen by the application. */
 @Entity()
@@ -80,268 +81,270 @@ async function seed<T extends object>(orm: TestOrm, entity: new () => T, ...data
 }
 
 describe.each(databases)('race-safe inserts at the edges on $name', db => {
-  let orm: TestOrm;
-  let log: QueryLog;
+  describe.each(insertPaths)('on the $name path', path => {
+    let orm: TestOrm;
+    let log: QueryLog;
 
-  beforeAll(async () => {
-    ({ orm, log } = await db.init({ entities, validateRequired: false }));
-  });
-  afterAll(() => closeOrm(orm));
-  beforeEach(async () => {
-    await orm.schema.clearDatabase();
-    log.clear();
-  });
-
-  /** Every row of an entity, read by a fresh EntityManager. */
-  async function rows<T extends object>(entity: new () => T, orderBy: string): Promise<Record<string, unknown>[]> {
-    const found = await orm.em.fork().find(entity, {}, { orderBy: { [orderBy]: 'asc' } as never });
-    return found.map(row => ({ ...row }));
-  }
-
-  async function seedMember(): Promise<void> {
-    await seed(orm, Member, { nick: 'ada', email: 'ada@example.com', name: 'Ada' });
-  }
-
-  describe('a new instance with the primary key of a managed entity (1)', () => {
-    it.each([
-      ['failsafeAdd', (em: TestOrm['em'], m: Member) => em.failsafeAdd(m, { nick: 'ada' })],
-      ['addAndCommit', (em: TestOrm['em'], m: Member) => em.addAndCommit(m, { nick: 'ada' })],
-    ])('%s returns the managed instance, which keeps its values, its place and its later changes', async (_, add) => {
-      await seedMember();
-      const em = orm.em.fork();
-      const managed = await em.findOneOrFail(Member, { nick: 'ada' });
-      managed.name = 'Countess';
-      const candidate = new Member();
-      Object.assign(candidate, { nick: 'ada', email: 'ada@example.com', name: 'Impostor' });
-
-      const result = await add(em, candidate);
-
-      expect(result).toBe(managed);
-      expect(managed.name).toBe('Countess');
-      expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBe(managed);
-      managed.name = 'Lovelace';
-      await em.flush();
-      expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Lovelace' }]);
-      await em.flush();
-      expect(await orm.em.fork().count(Member)).toBe(1);
+    beforeAll(async () => {
+      ({ orm, log } = await db.init({ entities, validateRequired: false, ...path.options() }));
     });
-
-    it('failsafeAdd without filters ignores the duplicate and leaves the managed entity alone', async () => {
-      await seedMember();
-      const em = orm.em.fork();
-      const managed = await em.findOneOrFail(Member, { nick: 'ada' });
-      const candidate = Object.assign(new Member(), { nick: 'ada', email: 'other@example.com' });
-      expect(await em.failsafeAdd(candidate)).toBeUndefined();
-      expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBe(managed);
-      managed.name = 'Lovelace';
-      await em.flush();
-      expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Lovelace' }]);
-    });
-
-    it('failsafeAdd whose filters miss the managed entity says so instead of returning another row', async () => {
-      await seedMember();
-      const em = orm.em.fork();
-      const managed = await em.findOneOrFail(Member, { nick: 'ada' });
-      const candidate = Object.assign(new Member(), { nick: 'ada', email: 'new@example.com' });
-      const error = await em.failsafeAdd(candidate, { email: 'new@example.com' }).catch(e => e);
-      expect(error).toBeInstanceOf(CoasterUsageError);
-      expect(error.message).toMatch(/already manages the Member with that key/);
-      expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBe(managed);
-      expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Ada' }]);
-    });
-
-    it('failsafeAdd of a natural key loaded by another EntityManager recovers the row as usual', async () => {
-      await seedMember();
-      const em = orm.em.fork();
-      const candidate = Object.assign(new Member(), { nick: 'ada', email: 'ada@example.com' });
-      const result = await em.failsafeAdd(candidate, { nick: 'ada' });
-      expect(result).not.toBe(candidate);
-      expect(result).toMatchObject({ nick: 'ada', name: 'Ada' });
-      expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBe(result);
-    });
-  });
-
-  describe('a lookup never changes a managed entity (2)', () => {
-    it('getOrCreate with the key of a managed entity and other values throws, memory and row unchanged', async () => {
-      await seedMember();
-      const em = orm.em.fork();
-      const managed = await em.findOneOrFail(Member, { nick: 'ada' });
+    afterAll(() => closeOrm(orm));
+    beforeEach(async () => {
+      await orm.schema.clearDatabase();
       log.clear();
-      const error = await em.getOrCreate(Member, { nick: 'ada', name: 'Different' }).catch(e => e);
-      expect(error).toBeInstanceOf(CoasterUsageError);
-      expect(error.message).toMatch(/getOrCreate\(Member, .*already manages the Member with that key/);
-      expect(managed.name).toBe('Ada');
-      expect(log.statements.filter(q => q.startsWith('insert'))).toEqual([]);
-      await em.flush();
-      expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Ada' }]);
     });
 
-    it('getOrCreate whose where matches the managed entity returns it, created: false', async () => {
-      await seedMember();
-      const em = orm.em.fork();
-      const managed = await em.findOneOrFail(Member, { nick: 'ada' });
-      const result = await em.getOrCreate(Member, { nick: 'ada', name: 'Ada' }, { email: 'ignored@example.com' });
-      expect(result).toEqual({ entity: managed, created: false });
-      expect(managed.email).toBe('ada@example.com');
-    });
-
-    it('failsafeAdd(em.create(E, { existingKey })) is refused, naming the merge MikroORM made', async () => {
-      await seedMember();
-      const em = orm.em.fork();
-      await em.findOneOrFail(Member, { nick: 'ada' });
-      const merged = em.create(Member, { nick: 'ada', email: 'ada@example.com', name: 'Merged' });
-      const error = await em.failsafeAdd(merged, { nick: 'ada' }).catch(e => e);
-      expect(error).toBeInstanceOf(CoasterUsageError);
-      expect(error.message).toMatch(/MikroORM merged `data` into the managed entity: call em.refresh\(\)/);
-      await em.refresh(merged);
-      expect(merged.name).toBe('Ada');
-    });
-  });
-
-  describe('where (3, 4, 5)', () => {
-    it('several rows matching where throw MultipleResultsError and insert nothing', async () => {
-      await seed(orm, Tag, { name: 'a', color: 'red' }, { name: 'b', color: 'red' });
-      const em = orm.em.fork();
-      const error = await em.findOrCreate(Tag, { color: 'red' }, { name: 'c' }).catch(e => e);
-      expect(error).toBeInstanceOf(MultipleResultsError);
-      expect(error).toMatchObject({ entityName: 'Tag', count: 2 });
-      expect(error.message).toMatch(/^findOrCreate\(Tag, \{ color: 'red' \}\) matched 2 or more rows/);
-      expect((await rows(Tag, 'name')).map(t => t.name)).toEqual(['a', 'b']);
-      expect(em.getUnitOfWork().getIdentityMap().values().map(tag => (tag as Tag).name).sort()).toEqual(['a', 'b']);
-    });
-
-    it.each([
-      ['an empty where', {}, /findOrCreate\(Address, where\) needs a `where` with at least one property/],
-      ['an operator inside a relation', { account: { name: { $like: 'a%' } } }, /'account.name.\$like' is a query operator/],
-      ['an array', { email: ['a', 'b'] }, /'email' is an\s+array/],
-      ['an array inside a relation', { account: { id: [1, 2] } }, /'account.id' is an\s+array/],
-      ['a relation given by its other columns', { account: { name: 'acme' } }, /would insert a second Account/],
-      ['an unknown property', { mail: 'x' }, /'mail' is not a property of Address/],
-      ['a document on a scalar', { email: { a: 1 } }, /'email' is an object/],
-    ])('%s is refused with CoasterUsageError before any SQL', async (_, where, message) => {
-      await seed(orm, Account, { name: 'acme' });
-      log.clear();
-      const em = orm.em.fork();
-      const error = await em.findOrCreate(Address, where as never).catch(e => e);
-      expect(error).toBeInstanceOf(CoasterUsageError);
-      expect(error.message).toMatch(message);
-      expect(log.queries).toEqual([]);
-      expect(await orm.em.fork().count(Account)).toBe(1);
-      expect(await orm.em.fork().count(Address)).toBe(0);
-    });
-
-    it('a collection of the entity itself is refused too', async () => {
-      const error = await orm.em.fork().findOrCreate(Account, { addresses: [] } as never).catch(e => e);
-      expect(error).toBeInstanceOf(CoasterUsageError);
-      expect(error.message).toMatch(/cannot filter on or create from the collection 'addresses'/);
-    });
-
-    it('a relation given as an entity, a primary key or a primary-key object finds and creates', async () => {
-      const em = orm.em.fork();
-      const acme = await em.findOrCreate(Account, { name: 'acme' });
-      const first = await em.getOrCreate(Address, { email: 'a@acme.test', account: acme });
-      const byKey = await orm.em.fork().getOrCreate(Address, { email: 'a@acme.test', account: acme.id });
-      const byKeyObject = await orm.em.fork().getOrCreate(Address, { email: 'b@acme.test', account: { id: acme.id } });
-      expect([first.created, byKey.created, byKeyObject.created]).toEqual([true, false, true]);
-      expect(await orm.em.fork().count(Account)).toBe(1);
-      expect(await orm.em.fork().count(Address, { account: acme.id })).toBe(2);
-    });
-
-    it('data contradicting where is refused and nothing is written', async () => {
-      const em = orm.em.fork();
-      const error = await em.findOrCreate(Tag, { name: 'x' }, { name: 'y' }).catch(e => e);
-      expect(error).toBeInstanceOf(CoasterUsageError);
-      expect(error.message).toMatch(/'name' has one value in `where` and another in `data`/);
-      expect(await orm.em.fork().count(Tag)).toBe(0);
-      expect(await em.findOrCreate(Tag, { name: 'x' }, { name: 'x', color: 'red' })).toMatchObject({ name: 'x', color: 'red' });
-    });
-  });
-
-  describe('violations that are not duplicates (6)', () => {
-    it.each([
-      ['a foreign key', ForeignKeyConstraintViolationException, (em: TestOrm['em']) => em.create(Address, { email: 'x@y.z', account: em.getReference(Account, 404) }, { persist: false })],
-      ['a CHECK', CheckConstraintViolationException, (em: TestOrm['em']) => em.create(Product, { sku: 's1', price: -1, label: 'x' }, { persist: false })],
-      ['a NOT NULL', NotNullConstraintViolationException, (em: TestOrm['em']) => em.create(Product, { sku: 's1', price: 1 } as never, { persist: false })],
-    ])('%s violation propagates, with or without filters, the caller transaction still usable', async (_, exception, build) => {
-      await orm.em.fork().transactional(async em => {
-        await expect(em.failsafeAdd(build(em))).rejects.toBeInstanceOf(exception);
-        await expect(em.failsafeAdd(build(em), { id: 1 } as never)).rejects.toBeInstanceOf(exception);
-        await em.failsafeAdd(em.create(Tag, { name: 'after' }, { persist: false }));
-      });
-      expect((await rows(Tag, 'name')).map(t => t.name)).toEqual(['after']);
-      expect(await orm.em.fork().count(Address)).toBe(0);
-      expect(await orm.em.fork().count(Product)).toBe(0);
-    });
-  });
-
-  describe('pending dependents (7)', () => {
-    it('a pending entity with a nullable foreign key to it: refused, nothing written, no NULL', async () => {
-      await seed(orm, Tag, { name: 'news' });
-      const em = orm.em.fork();
-      const tag = em.create(Tag, { name: 'news' });
-      em.create(Post, { title: 'hello', tag });
-      log.clear();
-      const error = await em.failsafeAdd(tag, { name: 'news' }).catch(e => e);
-      expect(error).toBeInstanceOf(CoasterUsageError);
-      expect(error.message).toMatch(/but Post waiting to be flushed would be written with it or point at it. Nothing was written/);
-      expect(log.queries).toEqual([]);
-      expect(await orm.em.fork().count(Post)).toBe(0);
-    });
-
-    it('a pending entity with a required foreign key to it, and its own collection: refused', async () => {
-      const em = orm.em.fork();
-      const account = em.create(Account, { name: 'acme' });
-      em.create(Address, { email: 'a@acme.test', account });
-      const error = await em.failsafeAdd(account, { name: 'acme' }).catch(e => e);
-      expect(error).toBeInstanceOf(CoasterUsageError);
-      expect(error.message).toMatch(/Account\.addresses, Address waiting to be flushed/);
-      expect(await orm.em.fork().count(Account)).toBe(0);
-    });
-
-    it('a managed entity re-pointed at it: refused, its old link kept in the database', async () => {
-      const seed = orm.em.fork();
-      seed.create(Post, { title: 'hello', tag: seed.create(Tag, { name: 'old' }) });
-      await seed.flush();
-      const em = orm.em.fork();
-      const post = await em.findOneOrFail(Post, { title: 'hello' });
-      const tag = em.create(Tag, { name: 'new' }, { persist: false });
-      post.tag = tag;
-      await expect(em.failsafeAdd(tag, { name: 'new' })).rejects.toBeInstanceOf(CoasterUsageError);
-      expect(await orm.em.fork().findOneOrFail(Post, { title: 'hello' }, { populate: ['tag'] })).toMatchObject({ tag: { name: 'old' } });
-    });
-
-    it('the documented order works: add first, then point the dependent at what it returned', async () => {
-      await seed(orm, Tag, { name: 'news' });
-      const em = orm.em.fork();
-      const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }, { persist: false }), { name: 'news' });
-      em.create(Post, { title: 'hello', tag });
-      await em.flush();
-      const post = await orm.em.fork().findOneOrFail(Post, { title: 'hello' }, { populate: ['tag'] });
-      expect(post.tag).toMatchObject({ id: tag.id, name: 'news' });
-    });
-  });
-
-  it('the whole findOrCreate reads from the primary, never from a replica (9)', async () => {
-    // a replica without the schema: any read sent there fails
-    const replica = db.name === 'sqlite' ? { dbName: ':memory:' } : { clientUrl: inject('postgresUrl') };
-    const replicated = await db.init({ entities, replicas: [{ name: 'schemaless', ...replica }], preferReadReplicas: true });
-    try {
-      const em = replicated.orm.em.fork();
-      const { created } = await em.getOrCreate(Tag, { name: 'news' });
-      expect(created).toBe(true);
-      expect(await replicated.orm.em.fork().count(Tag, {}, { connectionType: 'write' })).toBe(1);
-      expect((await em.getOrCreate(Tag, { name: 'news' })).created).toBe(false);
-    } finally {
-      await closeOrm(replicated.orm);
+    /** Every row of an entity, read by a fresh EntityManager. */
+    async function rows<T extends object>(entity: new () => T, orderBy: string): Promise<Record<string, unknown>[]> {
+      const found = await orm.em.fork().find(entity, {}, { orderBy: { [orderBy]: 'asc' } as never });
+      return found.map(row => ({ ...row }));
     }
+
+    async function seedMember(): Promise<void> {
+      await seed(orm, Member, { nick: 'ada', email: 'ada@example.com', name: 'Ada' });
+    }
+
+    describe('a new instance with the primary key of a managed entity (1)', () => {
+      it.each([
+        ['failsafeAdd', (em: TestOrm['em'], m: Member) => em.failsafeAdd(m, { nick: 'ada' })],
+        ['addAndCommit', (em: TestOrm['em'], m: Member) => em.addAndCommit(m, { nick: 'ada' })],
+      ])('%s returns the managed instance, which keeps its values, its place and its later changes', async (_, add) => {
+        await seedMember();
+        const em = orm.em.fork();
+        const managed = await em.findOneOrFail(Member, { nick: 'ada' });
+        managed.name = 'Countess';
+        const candidate = new Member();
+        Object.assign(candidate, { nick: 'ada', email: 'ada@example.com', name: 'Impostor' });
+
+        const result = await add(em, candidate);
+
+        expect(result).toBe(managed);
+        expect(managed.name).toBe('Countess');
+        expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBe(managed);
+        managed.name = 'Lovelace';
+        await em.flush();
+        expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Lovelace' }]);
+        await em.flush();
+        expect(await orm.em.fork().count(Member)).toBe(1);
+      });
+
+      it('failsafeAdd without filters ignores the duplicate and leaves the managed entity alone', async () => {
+        await seedMember();
+        const em = orm.em.fork();
+        const managed = await em.findOneOrFail(Member, { nick: 'ada' });
+        const candidate = Object.assign(new Member(), { nick: 'ada', email: 'other@example.com' });
+        expect(await em.failsafeAdd(candidate)).toBeUndefined();
+        expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBe(managed);
+        managed.name = 'Lovelace';
+        await em.flush();
+        expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Lovelace' }]);
+      });
+
+      it('failsafeAdd whose filters miss the managed entity says so instead of returning another row', async () => {
+        await seedMember();
+        const em = orm.em.fork();
+        const managed = await em.findOneOrFail(Member, { nick: 'ada' });
+        const candidate = Object.assign(new Member(), { nick: 'ada', email: 'new@example.com' });
+        const error = await em.failsafeAdd(candidate, { email: 'new@example.com' }).catch(e => e);
+        expect(error).toBeInstanceOf(CoasterUsageError);
+        expect(error.message).toMatch(/already manages the Member with that key/);
+        expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBe(managed);
+        expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Ada' }]);
+      });
+
+      it('failsafeAdd of a natural key loaded by another EntityManager recovers the row as usual', async () => {
+        await seedMember();
+        const em = orm.em.fork();
+        const candidate = Object.assign(new Member(), { nick: 'ada', email: 'ada@example.com' });
+        const result = await em.failsafeAdd(candidate, { nick: 'ada' });
+        expect(result).not.toBe(candidate);
+        expect(result).toMatchObject({ nick: 'ada', name: 'Ada' });
+        expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBe(result);
+      });
+    });
+
+    describe('a lookup never changes a managed entity (2)', () => {
+      it('getOrCreate with the key of a managed entity and other values throws, memory and row unchanged', async () => {
+        await seedMember();
+        const em = orm.em.fork();
+        const managed = await em.findOneOrFail(Member, { nick: 'ada' });
+        log.clear();
+        const error = await em.getOrCreate(Member, { nick: 'ada', name: 'Different' }).catch(e => e);
+        expect(error).toBeInstanceOf(CoasterUsageError);
+        expect(error.message).toMatch(/getOrCreate\(Member, .*already manages the Member with that key/);
+        expect(managed.name).toBe('Ada');
+        expect(log.statements.filter(q => q.startsWith('insert'))).toEqual([]);
+        await em.flush();
+        expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Ada' }]);
+      });
+
+      it('getOrCreate whose where matches the managed entity returns it, created: false', async () => {
+        await seedMember();
+        const em = orm.em.fork();
+        const managed = await em.findOneOrFail(Member, { nick: 'ada' });
+        const result = await em.getOrCreate(Member, { nick: 'ada', name: 'Ada' }, { email: 'ignored@example.com' });
+        expect(result).toEqual({ entity: managed, created: false });
+        expect(managed.email).toBe('ada@example.com');
+      });
+
+      it('failsafeAdd(em.create(E, { existingKey })) is refused, naming the merge MikroORM made', async () => {
+        await seedMember();
+        const em = orm.em.fork();
+        await em.findOneOrFail(Member, { nick: 'ada' });
+        const merged = em.create(Member, { nick: 'ada', email: 'ada@example.com', name: 'Merged' });
+        const error = await em.failsafeAdd(merged, { nick: 'ada' }).catch(e => e);
+        expect(error).toBeInstanceOf(CoasterUsageError);
+        expect(error.message).toMatch(/MikroORM merged `data` into the managed entity: call em.refresh\(\)/);
+        await em.refresh(merged);
+        expect(merged.name).toBe('Ada');
+      });
+    });
+
+    describe('where (3, 4, 5)', () => {
+      it('several rows matching where throw MultipleResultsError and insert nothing', async () => {
+        await seed(orm, Tag, { name: 'a', color: 'red' }, { name: 'b', color: 'red' });
+        const em = orm.em.fork();
+        const error = await em.findOrCreate(Tag, { color: 'red' }, { name: 'c' }).catch(e => e);
+        expect(error).toBeInstanceOf(MultipleResultsError);
+        expect(error).toMatchObject({ entityName: 'Tag', count: 2 });
+        expect(error.message).toMatch(/^findOrCreate\(Tag, \{ color: 'red' \}\) matched 2 or more rows/);
+        expect((await rows(Tag, 'name')).map(t => t.name)).toEqual(['a', 'b']);
+        expect(em.getUnitOfWork().getIdentityMap().values().map(tag => (tag as Tag).name).sort()).toEqual(['a', 'b']);
+      });
+
+      it.each([
+        ['an empty where', {}, /findOrCreate\(Address, where\) needs a `where` with at least one property/],
+        ['an operator inside a relation', { account: { name: { $like: 'a%' } } }, /'account.name.\$like' is a query operator/],
+        ['an array', { email: ['a', 'b'] }, /'email' is an\s+array/],
+        ['an array inside a relation', { account: { id: [1, 2] } }, /'account.id' is an\s+array/],
+        ['a relation given by its other columns', { account: { name: 'acme' } }, /would insert a second Account/],
+        ['an unknown property', { mail: 'x' }, /'mail' is not a property of Address/],
+        ['a document on a scalar', { email: { a: 1 } }, /'email' is an object/],
+      ])('%s is refused with CoasterUsageError before any SQL', async (_, where, message) => {
+        await seed(orm, Account, { name: 'acme' });
+        log.clear();
+        const em = orm.em.fork();
+        const error = await em.findOrCreate(Address, where as never).catch(e => e);
+        expect(error).toBeInstanceOf(CoasterUsageError);
+        expect(error.message).toMatch(message);
+        expect(log.queries).toEqual([]);
+        expect(await orm.em.fork().count(Account)).toBe(1);
+        expect(await orm.em.fork().count(Address)).toBe(0);
+      });
+
+      it('a collection of the entity itself is refused too', async () => {
+        const error = await orm.em.fork().findOrCreate(Account, { addresses: [] } as never).catch(e => e);
+        expect(error).toBeInstanceOf(CoasterUsageError);
+        expect(error.message).toMatch(/cannot filter on or create from the collection 'addresses'/);
+      });
+
+      it('a relation given as an entity, a primary key or a primary-key object finds and creates', async () => {
+        const em = orm.em.fork();
+        const acme = await em.findOrCreate(Account, { name: 'acme' });
+        const first = await em.getOrCreate(Address, { email: 'a@acme.test', account: acme });
+        const byKey = await orm.em.fork().getOrCreate(Address, { email: 'a@acme.test', account: acme.id });
+        const byKeyObject = await orm.em.fork().getOrCreate(Address, { email: 'b@acme.test', account: { id: acme.id } });
+        expect([first.created, byKey.created, byKeyObject.created]).toEqual([true, false, true]);
+        expect(await orm.em.fork().count(Account)).toBe(1);
+        expect(await orm.em.fork().count(Address, { account: acme.id })).toBe(2);
+      });
+
+      it('data contradicting where is refused and nothing is written', async () => {
+        const em = orm.em.fork();
+        const error = await em.findOrCreate(Tag, { name: 'x' }, { name: 'y' }).catch(e => e);
+        expect(error).toBeInstanceOf(CoasterUsageError);
+        expect(error.message).toMatch(/'name' has one value in `where` and another in `data`/);
+        expect(await orm.em.fork().count(Tag)).toBe(0);
+        expect(await em.findOrCreate(Tag, { name: 'x' }, { name: 'x', color: 'red' })).toMatchObject({ name: 'x', color: 'red' });
+      });
+    });
+
+    describe('violations that are not duplicates (6)', () => {
+      it.each([
+        ['a foreign key', ForeignKeyConstraintViolationException, (em: TestOrm['em']) => em.create(Address, { email: 'x@y.z', account: em.getReference(Account, 404) }, { persist: false })],
+        ['a CHECK', CheckConstraintViolationException, (em: TestOrm['em']) => em.create(Product, { sku: 's1', price: -1, label: 'x' }, { persist: false })],
+        ['a NOT NULL', NotNullConstraintViolationException, (em: TestOrm['em']) => em.create(Product, { sku: 's1', price: 1 } as never, { persist: false })],
+      ])('%s violation propagates, with or without filters, the caller transaction still usable', async (_, exception, build) => {
+        await orm.em.fork().transactional(async em => {
+          await expect(em.failsafeAdd(build(em))).rejects.toBeInstanceOf(exception);
+          await expect(em.failsafeAdd(build(em), { id: 1 } as never)).rejects.toBeInstanceOf(exception);
+          await em.failsafeAdd(em.create(Tag, { name: 'after' }, { persist: false }));
+        });
+        expect((await rows(Tag, 'name')).map(t => t.name)).toEqual(['after']);
+        expect(await orm.em.fork().count(Address)).toBe(0);
+        expect(await orm.em.fork().count(Product)).toBe(0);
+      });
+    });
+
+    describe('pending dependents (7)', () => {
+      it('a pending entity with a nullable foreign key to it: refused, nothing written, no NULL', async () => {
+        await seed(orm, Tag, { name: 'news' });
+        const em = orm.em.fork();
+        const tag = em.create(Tag, { name: 'news' });
+        em.create(Post, { title: 'hello', tag });
+        log.clear();
+        const error = await em.failsafeAdd(tag, { name: 'news' }).catch(e => e);
+        expect(error).toBeInstanceOf(CoasterUsageError);
+        expect(error.message).toMatch(/but Post waiting to be flushed would be written with it or point at it. Nothing was written/);
+        expect(log.queries).toEqual([]);
+        expect(await orm.em.fork().count(Post)).toBe(0);
+      });
+
+      it('a pending entity with a required foreign key to it, and its own collection: refused', async () => {
+        const em = orm.em.fork();
+        const account = em.create(Account, { name: 'acme' });
+        em.create(Address, { email: 'a@acme.test', account });
+        const error = await em.failsafeAdd(account, { name: 'acme' }).catch(e => e);
+        expect(error).toBeInstanceOf(CoasterUsageError);
+        expect(error.message).toMatch(/Account\.addresses, Address waiting to be flushed/);
+        expect(await orm.em.fork().count(Account)).toBe(0);
+      });
+
+      it('a managed entity re-pointed at it: refused, its old link kept in the database', async () => {
+        const seed = orm.em.fork();
+        seed.create(Post, { title: 'hello', tag: seed.create(Tag, { name: 'old' }) });
+        await seed.flush();
+        const em = orm.em.fork();
+        const post = await em.findOneOrFail(Post, { title: 'hello' });
+        const tag = em.create(Tag, { name: 'new' }, { persist: false });
+        post.tag = tag;
+        await expect(em.failsafeAdd(tag, { name: 'new' })).rejects.toBeInstanceOf(CoasterUsageError);
+        expect(await orm.em.fork().findOneOrFail(Post, { title: 'hello' }, { populate: ['tag'] })).toMatchObject({ tag: { name: 'old' } });
+      });
+
+      it('the documented order works: add first, then point the dependent at what it returned', async () => {
+        await seed(orm, Tag, { name: 'news' });
+        const em = orm.em.fork();
+        const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }, { persist: false }), { name: 'news' });
+        em.create(Post, { title: 'hello', tag });
+        await em.flush();
+        const post = await orm.em.fork().findOneOrFail(Post, { title: 'hello' }, { populate: ['tag'] });
+        expect(post.tag).toMatchObject({ id: tag.id, name: 'news' });
+      });
+    });
+
+    it('the whole findOrCreate reads from the primary, never from a replica (9)', async () => {
+      // a replica without the schema: any read sent there fails
+      const replica = db.name === 'sqlite' ? { dbName: ':memory:' } : { clientUrl: inject('postgresUrl') };
+      const replicated = await db.init({ entities, replicas: [{ name: 'schemaless', ...replica }], preferReadReplicas: true, ...path.options() });
+      try {
+        const em = replicated.orm.em.fork();
+        const { created } = await em.getOrCreate(Tag, { name: 'news' });
+        expect(created).toBe(true);
+        expect(await replicated.orm.em.fork().count(Tag, {}, { connectionType: 'write' })).toBe(1);
+        expect((await em.getOrCreate(Tag, { name: 'news' })).created).toBe(false);
+      } finally {
+        await closeOrm(replicated.orm);
+      }
+    });
   });
 });
 
-describe('race-safe inserts under snapshot isolation on postgresql (8)', () => {
+describe.each(insertPaths)('race-safe inserts under snapshot isolation on postgresql on the $name path (8)', path => {
   let orm: TestOrm;
 
   beforeAll(async () => {
-    ({ orm } = await postgresql.init({ entities }));
+    ({ orm } = await postgresql.init({ entities, ...path.options() }));
   });
   afterAll(() => closeOrm(orm));
   beforeEach(() => orm.schema.clearDatabase());
@@ -377,7 +380,12 @@ describe('race-safe inserts under snapshot isolation on postgresql (8)', () => {
   it('replicas: a row deleted on the primary but still on the replica is created again', async () => {
     const replica = await postgresql.init({ entities });
     const replicaUrl = replica.orm.config.getClientUrl();
-    const { orm: primary } = await postgresql.init({ entities, replicas: [{ name: 'lagging', clientUrl: replicaUrl }], preferReadReplicas: true });
+    const { orm: primary } = await postgresql.init({
+      entities,
+      replicas: [{ name: 'lagging', clientUrl: replicaUrl }],
+      preferReadReplicas: true,
+      ...path.options(),
+    });
     try {
       await seed(replica.orm, Tag, { name: 'news' });
       const { entity, created } = await primary.em.fork().getOrCreate(Tag, { name: 'news' });
@@ -388,5 +396,4 @@ describe('race-safe inserts under snapshot isolation on postgresql (8)', () => {
       await closeOrm(replica.orm);
     }
   });
-
 });

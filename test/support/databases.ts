@@ -12,10 +12,13 @@ export type TestOrm = MikroORM<AbstractSqlDriver, CoasterEntityManager>;
 /** The SQL statements MikroORM ran, in order, as its logger saw them. */
 export class QueryLog {
   readonly queries: string[] = [];
+  /** The statements the database answered with an error (MikroORM logs them at level `error`). */
+  readonly errors: string[] = [];
 
   /** Forgets what was logged so far. */
   clear(): void {
     this.queries.length = 0;
+    this.errors.length = 0;
   }
 
   /** The logged statements, lower-cased, with transaction control statements kept. */
@@ -34,6 +37,9 @@ class RecordingLogger extends DefaultLogger {
 
   override logQuery(context: { query: string } & LogContext): void {
     this.queryLog.queries.push(context.query);
+    if (context.level === 'error') {
+      this.queryLog.errors.push(context.query);
+    }
   }
 }
 

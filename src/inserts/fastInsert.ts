@@ -1,0 +1,230 @@
+import {
+  ChangeSetComputer,
+  DriverException,
+  EventType,
+  Utils,
+  helper,
+  type ChangeSet,
+  type Dictionary,
+  type EntityData,
+  type EntityDictionary,
+  type EntityMetadata,
+  type FilterQuery,
+} from '@mikro-orm/core';
+import type { QueryBuilder, SqlEntityManager } from '@mikro-orm/knex';
+import type { FailsafeAddOptions } from './failsafeAddOptions.js';
+import type { FastPathDialect } from './insertPath.js';
+
+/** The savepoint the fast path opens inside a transaction; always released before it returns. */
+const SAVEPOINT = 'failsafe_add';
+
+/** One SQL statement with `?` placeholders, as MikroORM's query builder renders it. */
+interface Statement {
+  sql: string;
+  params: readonly unknown[];
+}
+
+/**
+ * Inserts a new, unmanaged `entity` with `insert ... on conflict do nothing returning *`, leaving it as a
+ * flush would: `onCreate` values set, validated, `beforeCreate` / `afterCreate` hooks fired, managed
+ * with every column the database returned, its snapshot taken (a later flush sends nothing).
+ *
+ * On PostgreSQL, the insert and the select of `filters` (`limit 2`) go as one string, one round trip;
+ * inside a transaction wrapped in `savepoint failsafe_add; ...; release savepoint failsafe_add` unless
+ * `options.savepoint` is `false`. A duplicate raises no error on the server. On SQLite the insert goes
+ * alone (a failed statement leaves the transaction usable there), the select only after a conflict.
+ *
+ * Resolves to `entity` when it was inserted, to the managed row that `filters` match when it was a
+ * duplicate, to `undefined` for a duplicate without `filters`. When `filters` match no row or several,
+ * the same row is inserted again without ON CONFLICT, so that the database names the violated
+ * constraint: that `UniqueConstraintViolationException` propagates for the caller's recovery (or the
+ * row is inserted, if the conflicting one went away meanwhile). Errors propagate as MikroORM's
+ * exceptions, the savepoint rolled back first; {@link isHiddenConflict} tells the one a snapshot causes.
+ *
+ * @example
+ * ```ts
+ * const row = await fastInsert(em, meta, tag, { name: 'news' }, 'postgresql', {});
+ * // savepoint failsafe_add; insert into "tag" ("name") values ('news') on conflict do nothing returning *;
+ * //   select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2; release savepoint failsafe_add
+ * ```
+ */
+export async function fastInsert<T extends object>(
+  em: SqlEntityManager,
+  meta: EntityMetadata<T>,
+  entity: T,
+  filters: FilterQuery<T> | undefined,
+  dialect: FastPathDialect,
+  options: FailsafeAddOptions,
+): Promise<T | undefined> {
+  const changeSet = await prepareInsert(em, meta, entity);
+  const schema = helper(entity).getSchema();
+  const insert = insertStatement(em, meta, changeSet.payload, schema, true);
+  const select = filters === undefined ? undefined : await selectStatement(em, meta, filters, schema);
+  const savepoint = dialect === 'postgresql' && em.isInTransaction() && options.savepoint !== false;
+
+  let inserted: Dictionary[];
+  let matched: Dictionary[] | undefined;
+  if (dialect === 'postgresql') {
+    [inserted, matched] = await run(em, select ? [insert, select] : [insert], savepoint);
+  } else {
+    [inserted] = await run(em, [insert], false);
+    matched = select && inserted.length === 0 ? (await run(em, [select], false))[0] : undefined;
+  }
+  if (inserted.length > 0) {
+    return registerInserted(em, meta, entity, changeSet, inserted[0]);
+  }
+  if (!matched) {
+    return undefined;
+  }
+  if (matched.length === 1) {
+    // as em.find builds its results: the managed instance, if any, is returned unchanged
+    const data = em.getDriver().mapResult(matched[0] as EntityDictionary<T>, meta)!;
+    return em.getEntityFactory().create(meta.className, data, { merge: true, schema, convertCustomTypes: true });
+  }
+  return insertPlainly(em, meta, entity, changeSet, schema, dialect);
+}
+
+/**
+ * Whether `error` is PostgreSQL's 40001 from ON CONFLICT finding a conflicting row that the
+ * transaction's REPEATABLE READ or SERIALIZABLE snapshot cannot see (raised by its executor routine
+ * `ExecCheckTupleVisible`), as opposed to any other serialization failure, which is never recovered.
+ *
+ * @example
+ * ```ts
+ * if (isHiddenConflict(error)) return loadExisting(meta, entity, filters, error); // TransactionRetryError
+ * ```
+ */
+export function isHiddenConflict(error: unknown): error is DriverException {
+  return error instanceof DriverException && error.code === '40001' && (error as DriverException & { routine?: string }).routine === 'ExecCheckTupleVisible';
+}
+
+/**
+ * What a flush does to a new entity before its insert: `onCreate` values and validation (MikroORM's
+ * own `ChangeSetComputer`), `beforeCreate` hooks with their changes merged into the payload (as the
+ * unit of work's `runHooks` does), then the `validateRequired` check.
+ */
+async function prepareInsert<T extends object>(em: SqlEntityManager, meta: EntityMetadata<T>, entity: T): Promise<ChangeSet<T>> {
+  const computer = new ChangeSetComputer(em.getValidator(), new Set(), em.getMetadata(), em.getPlatform(), em.config, em);
+  // never null: read-only entities take the savepoint path, and a new entity has no snapshot yet
+  const changeSet = computer.computeChangeSet(entity)!;
+  const events = em.getEventManager();
+  if (events.hasListeners(EventType.beforeCreate, meta)) {
+    const comparator = em.getComparator();
+    const before = comparator.prepareEntity(entity);
+    await events.dispatchEvent(EventType.beforeCreate, { entity, meta, em, changeSet });
+    Object.assign(changeSet.payload, comparator.diffEntities(meta.className, before, comparator.prepareEntity(entity)));
+  }
+  if (em.config.get('validateRequired')) {
+    em.getValidator().validateRequired(entity);
+  }
+  return changeSet;
+}
+
+/** The insert MikroORM's query builder renders for `payload` (already in database form), returning every column. */
+function insertStatement<T extends object>(
+  em: SqlEntityManager,
+  meta: EntityMetadata<T>,
+  payload: EntityData<T>,
+  schema: string | undefined,
+  onConflictDoNothing: boolean,
+): Statement {
+  const qb = em.getDriver().createQueryBuilder<T>(meta.className, em.getTransactionContext(), 'write', false, undefined, undefined, em);
+  qb.withSchema(schema).insert(payload as T);
+  if (onConflictDoNothing) {
+    qb.onConflict().ignore();
+  }
+  qb.returning('*' as never);
+  return renderedWithPlaceholders(qb);
+}
+
+/** The select `em.find(entity, filters, { limit: 2 })` sends, the entity's enabled filters applied. */
+async function selectStatement<T extends object>(
+  em: SqlEntityManager,
+  meta: EntityMetadata<T>,
+  filters: FilterQuery<T>,
+  schema: string | undefined,
+): Promise<Statement> {
+  const qb = em.createQueryBuilder<T, 't0'>(meta.className, 't0').withSchema(schema).select('*').where(filters).limit(2);
+  await qb.applyFilters();
+  return renderedWithPlaceholders(qb);
+}
+
+/** A query builder's SQL with `?` placeholders (as MikroORM logs and formats it) and its values. */
+function renderedWithPlaceholders<T extends object>(qb: Pick<QueryBuilder<T>, 'getKnexQuery'>): Statement {
+  const { sql, bindings } = qb.getKnexQuery().toSQL();
+  return { sql, params: bindings };
+}
+
+/**
+ * Sends `statements` as one string (the simple query protocol runs them in order and returns each
+ * result; node-postgres uses it because MikroORM inlines the values), inside a savepoint if asked. If
+ * one fails, the rest are skipped; the savepoint is then rolled back and released and the error, as
+ * MikroORM's exception, rethrown. Resolves to the rows of each statement.
+ */
+async function run(em: SqlEntityManager, statements: Statement[], savepoint: boolean): Promise<Dictionary[][]> {
+  const all = savepoint
+    ? [{ sql: `savepoint ${SAVEPOINT}`, params: [] }, ...statements, { sql: `release savepoint ${SAVEPOINT}`, params: [] }]
+    : statements;
+  try {
+    const result = await em.execute<Dictionary[]>(all.map(s => s.sql).join('; '), all.flatMap(s => s.params), 'all');
+    const results = (all.length === 1 ? [result] : result) as Dictionary[][];
+    return savepoint ? results.slice(1, -1) : results;
+  } catch (error) {
+    if (savepoint) {
+      await em.execute(`rollback to savepoint ${SAVEPOINT}; release savepoint ${SAVEPOINT}`, [], 'run');
+    }
+    throw error;
+  }
+}
+
+/**
+ * Inserts the prepared row without ON CONFLICT (in a savepoint inside a PostgreSQL transaction), so
+ * that a conflict the fast path could not resolve comes out as the database's own unique violation.
+ */
+async function insertPlainly<T extends object>(
+  em: SqlEntityManager,
+  meta: EntityMetadata<T>,
+  entity: T,
+  changeSet: ChangeSet<T>,
+  schema: string | undefined,
+  dialect: FastPathDialect,
+): Promise<T> {
+  // a savepoint even with `savepoint: false`: this insert is expected to fail
+  const savepoint = dialect === 'postgresql' && em.isInTransaction();
+  const [rows] = await run(em, [insertStatement(em, meta, changeSet.payload, schema, false)], savepoint);
+  return registerInserted(em, meta, entity, changeSet, rows[0]);
+}
+
+/**
+ * Makes the inserted entity managed as a flush leaves it: the returned columns hydrated, registered in
+ * the identity map with a fresh snapshot (as `em.upsert` does), marked populated, `afterCreate` fired.
+ */
+async function registerInserted<T extends object>(
+  em: SqlEntityManager,
+  meta: EntityMetadata<T>,
+  entity: T,
+  changeSet: ChangeSet<T>,
+  row: Dictionary,
+): Promise<T> {
+  const uow = em.getUnitOfWork(false);
+  uow.getChangeSetPersister().mapReturnedValues(entity, changeSet.payload, row, meta);
+  uow.register(entity, em.getComparator().prepareEntity(entity), { refresh: true });
+  if (em.config.get('populateAfterFlush')) {
+    // what the flush's (private) ChangeSetPersister.markAsPopulated does
+    helper(entity).populated();
+    for (const prop of meta.relations) {
+      const value = (entity as Dictionary)[prop.name];
+      if (Utils.isEntity(value, true)) {
+        helper(value).populated();
+      } else if (Utils.isCollection(value)) {
+        value.populated();
+      }
+    }
+  }
+  changeSet.persisted = true;
+  const events = em.getEventManager();
+  if (events.hasListeners(EventType.afterCreate, meta)) {
+    await events.dispatchEvent(EventType.afterCreate, { entity, meta, em, changeSet });
+  }
+  return entity;
+}

@@ -1,0 +1,132 @@
+import {
+  EventType,
+  ReferenceKind,
+  Reference,
+  Utils,
+  helper,
+  type Constructor,
+  type EntityMetadata,
+  type EventSubscriber,
+} from '@mikro-orm/core';
+import { BaseSqlitePlatform, type SqlEntityManager } from '@mikro-orm/knex';
+import { PrimaryRelationshipSubscriber } from '../PrimaryRelationshipSubscriber.js';
+import { TimestampSubscriber } from '../TimestampSubscriber.js';
+import { primaryRelationships } from '../primaryRelationship.js';
+
+/** The databases whose `insert ... on conflict do nothing returning *` the fast path sends. */
+export type FastPathDialect = 'postgresql' | 'sqlite';
+
+/**
+ * Subscriber hooks that run only inside a flush or a transaction that the flush opens: a subscriber with
+ * any of them expects to see every insert, and the fast path sends no flush and opens no transaction.
+ */
+const FLUSH_EVENTS = [
+  EventType.beforeFlush,
+  EventType.onFlush,
+  EventType.afterFlush,
+  EventType.beforeTransactionStart,
+  EventType.afterTransactionStart,
+  EventType.beforeTransactionCommit,
+  EventType.afterTransactionCommit,
+  EventType.beforeTransactionRollback,
+  EventType.afterTransactionRollback,
+] as const;
+
+/**
+ * This library's own subscribers that have flush hooks but need no flush for a plain insert:
+ * `TimestampSubscriber` only checks updates, `PrimaryRelationshipSubscriber` only entities that take part
+ * in a primary relationship, which take the savepoint path anyway.
+ */
+function needsFlush(subscriber: EventSubscriber | Constructor<EventSubscriber>): boolean {
+  if (typeof subscriber === 'function') {
+    // MikroORM instantiates subscriber classes when it reads its configuration; a class here is unexpected
+    return true;
+  }
+  if (subscriber instanceof TimestampSubscriber || subscriber instanceof PrimaryRelationshipSubscriber) {
+    return false;
+  }
+  return FLUSH_EVENTS.some(event => typeof subscriber[event] === 'function');
+}
+
+/** Why an entity's metadata rules the fast path out, computed once per metadata (that is, per ORM). */
+const metadataReasons = new WeakMap<EntityMetadata, string | null>();
+
+function metadataReason(meta: EntityMetadata): string | undefined {
+  let reason = metadataReasons.get(meta);
+  if (reason === undefined) {
+    reason = computeMetadataReason(meta) ?? null;
+    metadataReasons.set(meta, reason);
+  }
+  return reason ?? undefined;
+}
+
+function computeMetadataReason(meta: EntityMetadata): string | undefined {
+  if (meta.readonly) {
+    return 'it is a read-only entity';
+  }
+  if (meta.versionProperty) {
+    return `it is versioned (${meta.versionProperty})`;
+  }
+  if (meta.discriminatorColumn || meta.root !== meta) {
+    return 'it uses single table inheritance';
+  }
+  if (meta.props.some(prop => prop.kind === ReferenceKind.EMBEDDED)) {
+    return 'it has embedded properties';
+  }
+  const deferrable = meta.uniques.find(unique => unique.deferMode != null);
+  if (deferrable) {
+    return `its unique constraint ${deferrable.name ?? Utils.asArray(deferrable.properties).join(', ')} is deferrable, which ON CONFLICT cannot use`;
+  }
+  const primary = primaryRelationships().find(
+    d => d.parent === meta.class || d.child() === meta.class || d.link.meta.class === meta.class,
+  );
+  if (primary) {
+    return `it takes part in the primary relationship ${primary.parent.name}.${primary.property}`;
+  }
+  return undefined;
+}
+
+/**
+ * Which way `failsafeAdd` inserts `entity`: on the fast path (`insert ... on conflict do nothing
+ * returning *`, see {@link fastInsert}) it returns the database's dialect; otherwise it returns why
+ * the savepoint path is used. Chosen from the entity's metadata (cached), the ORM's subscribers, and
+ * whether the entity holds a new entity that a flush would cascade to.
+ *
+ * @example
+ * ```ts
+ * const path = insertPath(em, helper(tag).__meta, tag); // 'postgresql', or e.g. 'it is versioned (version)'
+ * ```
+ */
+export function insertPath(em: SqlEntityManager, meta: EntityMetadata, entity: object): { dialect: FastPathDialect } | { reason: string } {
+  const dialect = fastPathDialect(em);
+  if (!dialect) {
+    return { reason: `the fast path serves PostgreSQL and SQLite, not ${em.getPlatform().constructor.name}` };
+  }
+  const reason =
+    metadataReason(meta) ??
+    cascadeReason(meta, entity) ??
+    (em.getEventManager().hasListeners(EventType.onLoad, meta) ? 'it has onLoad hooks, which only a find fires' : undefined) ??
+    // the `subscribers` option, not the event manager's: em.transactional registers a subscriber of its own
+    // there, whose afterFlush only forgets deleted entities
+    ([...em.config.get('subscribers')].some(needsFlush) ? 'a subscriber listens to flush or transaction events' : undefined);
+  return reason === undefined ? { dialect } : { reason };
+}
+
+function fastPathDialect(em: SqlEntityManager): FastPathDialect | undefined {
+  if (em.getPlatform() instanceof BaseSqlitePlatform) {
+    return 'sqlite';
+  }
+  return em.getKnex().client.dialect === 'postgresql' ? 'postgresql' : undefined;
+}
+
+/** A new entity on a to-one relation would be inserted by the flush too (cascade persist). */
+function cascadeReason(meta: EntityMetadata, entity: object): string | undefined {
+  const prop = meta.relations.find(prop => {
+    if (prop.kind !== ReferenceKind.MANY_TO_ONE && !(prop.kind === ReferenceKind.ONE_TO_ONE && prop.owner)) {
+      return false;
+    }
+    const value = Reference.unwrapReference((entity as Record<string, object | undefined>)[prop.name] as object);
+    return Utils.isEntity(value) && !helper(value).__managed;
+  });
+  return prop && `its ${prop.name} is a new ${prop.type}, which a flush inserts with it`;
+}
