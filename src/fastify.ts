@@ -32,7 +32,7 @@ interface RequestState {
  * Fastify 5 plugin that runs each request in a {@link managedSession} of the ORM of `initOrm`: hooks and
  * handlers reach the request's session through `getOrm().em` (or MikroORM's `RequestContext.getEntityManager()`),
  * and `onCommit` works in them. It is not encapsulated (like a `fastify-plugin` plugin): registered once,
- * it covers every route of the instance, those of child plugins too.
+ * it covers every route of the instance that registers it, and of that instance's child plugins.
  *
  * The session opens in an `onRequest` hook and ends in an `onSend` hook, once the reply's status is final
  * and before anything is written to the socket, streamed payloads included:

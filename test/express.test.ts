@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { RequestContext, type EntityManager } from '@mikro-orm/core';
 import express, { type ErrorRequestHandler } from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -6,7 +6,7 @@ import { managedSessionMiddleware, type RequestSessionOptions } from '../src/exp
 import { getOrm, ManagedSessionError, onCommit } from '../src/index.js';
 import type { TestOrm } from './support/databases.js';
 import { databases, postgresql } from './support/databases.js';
-import { committed, foreignKeyFailure, Pending, post, startDatabase, stopAll } from './support/httpSessions.js';
+import { committed, foreignKeyFailure, listen, Pending, post, startDatabase, stopAll } from './support/httpSessions.js';
 import { Note } from './support/sessionEntities.js';
 
 let orm: TestOrm | undefined;
@@ -69,10 +69,8 @@ async function startApp(options?: RequestSessionOptions) {
     res.status(500).json({ error: (error as Error).constructor.name });
   };
   app.use(errorHandler);
-  server = app.listen(0, '127.0.0.1');
-  await new Promise(resolve => server!.once('listening', resolve));
-  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-  return { url: `${base}/notes`, seen };
+  server = createServer(app);
+  return { url: `${await listen(server)}/notes`, seen };
 }
 
 describe('the Express middleware without initOrm', () => {
