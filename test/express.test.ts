@@ -21,8 +21,11 @@ afterEach(async () => {
 interface NoteRequest {
   body: string;
   status?: number;
-  /** `throw`: the handler throws; `dangling`: it also writes a row that fails the COMMIT; `stream`: that, after `res.write()`. */
-  then?: 'throw' | 'dangling' | 'stream';
+  /**
+   * `throw`: the handler throws; `failing onCommit`: it registers an onCommit callback that throws; `dangling`: it
+   * also writes a row that fails the COMMIT; `stream`: that, after `res.write()`.
+   */
+  then?: 'throw' | 'failing onCommit' | 'dangling' | 'stream';
 }
 
 /** What the app saw: the errors its error handler got, the onCommit callbacks' findings, the handlers' EntityManagers. */
@@ -48,6 +51,11 @@ async function startApp(options?: RequestSessionOptions) {
     });
     if (then === 'throw') {
       throw new Error(`handler failed after inserting ${body}`);
+    }
+    if (then === 'failing onCommit') {
+      onCommit(() => {
+        throw new Error('the mailer is down');
+      });
     }
     if (then === 'dangling' || then === 'stream') {
       em.create(Pending, { noteId: 999_999 });
@@ -133,6 +141,18 @@ describe.each(databases)('the Express middleware on $name', db => {
     expect((await post(url, { body: 'not found, but recorded', status: 404 })).status).toBe(404);
     expect((await post(url, { body: 'thrown', then: 'throw' })).status).toBe(500);
     expect(await committed()).toEqual({ notes: ['not found, but recorded'], pending: 0 });
+  });
+
+  it('answers 500 when an onCommit callback throws, with the data committed', async () => {
+    orm = await startDatabase(db);
+    const { url, seen } = await startApp();
+
+    const response = await post(url, { body: 'committed anyway', then: 'failing onCommit' });
+    expect(response.status).toBe(500);
+    expect(await response.json()).toEqual({ error: 'Error' });
+    expect(seen.errors).toEqual([new Error('the mailer is down')]);
+    expect(seen.onCommit).toEqual([{ committed: ['committed anyway'], responseStarted: false }]);
+    expect(await committed()).toEqual({ notes: ['committed anyway'], pending: 0 });
   });
 
   it('gives concurrent requests sessions of their own', async () => {

@@ -22,10 +22,10 @@ interface NoteRequest {
   body: string;
   status?: number;
   /**
-   * `throw`: the handler throws; `dangling`: it also writes a row that fails the COMMIT; `stream`: that, and
+   * `throw`: the handler throws; `failing onCommit`: it registers an onCommit callback that throws; `dangling`: it also writes a row that fails the COMMIT; `stream`: that, and
    * replies with a stream; `hijack`: it answers on the raw response.
    */
-  then?: 'throw' | 'dangling' | 'stream' | 'hijack';
+  then?: 'throw' | 'failing onCommit' | 'dangling' | 'stream' | 'hijack';
 }
 
 /** What the app saw: the errors its error handler got, the onCommit callbacks' findings, the handlers' EntityManagers, its error logs. */
@@ -56,6 +56,11 @@ async function startApp(options: RequestSessionOptions = {}) {
     });
     if (then === 'throw') {
       throw new Error(`handler failed after inserting ${body}`);
+    }
+    if (then === 'failing onCommit') {
+      onCommit(() => {
+        throw new Error('the mailer is down');
+      });
     }
     if (then === 'dangling' || then === 'stream') {
       em.create(Pending, { noteId: 999_999 });
@@ -151,6 +156,18 @@ describe.each(databases)('the Fastify plugin on $name', db => {
     expect(RequestSessionError.responseWithoutOnSend('POST', '/notes').message).toBe(seen.logged[0].err!.message);
     expect(await committed()).toEqual({ notes: [], pending: 0 });
     expect(seen.onCommit).toEqual([]);
+  });
+
+  it('answers 500 when an onCommit callback throws, with the data committed', async () => {
+    orm = await startDatabase(db);
+    const { url, seen } = await startApp();
+
+    const response = await post(url, { body: 'committed anyway', then: 'failing onCommit' });
+    expect(response.status).toBe(500);
+    expect(await response.json()).toEqual({ error: 'Error' });
+    expect(seen.errors).toEqual([new Error('the mailer is down')]);
+    expect(seen.onCommit).toEqual([{ committed: ['committed anyway'], replySent: false }]);
+    expect(await committed()).toEqual({ notes: ['committed anyway'], pending: 0 });
   });
 
   it('gives concurrent requests sessions of their own', async () => {
