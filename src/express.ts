@@ -74,15 +74,26 @@ export function managedSessionMiddleware(options: RequestSessionOptions = {}): R
   };
 }
 
-/** Makes `response.end()` finish the session first, then end the response (or fail the request). */
+/**
+ * Makes `response.end()` finish the session first, then end the response (or fail the request). Further
+ * `end()` calls meanwhile are dropped (Node drops them on an ended response, or reports a write after end),
+ * so none lets the response out before the COMMIT.
+ */
 function holdEnd(response: Response, session: RequestSession, next: NextFunction): void {
   const end = response.end;
   response.end = function holdUntilCommitted(...args: unknown[]) {
-    response.end = end;
-    session.commitOrRollBack(response.statusCode).then(
-      () => Reflect.apply(end, response, args),
-      (error: unknown) => failResponse(response, error, next),
-    );
+    if (!session.finished) {
+      session.commitOrRollBack(response.statusCode).then(
+        () => {
+          response.end = end;
+          Reflect.apply(end, response, args);
+        },
+        (error: unknown) => {
+          response.end = end;
+          failResponse(response, error, next);
+        },
+      );
+    }
     return response;
   };
 }

@@ -23,9 +23,10 @@ interface NoteRequest {
   status?: number;
   /**
    * `throw`: the handler throws; `failing onCommit`: it registers an onCommit callback that throws; `dangling`: it
-   * also writes a row that fails the COMMIT; `stream`: that, after `res.write()`.
+   * also writes a row that fails the COMMIT; `stream`: that, after `res.write()`; `end twice`: it calls `res.end()`
+   * again after `res.json()`.
    */
-  then?: 'throw' | 'failing onCommit' | 'dangling' | 'stream';
+  then?: 'throw' | 'failing onCommit' | 'dangling' | 'stream' | 'end twice';
 }
 
 /** What the app saw: the errors its error handler got, the onCommit callbacks' findings, the handlers' EntityManagers. */
@@ -67,6 +68,9 @@ async function startApp(options?: RequestSessionOptions) {
       return;
     }
     res.status(status).json({ id: note.id, inContext: RequestContext.getEntityManager() !== undefined });
+    if (then === 'end twice') {
+      res.end();
+    }
   });
   const errorHandler: ErrorRequestHandler = (error, _req, res, next) => {
     seen.errors.push(error);
@@ -105,6 +109,17 @@ describe.each(databases)('the Express middleware on $name', db => {
     expect(await committed()).toEqual({ notes: ['kept'], pending: 0 });
     expect(seen.ems[0].getUnitOfWork().getIdentityMap().values()).toEqual([]); // the session's fork was cleared
     expect(seen.errors).toEqual([]);
+  });
+
+  it('holds the response until the COMMIT even when the handler ends it twice', async () => {
+    orm = await startDatabase(db);
+    const { url, seen } = await startApp();
+
+    const response = await post(url, { body: 'ended twice', then: 'end twice' });
+    expect(response.status).toBe(201);
+    expect(await response.json()).toEqual({ id: expect.any(Number), inContext: true });
+    expect(seen.onCommit).toEqual([{ committed: ['ended twice'], responseStarted: false }]);
+    expect(await committed()).toEqual({ notes: ['ended twice'], pending: 0 });
   });
 
   it('rolls back a request whose handler throws (Express answers 500), and runs no onCommit', async () => {
