@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import express, { type ErrorRequestHandler, type Express, type Response } from 'express';
 import config from '../mikro-orm.config.js';
-import { managedSessionMiddleware } from '../src/express.js';
+import { managedSessionMiddleware } from '../src/sessions/express.js';
 import { closeOrm, initOrm } from '../src/index.js';
 import { consoleMailer, errorReply, parseSignUp, showUser, signUp, type Mailer, type Reply } from './api.js';
 

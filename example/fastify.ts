@@ -1,7 +1,7 @@
 import { pathToFileURL } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import config from '../mikro-orm.config.js';
-import { managedSessionPlugin } from '../src/fastify.js';
+import { managedSessionPlugin } from '../src/sessions/fastify.js';
 import { closeOrm, initOrm } from '../src/index.js';
 import { consoleMailer, errorReply, parseSignUp, showUser, signUp, type Mailer, type Reply } from './api.js';
 

@@ -5,13 +5,13 @@
 import { execFileSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const dist = join(root, 'dist');
 /** The package's entry points: `mikro-orm-coaster`, `mikro-orm-coaster/express`, `mikro-orm-coaster/fastify`. */
-const entries = ['index', 'express', 'fastify'];
+const entries = ['index', 'sessions/express', 'sessions/fastify'];
 
 rmSync(dist, { recursive: true, force: true });
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
@@ -26,7 +26,7 @@ for (const entry of entries) {
   const names = Object.keys(require(join(dist, `${entry}.js`))).filter(name => name !== '__esModule');
   writeFileSync(
     join(dist, `${entry}.mjs`),
-    `import cjs from './${entry}.js';\n\nexport const {\n${names.map(name => `  ${name},\n`).join('')}} = cjs;\n`,
+    `import cjs from './${basename(entry)}.js';\n\nexport const {\n${names.map(name => `  ${name},\n`).join('')}} = cjs;\n`,
   );
-  writeFileSync(join(dist, `${entry}.d.mts`), `export * from './${entry}.js';\n`);
+  writeFileSync(join(dist, `${entry}.d.mts`), `export * from './${basename(entry)}.js';\n`);
 }

@@ -1,11 +1,11 @@
 import type { Configuration, MetadataStorage, MikroORMOptions } from '@mikro-orm/core';
-import { CoasterConfigError } from './CoasterConfigError.js';
-import { hasDecoratedProperties } from './decoratedProperties.js';
-import { requireEntityDecorators } from './entityDecoratorsConfigured.js';
-import type { OptInTransactionOptions } from './optInTransactions.js';
-import { primaryRelationships } from './primaryRelationship.js';
-import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
-import { timestampProperties } from './timestamps.js';
+import { CoasterConfigError } from './shared/CoasterConfigError.js';
+import { hasDecoratedProperties } from './entity-decorators/decoratedProperties.js';
+import { requireEntityDecorators } from './entity-decorators/entityDecoratorsConfigured.js';
+import type { OptInTransactionOptions } from './sessions/optInTransactions.js';
+import { primaryRelationships } from './primary/primaryRelationship.js';
+import { PrimaryRelationshipError } from './primary/PrimaryRelationshipError.js';
+import { timestampProperties } from './entity-decorators/timestamps.js';
 
 /** The configurations {@link assertCoasterConfiguration} accepted. */
 const checked = new WeakSet<Configuration>();

@@ -1,10 +1,10 @@
 import type { Options } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
-import { CoasterEntityManager } from './CoasterEntityManager.js';
-import { applyOptInTransactions, type OptInTransactionOptions } from './optInTransactions.js';
-import { withEntityDecorators } from './withEntityDecorators.js';
-import { withPrimaryRelationships } from './primaryRelationshipOptions.js';
-import { withSqliteConnections } from './sqliteConnections.js';
+import { CoasterEntityManager } from './inserts/CoasterEntityManager.js';
+import { applyOptInTransactions, type OptInTransactionOptions } from './sessions/optInTransactions.js';
+import { withEntityDecorators } from './entity-decorators/withEntityDecorators.js';
+import { withPrimaryRelationships } from './primary/withPrimaryRelationships.js';
+import { withSqliteConnections } from './shared/sqliteConnections.js';
 
 /**
  * MikroORM options for an ORM whose EntityManager is a {@link CoasterEntityManager}. Every feature of

@@ -12,20 +12,20 @@
  * ```
  * @module
  */
-export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
-export { CoasterEntityRepository } from './CoasterEntityRepository.js';
+export { CoasterEntityManager, type FindOrCreateResult } from './inserts/CoasterEntityManager.js';
+export { CoasterEntityRepository } from './inserts/CoasterEntityRepository.js';
 export { type FailsafeAddOptions } from './inserts/failsafeAddOptions.js';
 export { defineCoasterConfig, type CoasterOptions } from './defineCoasterConfig.js';
-export { CoasterError, CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
-export { CoasterConfigError } from './CoasterConfigError.js';
-export { initOrm, getOrm, closeOrm, type CoasterOrm } from './orm.js';
-export { managedSession, type ManagedSessionOptions, type SessionCallback } from './managedSession.js';
-export { ManagedSession } from './ManagedSessionDecorator.js';
-export { onCommit, type OnCommitCallback } from './onCommit.js';
-export { type OptInTransactionOptions } from './optInTransactions.js';
-export { ManagedSessionError } from './ManagedSessionError.js';
-export { AutoInitDefault } from './autoInitDefault.js';
-export { AutoInitDefaultError, TimestampError } from './entityDecoratorErrors.js';
+export { CoasterError, CoasterUsageError, MultipleResultsError, TransactionRetryError } from './shared/errors.js';
+export { CoasterConfigError } from './shared/CoasterConfigError.js';
+export { initOrm, getOrm, closeOrm, type CoasterOrm } from './sessions/orm.js';
+export { managedSession, type ManagedSessionOptions, type SessionCallback } from './sessions/managedSession.js';
+export { ManagedSession } from './sessions/ManagedSessionDecorator.js';
+export { onCommit, type OnCommitCallback } from './sessions/onCommit.js';
+export { type OptInTransactionOptions } from './sessions/optInTransactions.js';
+export { ManagedSessionError } from './sessions/ManagedSessionError.js';
+export { AutoInitDefault } from './entity-decorators/autoInitDefault.js';
+export { AutoInitDefaultError, TimestampError } from './entity-decorators/entityDecoratorErrors.js';
 export {
   CreatedAt,
   Timestamped,
@@ -35,10 +35,10 @@ export {
   type TimestampColumn,
   type TimestampOptions,
   type TimestampPropertyOptions,
-} from './timestamps.js';
-export { TimestampSubscriber } from './TimestampSubscriber.js';
-export { withEntityDecorators } from './withEntityDecorators.js';
-export { addPrimaryRelationship, PrimaryRelationship, type PrimaryLink, type PrimaryRelationshipOptions } from './primaryRelationship.js';
-export { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
-export { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
-export { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
+} from './entity-decorators/timestamps.js';
+export { TimestampSubscriber } from './entity-decorators/TimestampSubscriber.js';
+export { withEntityDecorators } from './entity-decorators/withEntityDecorators.js';
+export { addPrimaryRelationship, PrimaryRelationship, type PrimaryLink, type PrimaryRelationshipOptions } from './primary/primaryRelationship.js';
+export { PrimaryRelationshipError } from './primary/PrimaryRelationshipError.js';
+export { CoasterSchemaGenerator } from './primary/CoasterSchemaGenerator.js';
+export { CoasterMigrationGenerator } from './primary/CoasterMigrationGenerator.js';

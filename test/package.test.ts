@@ -139,7 +139,7 @@ describe('the packed package', () => {
     for (const file of ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'dist/package.json']) {
       expect(files).toContain(file);
     }
-    for (const entry of ['index', 'express', 'fastify']) {
+    for (const entry of ['index', 'sessions/express', 'sessions/fastify']) {
       for (const extension of ['.js', '.mjs', '.d.ts', '.d.mts', '.js.map']) {
         expect(files).toContain(`dist/${entry}${extension}`);
       }

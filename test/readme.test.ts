@@ -61,8 +61,8 @@ describe('README.md', () => {
           noUnusedParameters: false,
           paths: {
             'mikro-orm-coaster': sources('index.ts'),
-            'mikro-orm-coaster/express': sources('express.ts'),
-            'mikro-orm-coaster/fastify': sources('fastify.ts'),
+            'mikro-orm-coaster/express': sources('sessions/express.ts'),
+            'mikro-orm-coaster/fastify': sources('sessions/fastify.ts'),
           },
         },
         include: ['*.ts'],

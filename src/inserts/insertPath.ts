@@ -9,9 +9,9 @@ import {
   type EventSubscriber,
 } from '@mikro-orm/core';
 import { BaseSqlitePlatform, type SqlEntityManager } from '@mikro-orm/knex';
-import { PrimaryRelationshipSubscriber } from '../PrimaryRelationshipSubscriber.js';
-import { TimestampSubscriber } from '../TimestampSubscriber.js';
-import { primaryRelationships } from '../primaryRelationship.js';
+import { PrimaryRelationshipSubscriber } from '../primary/PrimaryRelationshipSubscriber.js';
+import { TimestampSubscriber } from '../entity-decorators/TimestampSubscriber.js';
+import { primaryRelationships } from '../primary/primaryRelationship.js';
 
 /** The databases whose `insert ... on conflict do nothing returning *` the fast path sends. */
 export type FastPathDialect = 'postgresql' | 'sqlite';

@@ -4,7 +4,7 @@ import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { describe, expect, it } from 'vitest';
 import { addPrimaryRelationship, defineCoasterConfig, PrimaryRelationshipError } from '../../src/index.js';
-import { triggerDialect } from '../../src/primaryTriggers.js';
+import { triggerDialect } from '../../src/primary/primaryTriggers.js';
 import { closeOrm, databases, postgresUrlFor, sqlite } from '../support/databases.js';
 import { ChildForPrimary, ParentForPrimary } from './entities.js';
 

@@ -1,5 +1,5 @@
 /**
- * One of the processes of test/sqliteProcesses.test.ts (run with `node --import tsx`): a "web worker"
+ * One of the processes of test/sessions/sqliteFile.test.ts (run with `node --import tsx`): a "web worker"
  * sharing a SQLite file with others. Once its ORM is open it prints `ready` and waits for a line on stdin;
  * from then on, for `durationMs`, it keeps calling `getOrCreate` on the key of the current time slice, which
  * every process races for at once, alternately in a `managedSession` and in a plain `em.transactional()`.

@@ -1,8 +1,8 @@
 import { Utils, type EntityData, type FilterQuery } from '@mikro-orm/core';
 import { SqlEntityRepository } from '@mikro-orm/knex';
 import { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
-import { CoasterUsageError } from './errors.js';
-import type { FailsafeAddOptions } from './inserts/failsafeAddOptions.js';
+import { CoasterUsageError } from '../shared/errors.js';
+import type { FailsafeAddOptions } from './failsafeAddOptions.js';
 
 /**
  * An `EntityRepository` with the race-safe helpers of {@link CoasterEntityManager}, for code that works

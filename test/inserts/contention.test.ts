@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeOrm, postgresql, type QueryLog, type TestOrm } from './support/databases.js';
-import { Tag, raceEntities } from './support/entities.js';
-import { insertPaths } from './support/insertPaths.js';
+import { closeOrm, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
+import { Tag, raceEntities } from '../support/entities.js';
+import { insertPaths } from '../support/insertPaths.js';
 
 const WORKERS = 10;
 const ROUNDS = 5;

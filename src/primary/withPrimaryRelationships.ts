@@ -1,12 +1,12 @@
 import type { AnyEntity, Configuration, EntityMetadata, EntitySchema, MetadataStorage, Options, Platform } from '@mikro-orm/core';
 import { type AbstractSqlDriver, BaseSqlitePlatform } from '@mikro-orm/knex';
-import { afterHook } from './afterHook.js';
-import { CoasterConfigError } from './CoasterConfigError.js';
+import { afterHook } from '../shared/afterHook.js';
+import { CoasterConfigError } from '../shared/CoasterConfigError.js';
 import { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { primaryRelationships, primaryRelationshipsFor } from './primaryRelationship.js';
 import { PrimaryRelationshipSubscriber } from './PrimaryRelationshipSubscriber.js';
-import { runningOnEveryConnection } from './sqliteConnections.js';
+import { runningOnEveryConnection } from '../shared/sqliteConnections.js';
 
 /** Whether `value` is `base` or a class extending it. */
 function isClass(value: unknown, base: Function): boolean {

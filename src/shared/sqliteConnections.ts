@@ -8,7 +8,7 @@ import {
   type Knex,
 } from '@mikro-orm/knex';
 import { afterHook } from './afterHook.js';
-import { ManagedSessionError } from './ManagedSessionError.js';
+import { ManagedSessionError } from '../sessions/ManagedSessionError.js';
 
 /**
  * How long a statement on SQLite waits for another connection's lock (`pragma busy_timeout`, in

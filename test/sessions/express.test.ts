@@ -2,12 +2,12 @@ import { createServer, type Server } from 'node:http';
 import { RequestContext, type EntityManager } from '@mikro-orm/core';
 import express, { type ErrorRequestHandler } from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
-import { managedSessionMiddleware, type RequestSessionOptions } from '../src/express.js';
-import { getOrm, ManagedSessionError, onCommit } from '../src/index.js';
-import type { TestOrm } from './support/databases.js';
-import { databases, postgresql } from './support/databases.js';
-import { committed, foreignKeyFailure, listen, Pending, post, startDatabase, stopAll } from './support/httpSessions.js';
-import { Note } from './support/sessionEntities.js';
+import { managedSessionMiddleware, type RequestSessionOptions } from '../../src/sessions/express.js';
+import { getOrm, ManagedSessionError, onCommit } from '../../src/index.js';
+import type { TestOrm } from '../support/databases.js';
+import { databases, postgresql } from '../support/databases.js';
+import { committed, foreignKeyFailure, listen, Pending, post, startDatabase, stopAll } from '../support/httpSessions.js';
+import { Note } from '../support/sessionEntities.js';
 
 let orm: TestOrm | undefined;
 let server: Server | undefined;

@@ -1,9 +1,9 @@
 import { DeadlockException, DriverException, IsolationLevel, RequestContext } from '@mikro-orm/core';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeOrm, getOrm, initOrm, managedSession, onCommit, type CoasterOptions } from '../src/index.js';
-import { closeOrm as closeTestOrm, postgresql, type TestOrm } from './support/databases.js';
-import { Counter, Note, sessionEntities } from './support/sessionEntities.js';
+import { closeOrm, getOrm, initOrm, managedSession, onCommit, type CoasterOptions } from '../../src/index.js';
+import { closeOrm as closeTestOrm, postgresql, type TestOrm } from '../support/databases.js';
+import { Counter, Note, sessionEntities } from '../support/sessionEntities.js';
 
 let testOrm: TestOrm | undefined;
 

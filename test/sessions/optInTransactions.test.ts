@@ -1,9 +1,9 @@
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManagedSessionError, closeOrm, defineCoasterConfig, initOrm, managedSession } from '../src/index.js';
-import { closeOrm as closeTestOrm, databases, type TestDatabase, type TestOrm } from './support/databases.js';
-import { Counter, Note, sessionEntities } from './support/sessionEntities.js';
+import { ManagedSessionError, closeOrm, defineCoasterConfig, initOrm, managedSession } from '../../src/index.js';
+import { closeOrm as closeTestOrm, databases, type TestDatabase, type TestOrm } from '../support/databases.js';
+import { Counter, Note, sessionEntities } from '../support/sessionEntities.js';
 
 let testOrm: TestOrm | undefined;
 

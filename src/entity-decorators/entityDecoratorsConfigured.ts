@@ -1,5 +1,5 @@
 import type { Configuration } from '@mikro-orm/core';
-import { CoasterConfigError } from './CoasterConfigError.js';
+import { CoasterConfigError } from '../shared/CoasterConfigError.js';
 
 /** The ORM configurations whose discovery ran the hook of `withEntityDecorators`. */
 const configured = new WeakSet<Configuration>();

@@ -1,7 +1,7 @@
 import { MikroORM, Utils } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
-import { CoasterEntityManager } from './CoasterEntityManager.js';
-import { defineCoasterConfig, type CoasterOptions } from './defineCoasterConfig.js';
+import { CoasterEntityManager } from '../inserts/CoasterEntityManager.js';
+import { defineCoasterConfig, type CoasterOptions } from '../defineCoasterConfig.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
 
 /**

@@ -18,14 +18,14 @@ import {
   type UpsertOptions,
 } from '@mikro-orm/core';
 import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
-import { assertCoasterConfiguration } from './coasterConfiguration.js';
+import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
-import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from './errors.js';
-import { type FailsafeAddOptions } from './inserts/failsafeAddOptions.js';
-import { fastInsert, isHiddenConflict } from './inserts/fastInsert.js';
-import { insertPath } from './inserts/insertPath.js';
-import { CommitCallbacks } from './onCommit.js';
-import { stampUpsertRow, timestampUpsertOptions } from './timestampUpsert.js';
+import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from '../shared/errors.js';
+import { type FailsafeAddOptions } from './failsafeAddOptions.js';
+import { fastInsert, isHiddenConflict } from './fastInsert.js';
+import { insertPath } from './insertPath.js';
+import { CommitCallbacks } from '../sessions/onCommit.js';
+import { stampUpsertRow, timestampUpsertOptions } from '../entity-decorators/timestampUpsert.js';
 
 /** What {@link CoasterEntityManager.getOrCreate} resolves to. */
 export interface FindOrCreateResult<T> {

@@ -8,8 +8,8 @@ import {
   wrap,
   type IsolationLevel,
 } from '@mikro-orm/core';
-import type { CoasterEntityManager } from './CoasterEntityManager.js';
-import { TransactionRetryError } from './errors.js';
+import type { CoasterEntityManager } from '../inserts/CoasterEntityManager.js';
+import { TransactionRetryError } from '../shared/errors.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
 import { CommitCallbacks } from './onCommit.js';
 import { requireOrm, type CoasterOrm } from './orm.js';

@@ -1,6 +1,6 @@
 import { ChangeSetType, type EventArgs, type EventSubscriber, type FlushEventArgs } from '@mikro-orm/core';
-import { CoasterConfigError } from './CoasterConfigError.js';
-import { CoasterEntityManager } from './CoasterEntityManager.js';
+import { CoasterConfigError } from '../shared/CoasterConfigError.js';
+import { CoasterEntityManager } from '../inserts/CoasterEntityManager.js';
 import { TimestampError } from './entityDecoratorErrors.js';
 import { timestampProperties } from './timestamps.js';
 

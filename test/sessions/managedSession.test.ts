@@ -13,10 +13,10 @@ import {
   managedSession,
   onCommit,
   type CoasterOptions,
-} from '../src/index.js';
-import { closeOrm as closeTestOrm, databases, type TestDatabase, type TestOrm } from './support/databases.js';
-import { Account, Address, raceEntities } from './support/entities.js';
-import { Note, sessionEntities } from './support/sessionEntities.js';
+} from '../../src/index.js';
+import { closeOrm as closeTestOrm, databases, type TestDatabase, type TestOrm } from '../support/databases.js';
+import { Account, Address, raceEntities } from '../support/entities.js';
+import { Note, sessionEntities } from '../support/sessionEntities.js';
 
 const opened: TestOrm[] = [];
 

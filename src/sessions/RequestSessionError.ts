@@ -1,4 +1,4 @@
-import { CoasterError } from './errors.js';
+import { CoasterError } from '../shared/errors.js';
 
 /**
  * A request's managed session (the Express middleware or the Fastify plugin) could not end the way the

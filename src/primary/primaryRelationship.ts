@@ -13,7 +13,7 @@ import {
   type Platform,
   type Primary,
 } from '@mikro-orm/core';
-import { createdAtProperty, updatedAtProperty } from './timestamps.js';
+import { createdAtProperty, updatedAtProperty } from '../entity-decorators/timestamps.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 import { type PrimaryTableNames, qualified, quoteIdentifier, triggerDialect, validateFunctionName } from './primaryTriggers.js';
 

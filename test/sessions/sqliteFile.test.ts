@@ -8,8 +8,8 @@ import { SqliteDriver } from '@mikro-orm/sqlite';
 import sqlite3 from 'sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteKnexDialect } from '@mikro-orm/knex';
-import { ManagedSessionError, closeOrm, defineCoasterConfig, initOrm, managedSession, type CoasterOrm } from '../src/index.js';
-import { Note, sessionEntities } from './support/sessionEntities.js';
+import { ManagedSessionError, closeOrm, defineCoasterConfig, initOrm, managedSession, type CoasterOrm } from '../../src/index.js';
+import { Note, sessionEntities } from '../support/sessionEntities.js';
 
 const PROCESSES = 4;
 const DURATION_MS = 3000;
@@ -56,7 +56,7 @@ interface Outcome {
 
 /** Runs {@link PROCESSES} workers (test/support/sqliteRaceWorker.ts) on one SQLite file, started together once all are ready. */
 async function race(file: string): Promise<Outcome[]> {
-  const worker = join(import.meta.dirname, 'support', 'sqliteRaceWorker.ts');
+  const worker = join(import.meta.dirname, '..', 'support', 'sqliteRaceWorker.ts');
   const children = Array.from({ length: PROCESSES }, () =>
     spawn(process.execPath, ['--import', 'tsx', worker, file, String(DURATION_MS)], { stdio: ['pipe', 'pipe', 'inherit'] }),
   );

@@ -1,7 +1,7 @@
 import type { EntityMetadata, MetadataStorage, Options, Platform } from '@mikro-orm/core';
-import { afterHook } from './afterHook.js';
+import { afterHook } from '../shared/afterHook.js';
 import { keepDeclaredDefaults } from './autoInitDefault.js';
-import { CoasterConfigError } from './CoasterConfigError.js';
+import { CoasterConfigError } from '../shared/CoasterConfigError.js';
 import { applyDecoratedProperties } from './decoratedProperties.js';
 import { markEntityDecoratorsConfigured } from './entityDecoratorsConfigured.js';
 import { TimestampSubscriber } from './TimestampSubscriber.js';

@@ -1,4 +1,4 @@
-import { CoasterError } from './errors.js';
+import { CoasterError } from '../shared/errors.js';
 
 /**
  * A timestamp column (`@CreatedAt`, `@UpdatedAt`) was used in a way that would store a wrong value.

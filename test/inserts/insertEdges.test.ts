@@ -19,10 +19,10 @@ import {
   UniqueConstraintViolationException,
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from '../src/index.js';
-import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from './support/databases.js';
-import { Account, Address, Tag, raceEntities } from './support/entities.js';
-import { insertPaths } from './support/insertPaths.js';
+import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from '../../src/index.js';
+import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
+import { Account, Address, Tag, raceEntities } from '../support/entities.js';
+import { insertPaths } from '../support/insertPaths.js';
 
 /** A user whose primary key is a natural key chosen by the application. */
 @Entity()

@@ -6,10 +6,10 @@ import {
   MultipleResultsError,
   TransactionRetryError,
   defineCoasterConfig,
-} from '../src/index.js';
-import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from './support/databases.js';
-import { Account, Address, Tag, raceEntities } from './support/entities.js';
-import { insertPaths, savepointPath } from './support/insertPaths.js';
+} from '../../src/index.js';
+import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
+import { Account, Address, Tag, raceEntities } from '../support/entities.js';
+import { insertPaths, savepointPath } from '../support/insertPaths.js';
 
 /** A quoting-free view of the log: `"tag"` and `` `tag` `` both read `tag`. */
 function statements(log: QueryLog): string[] {

@@ -2,11 +2,11 @@ import { Readable } from 'node:stream';
 import { RequestContext, type EntityManager } from '@mikro-orm/core';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { managedSessionPlugin, RequestSessionError, type RequestSessionOptions } from '../src/fastify.js';
-import { getOrm, ManagedSessionError, onCommit } from '../src/index.js';
-import { databases, postgresql, type TestOrm } from './support/databases.js';
-import { committed, foreignKeyFailure, Pending, post, startDatabase, stopAll } from './support/httpSessions.js';
-import { Note } from './support/sessionEntities.js';
+import { managedSessionPlugin, RequestSessionError, type RequestSessionOptions } from '../../src/sessions/fastify.js';
+import { getOrm, ManagedSessionError, onCommit } from '../../src/index.js';
+import { databases, postgresql, type TestOrm } from '../support/databases.js';
+import { committed, foreignKeyFailure, Pending, post, startDatabase, stopAll } from '../support/httpSessions.js';
+import { Note } from '../support/sessionEntities.js';
 
 let orm: TestOrm | undefined;
 let app: FastifyInstance | undefined;

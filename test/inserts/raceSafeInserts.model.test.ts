@@ -10,8 +10,8 @@
 import { Entity, FlushMode, PrimaryKey, Property } from '@mikro-orm/core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeOrm, databases, type TestOrm } from './support/databases.js';
-import { Tag } from './support/entities.js';
+import { closeOrm, databases, type TestOrm } from '../support/databases.js';
+import { Tag } from '../support/entities.js';
 
 /** A row keyed by a natural key, so a new instance can share the primary key of a managed one. */
 @Entity()

@@ -1,4 +1,4 @@
-import { CoasterError } from './errors.js';
+import { CoasterError } from '../shared/errors.js';
 
 /**
  * A managed-session API (`initOrm`, `getOrm`, `managedSession`, `onCommit`, `@ManagedSession()`), the

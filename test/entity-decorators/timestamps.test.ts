@@ -10,8 +10,8 @@ import {
   createdAtProperty,
   defineCoasterConfig,
   updatedAtProperty,
-} from '../src/index.js';
-import { closeOrm, databases, type TestDatabase, type TestOrm } from './support/databases.js';
+} from '../../src/index.js';
+import { closeOrm, databases, type TestDatabase, type TestOrm } from '../support/databases.js';
 
 /** Timestamps with the defaults; one decorator below `@Property` (runs first), one above (runs last). */
 @Entity()

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Entity, ManyToOne, PrimaryKey, Property, sql, wrap, type Opt } from '@mikro-orm/core';
 import { afterEach, describe, expect, test } from 'vitest';
-import { AutoInitDefault, AutoInitDefaultError } from '../src/index.js';
-import { closeOrm, databases, type TestOrm } from './support/databases.js';
+import { AutoInitDefault, AutoInitDefaultError } from '../../src/index.js';
+import { closeOrm, databases, type TestOrm } from '../support/databases.js';
 
 /** coaster's `DefaultValue` model: `value` defaults to 'default' on first access. */
 @Entity()

@@ -1,4 +1,4 @@
-import { CoasterError } from './errors.js';
+import { CoasterError } from '../shared/errors.js';
 
 /**
  * A primary relationship was declared or used in a way that cannot work: the message says what to

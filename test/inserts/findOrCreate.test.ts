@@ -1,10 +1,10 @@
 import { Entity, EntityRepositoryType, PrimaryKey, Property, Unique, UniqueConstraintViolationException } from '@mikro-orm/core';
 import { SqlEntityManager } from '@mikro-orm/knex';
 import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
-import { CoasterEntityRepository, CoasterUsageError, type FindOrCreateResult } from '../src/index.js';
-import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from './support/databases.js';
-import { Tag, raceEntities } from './support/entities.js';
-import { insertPaths } from './support/insertPaths.js';
+import { CoasterEntityRepository, CoasterUsageError, type FindOrCreateResult } from '../../src/index.js';
+import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
+import { Tag, raceEntities } from '../support/entities.js';
+import { insertPaths } from '../support/insertPaths.js';
 
 class LabelRepository extends CoasterEntityRepository<Label> {}
 
