@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeOrm, databases, type TestOrm } from '../support/databases.js';
 import { Tag } from '../support/entities.js';
+import { insertPaths } from '../support/insertPaths.js';
 
 /** A row keyed by a natural key, so a new instance can share the primary key of a managed one. */
 @Entity()
@@ -296,34 +297,36 @@ const commands = [
 ];
 
 describe.each(databases)('race-safe inserts against a reference model on $name', db => {
-  let orm: TestOrm;
+  describe.each(insertPaths)('on the $name path', path => {
+    let orm: TestOrm;
 
-  beforeAll(async () => {
-    ({ orm } = await db.init({ entities: [Tag, Handle], flushMode: FlushMode.AUTO }));
+    beforeAll(async () => {
+      ({ orm } = await db.init({ ...path.options(), entities: [Tag, Handle], flushMode: FlushMode.AUTO }));
+    });
+    afterAll(() => closeOrm(orm));
+
+    it('keeps the database, the identity map and every held entity in step with the model', async () => {
+      const seed = process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED);
+      await fc.assert(
+        fc.asyncProperty(fc.commands(commands, { maxCommands: 30 }), async sequence => {
+          await orm.schema.clearDatabase();
+          const real: Real = { orm, em: orm.em.fork(), held: { tag: new Map(), handle: new Map() } };
+          const model = new Model();
+          await fc.asyncModelRun(
+            () => ({ model, real }),
+            [...sequence].map(command => ({
+              check: (m: Readonly<Model>) => command.check(m),
+              run: async (m: Model, r: Real) => {
+                await command.run(m, r);
+                await compare(m, r);
+              },
+              toString: () => command.toString(),
+            })),
+          );
+        }),
+        // bounded: at most 100 sequences or 12 s per database and path, whichever comes first
+        { numRuns: 100, seed, path: process.env.FC_PATH, endOnFailure: !!process.env.FC_PATH, interruptAfterTimeLimit: 12_000 },
+      );
+    }, 60_000);
   });
-  afterAll(() => closeOrm(orm));
-
-  it('keeps the database, the identity map and every held entity in step with the model', async () => {
-    const seed = process.env.FC_SEED === undefined ? undefined : Number(process.env.FC_SEED);
-    await fc.assert(
-      fc.asyncProperty(fc.commands(commands, { maxCommands: 30 }), async sequence => {
-        await orm.schema.clearDatabase();
-        const real: Real = { orm, em: orm.em.fork(), held: { tag: new Map(), handle: new Map() } };
-        const model = new Model();
-        await fc.asyncModelRun(
-          () => ({ model, real }),
-          [...sequence].map(command => ({
-            check: (m: Readonly<Model>) => command.check(m),
-            run: async (m: Model, r: Real) => {
-              await command.run(m, r);
-              await compare(m, r);
-            },
-            toString: () => command.toString(),
-          })),
-        );
-      }),
-      // bounded: at most 100 sequences or 20 s per database, whichever comes first
-      { numRuns: 100, seed, path: process.env.FC_PATH, endOnFailure: !!process.env.FC_PATH, interruptAfterTimeLimit: 20_000 },
-    );
-  }, 60_000);
 });
