@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { MikroORM } from '@mikro-orm/core';
+import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   CoasterEntityManager,
@@ -50,10 +51,12 @@ describe.each(databases)('named ORMs on $name', db => {
     expect(getOrm('default')).toBe(main);
     expect(getOrm('reports')).toBe(reports);
     expect(await initOrm(reports)).toBe(reports);
-    await expect(initOrm(main.config.getAll())).rejects.toThrow(
+    // refused before connecting anywhere: the names are taken by other ORMs
+    const otherOptions = { driver: SqliteDriver, dbName: ':memory:', entities: sessionEntities };
+    await expect(initOrm(otherOptions)).rejects.toThrow(
       /^initOrm\(\) was already called with other options for the ORM named 'default'/,
     );
-    await expect(initOrm({ ...reports.config.getAll(), debug: true })).rejects.toThrow(
+    await expect(initOrm({ ...otherOptions, contextName: 'reports' })).rejects.toThrow(
       /^initOrm\(\) was already called with other options for the ORM named 'reports' \(its contextName\).*Use getOrm\('reports'\) to reach it, call closeOrm\('reports'\)/,
     );
 
