@@ -2,19 +2,20 @@
 // entry point an ES module wrapper that re-exports the CommonJS exports by name. An application that loads
 // the package both ways (require() and import) gets the same classes and the same AsyncLocalStorage, so
 // `instanceof` and managed sessions work across both: there is one copy of the code, never two.
+// `node scripts/build.mjs [outDir]`: into dist/, or into outDir (tests build a copy of their own there).
 import { execFileSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const dist = join(root, 'dist');
-/** The package's entry points: `mikro-orm-coaster`, `mikro-orm-coaster/express`, `mikro-orm-coaster/fastify`. */
-const entries = ['index', 'sessions/express', 'sessions/fastify'];
+const dist = process.argv[2] ? resolve(process.argv[2]) : join(root, 'dist');
+/** The package's entry points: `mikro-orm-coaster`, `mikro-orm-coaster/express`, `.../fastify`, `.../nestjs`. */
+const entries = ['index', 'sessions/express', 'sessions/fastify', 'nestjs/index'];
 
 rmSync(dist, { recursive: true, force: true });
-execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', dist], {
   cwd: root,
   stdio: 'inherit',
 });

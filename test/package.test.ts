@@ -24,13 +24,15 @@ function appScript(kind: 'commonjs' | 'module'): string {
          const { SqliteDriver } = require('@mikro-orm/sqlite');
          const coaster = require('mikro-orm-coaster');
          const express = require('mikro-orm-coaster/express');
-         const fastify = require('mikro-orm-coaster/fastify');`
+         const fastify = require('mikro-orm-coaster/fastify');
+         const nestjs = require('mikro-orm-coaster/nestjs');`
       : `import { createRequire } from 'node:module';
          import { EntitySchema } from '@mikro-orm/core';
          import { SqliteDriver } from '@mikro-orm/sqlite';
          import * as coaster from 'mikro-orm-coaster';
          import * as express from 'mikro-orm-coaster/express';
-         import * as fastify from 'mikro-orm-coaster/fastify';`;
+         import * as fastify from 'mikro-orm-coaster/fastify';
+         import * as nestjs from 'mikro-orm-coaster/nestjs';`;
   const otherWay = kind === 'commonjs' ? `await import('mikro-orm-coaster')` : `createRequire(import.meta.url)('mikro-orm-coaster')`;
   const body = `
     class Tag {}
@@ -50,7 +52,7 @@ function appScript(kind: 'commonjs' | 'module'): string {
       coasterEm: orm.em instanceof coaster.CoasterEntityManager,
       tags: await orm.em.fork().count(Tag),
       events,
-      integrations: [typeof express.managedSessionMiddleware, typeof fastify.managedSessionPlugin, typeof fastify.RequestSessionError],
+      integrations: [typeof express.managedSessionMiddleware, typeof fastify.managedSessionPlugin, typeof fastify.RequestSessionError, typeof nestjs.CoasterMikroOrmModule],
     }));
     await coaster.closeOrm();
   `;
@@ -66,6 +68,8 @@ import type { FastifyInstance } from 'fastify';
 import { CreatedAt, defineCoasterConfig, managedSession, onCommit, type CoasterEntityManager } from 'mikro-orm-coaster';
 import { managedSessionMiddleware, type RequestSessionOptions } from 'mikro-orm-coaster/express';
 import { managedSessionPlugin, RequestSessionError } from 'mikro-orm-coaster/fastify';
+import { CoasterMikroOrmModule, type CoasterMikroOrmModuleOptions } from 'mikro-orm-coaster/nestjs';
+import type { DynamicModule } from '@nestjs/common';
 
 @Entity()
 export class Tag {
@@ -73,6 +77,9 @@ export class Tag {
   @Property({ type: 'string' }) name!: string;
   @CreatedAt() createdAt!: Date;
 }
+
+export const nestOptions: CoasterMikroOrmModuleOptions<SqliteDriver> = { driver: SqliteDriver, dbName: ':memory:', entities: [Tag] };
+export const nestModule: DynamicModule = CoasterMikroOrmModule.forRoot(nestOptions);
 
 export async function start(app: Express, server: FastifyInstance): Promise<number> {
   const orm = await MikroORM.init(defineCoasterConfig({ driver: SqliteDriver, dbName: ':memory:', entities: [Tag] }));
@@ -139,7 +146,7 @@ describe('the packed package', () => {
     for (const file of ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'dist/package.json']) {
       expect(files).toContain(file);
     }
-    for (const entry of ['index', 'sessions/express', 'sessions/fastify']) {
+    for (const entry of ['index', 'sessions/express', 'sessions/fastify', 'nestjs/index']) {
       for (const extension of ['.js', '.mjs', '.d.ts', '.d.mts', '.js.map']) {
         expect(files).toContain(`dist/${entry}${extension}`);
       }
@@ -176,7 +183,7 @@ describe('the packed package', () => {
         coasterEm: true,
         tags: 1,
         events: ['committed'],
-        integrations: ['function', 'function', 'function'],
+        integrations: ['function', 'function', 'function', 'function'],
       });
     },
   );

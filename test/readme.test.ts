@@ -63,6 +63,7 @@ describe('README.md', () => {
             'mikro-orm-coaster': sources('index.ts'),
             'mikro-orm-coaster/express': sources('sessions/express.ts'),
             'mikro-orm-coaster/fastify': sources('sessions/fastify.ts'),
+            'mikro-orm-coaster/nestjs': sources('nestjs/index.ts'),
           },
         },
         include: ['*.ts'],

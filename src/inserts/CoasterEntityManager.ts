@@ -260,7 +260,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * ```
    */
   override async transactional<T>(cb: (em: this) => T | Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    const level = CommitCallbacks.current();
+    const level = CommitCallbacks.current(this.config); // a session of this ORM, not of another one
     if (!level || (options.propagation ?? TransactionPropagation.NESTED) !== TransactionPropagation.NESTED) {
       return super.transactional(cb, options);
     }

@@ -16,19 +16,33 @@ import { CoasterError } from '../shared/errors.js';
  * ```
  */
 export class ManagedSessionError extends CoasterError {
-  /** The ORM singleton was needed before {@link initOrm} ran, or after {@link closeOrm}. */
-  static notInitialised(api: string): ManagedSessionError {
+  /**
+   * An ORM was needed before {@link initOrm} registered it under `name`, or after {@link closeOrm}.
+   * `initialised` lists the names that are registered, to show a misspelt one.
+   */
+  static notInitialised(api: string, name: string, initialised: string[]): ManagedSessionError {
+    const known = initialised.length > 0 ? ` ORMs initialised: ${initialised.map(other => `'${other}'`).join(', ')}.` : '';
+    if (name === 'default') {
+      return new ManagedSessionError(
+        `${api} needs the process-wide ORM, but it is not initialised. Call initOrm(options) first, ` +
+          `once at start-up (and again only after closeOrm()).${known}`,
+      );
+    }
     return new ManagedSessionError(
-      `${api} needs the process-wide ORM, but it is not initialised. Call initOrm(options) first, ` +
-        `once at start-up (and again only after closeOrm()).`,
+      `${api} needs the ORM named '${name}', but none is initialised under that name. Call ` +
+        `initOrm({ ...options, contextName: '${name}' }) first, once at start-up (and again only after ` +
+        `closeOrm('${name}')).${known}`,
     );
   }
 
-  /** {@link initOrm} was called again with options (or an ORM) other than the first call's. */
-  static alreadyInitialised(): ManagedSessionError {
+  /** {@link initOrm} was called again for a name with options (or an ORM) other than the first call's. */
+  static alreadyInitialised(name: string): ManagedSessionError {
+    const reach = name === 'default' ? 'getOrm()' : `getOrm('${name}')`;
+    const close = name === 'default' ? 'closeOrm()' : `closeOrm('${name}')`;
     return new ManagedSessionError(
-      `initOrm() was already called with other options: the process has one ORM. Use getOrm() to reach it, ` +
-        `or call closeOrm() before initialising it with the new options.`,
+      `initOrm() was already called with other options for the ORM named '${name}' (its contextName): the process ` +
+        `has one ORM per name. Use ${reach} to reach it, call ${close} before initialising it with the new ` +
+        `options, or give the other ORM another contextName.`,
     );
   }
 
@@ -60,8 +74,22 @@ export class ManagedSessionError extends CoasterError {
   static requestContextOfOtherOrm(name: string): ManagedSessionError {
     return new ManagedSessionError(
       `managedSession() joins the RequestContext it runs in, but that context's EntityManager '${name}' belongs to ` +
-        `another MikroORM than the one initOrm() initialised. Create the request context from getOrm().em ` +
-        `(RequestContext.create(getOrm().em, next)), or give the other ORM's EntityManager another contextName.`,
+        `another MikroORM than the session's. Create the request context from the session's ORM ` +
+        `(RequestContext.create(getOrm('${name}').em, next)), or give the other ORM's EntityManager another contextName.`,
+    );
+  }
+
+  /**
+   * A `managedSession` of the ORM `name` was started inside a session of the ORM `inner`, which itself runs
+   * inside a session of `name`: MikroORM's `TransactionContext` holds one transaction, `inner`'s, so the outer
+   * session of `name` cannot be reached to nest in.
+   */
+  static sessionHiddenByOtherOrm(name: string, inner: string): ManagedSessionError {
+    return new ManagedSessionError(
+      `managedSession() for the ORM '${name}' was started inside a session of the ORM '${inner}', which runs inside ` +
+        `a session of '${name}'. MikroORM tracks one transaction per async context, '${inner}''s here, so this session ` +
+        `could neither join the outer '${name}' session nor safely open a second transaction beside it. Start it ` +
+        `outside the '${inner}' session, or use the EntityManager the outer '${name}' session's callback received.`,
     );
   }
 

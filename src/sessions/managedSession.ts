@@ -4,6 +4,7 @@ import {
   DeadlockException,
   ReferenceKind,
   RequestContext,
+  TransactionContext,
   TransactionPropagation,
   wrap,
   type IsolationLevel,
@@ -12,10 +13,10 @@ import type { CoasterEntityManager } from '../inserts/CoasterEntityManager.js';
 import { TransactionRetryError } from '../shared/errors.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
 import { CommitCallbacks } from './onCommit.js';
-import { requireOrm, type CoasterOrm } from './orm.js';
+import { resolveOrm, type CoasterOrm, type OrmReference } from './orm.js';
 
 /**
- * Options of {@link managedSession}. All of them apply to the outermost session only.
+ * Options of {@link managedSession}. All of them but `orm` apply to the outermost session only.
  *
  * @example
  * ```ts
@@ -24,6 +25,13 @@ import { requireOrm, type CoasterOrm } from './orm.js';
  * ```
  */
 export interface ManagedSessionOptions {
+  /**
+   * The ORM whose session this is: the name {@link initOrm} registered it under (its MikroORM `contextName`,
+   * as `@mikro-orm/nestjs` names contexts), or a MikroORM instance whose EntityManager is a
+   * `CoasterEntityManager` (such as the one NestJS injects), registered or not.
+   * Default: `'default'`, the ORM of `initOrm(options)` when the options give no `contextName`.
+   */
+  orm?: OrmReference;
   /**
    * Isolation level of the session's transaction, as MikroORM's `IsolationLevel`
    * (PostgreSQL emits `start transaction isolation level ...`).
@@ -68,8 +76,9 @@ const DEFAULT_RETRY_DELAY = 20;
 
 /**
  * Runs `fn` in a managed session, a port of db_manager's `ManagedSession` with the async context in
- * place of the thread: a fresh fork of the ORM of {@link initOrm} (a `CoasterEntityManager`) inside a
- * transaction (`em.transactional`).
+ * place of the thread: a fresh fork of an ORM of {@link initOrm} (a `CoasterEntityManager`) inside a
+ * transaction (`em.transactional`). The ORM is `options.orm`: a name `initOrm` registered, or an ORM;
+ * by default the one named `'default'`.
  *
  * - On success the fork is flushed, the transaction commits, the {@link onCommit} callbacks run and the
  *   promise resolves to `fn`'s result.
@@ -82,8 +91,10 @@ const DEFAULT_RETRY_DELAY = 20;
  *   session changes are written, and what the session loads stays in the request's identity map. On a
  *   rollback, the request's loaded entities are reloaded from the database (`em.refresh`), so none keeps
  *   what was rolled back; the request's EntityManager is never cleared.
- * - Called inside another managed session, it runs in a savepoint of it (`TransactionPropagation.NESTED`):
- *   a failure rolls back only the nested work, and the outer session goes on if the caller catches it.
+ * - Called inside another managed session of the same ORM, it runs in a savepoint of it
+ *   (`TransactionPropagation.NESTED`): a failure rolls back only the nested work, and the outer session goes
+ *   on if the caller catches it. Inside a session of another ORM, it is an outermost session of its own ORM:
+ *   its own transaction, committed (and its {@link onCommit} callbacks run) when it ends.
  *
  * @example
  * ```ts
@@ -93,13 +104,15 @@ const DEFAULT_RETRY_DELAY = 20;
  *   return user;
  * }, { isolationLevel: IsolationLevel.SERIALIZABLE, retries: 3 });
  * ```
- * @throws {ManagedSessionError} before {@link initOrm}; inside a transaction that `em.transactional()`
- *   opened outside any managed session; inside a `RequestContext` of another ORM; from work that outlived its session; when a nested session is given
- *   options; when `retries` is not a whole number >= 0.
+ * @throws {ManagedSessionError} before {@link initOrm} registered the ORM named by `options.orm`, or when the
+ *   ORM given there is not a `CoasterEntityManager` one; inside a transaction that `em.transactional()`
+ *   opened outside any managed session; inside a `RequestContext` of another ORM under the same name; from
+ *   work that outlived its session; when a nested session is given transaction options; inside a session of
+ *   another ORM that itself runs inside a session of this ORM; when `retries` is not a whole number >= 0.
  */
 export async function managedSession<T>(fn: SessionCallback<T>, options: ManagedSessionOptions = {}): Promise<T> {
-  const orm = requireOrm('managedSession()');
-  if (CommitCallbacks.current()) {
+  const orm = resolveOrm('managedSession()', options.orm);
+  if (CommitCallbacks.current(orm.config)) {
     return nestedSession(orm, fn, options);
   }
   if (orm.em.isInTransaction()) {
@@ -111,7 +124,7 @@ export async function managedSession<T>(fn: SessionCallback<T>, options: Managed
   }
   const requestEm = surroundingRequest(orm);
   for (let attempt = 0; ; attempt++) {
-    const level = new CommitCallbacks();
+    const level = new CommitCallbacks(orm.config);
     let result: T;
     try {
       result = requestEm
@@ -236,11 +249,21 @@ async function reloadAfterRollback(em: CoasterEntityManager): Promise<void> {
   }
 }
 
-/** A session inside another: a savepoint of it (onCommit levels are kept by `CoasterEntityManager.transactional`). */
+/**
+ * A session inside another of the same ORM: a savepoint of it (onCommit levels are kept by
+ * `CoasterEntityManager.transactional`). A session of another ORM may run in between (its own transaction,
+ * not nested in this one), but then MikroORM's `TransactionContext` holds that ORM's transaction, not the
+ * outer session's, which cannot be reached.
+ */
 async function nestedSession<T>(orm: CoasterOrm, fn: SessionCallback<T>, options: ManagedSessionOptions): Promise<T> {
-  const given = (Object.keys(options) as (keyof ManagedSessionOptions)[]).filter(name => options[name] !== undefined);
+  const given = (Object.keys(options) as (keyof ManagedSessionOptions)[]).filter(
+    name => name !== 'orm' && options[name] !== undefined,
+  );
   if (given.length > 0) {
     throw ManagedSessionError.nestedSessionOptions(given);
+  }
+  if (!TransactionContext.getEntityManager(orm.em.name)) {
+    throw ManagedSessionError.sessionHiddenByOtherOrm(orm.em.name, CommitCallbacks.current()!.config.get('contextName'));
   }
   return orm.em.transactional(fn, { propagation: TransactionPropagation.NESTED });
 }

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Configuration } from '@mikro-orm/core';
 import { ManagedSessionError } from './ManagedSessionError.js';
 
 /**
@@ -12,15 +13,23 @@ import { ManagedSessionError } from './ManagedSessionError.js';
  */
 export type OnCommitCallback = () => unknown;
 
+/** The innermost level of the managed sessions running in the async context. */
+const storage = new AsyncLocalStorage<CommitCallbacks>();
+
 /**
- * The callbacks registered in one level of a managed session: the outermost session's transaction or
- * a nested session's savepoint. A level that rolls back is dropped with its callbacks; a savepoint
+ * The callbacks registered in one level of a managed session of one ORM: the outermost session's transaction
+ * or a nested session's savepoint. A level that rolls back is dropped with its callbacks; a savepoint
  * that is released hands its callbacks to the level around it.
  */
 export class CommitCallbacks {
   private readonly callbacks: OnCommitCallback[] = [];
   /** Set when the level's transaction or savepoint has ended: later registrations could never run. */
   private isEnded = false;
+  /** The level that was current where this one was made (of this ORM or another), if any. */
+  private readonly outer = storage.getStore();
+
+  /** A level of a session of the ORM whose configuration (shared by its EntityManagers) is `config`. */
+  constructor(readonly config: Configuration) {}
 
   /**
    * Runs `fn` (the level's transaction or savepoint) with this level as the current one for
@@ -36,9 +45,16 @@ export class CommitCallbacks {
     });
   }
 
-  /** The level of the managed session running in this async context, if any. */
-  static current(): CommitCallbacks | undefined {
-    return storage.getStore();
+  /**
+   * The innermost level of the managed sessions running in this async context, if any; with `config`, the
+   * innermost level of a session of that ORM.
+   */
+  static current(config?: Configuration): CommitCallbacks | undefined {
+    let level = storage.getStore();
+    while (level && config && level.config !== config) {
+      level = level.outer;
+    }
+    return level;
   }
 
   /** Whether the level's transaction or savepoint has ended (work left running after its session). */
@@ -54,7 +70,7 @@ export class CommitCallbacks {
     if (this.isEnded) {
       throw ManagedSessionError.sessionEnded();
     }
-    const level = new CommitCallbacks();
+    const level = new CommitCallbacks(this.config);
     const result = await CommitCallbacks.within(level, fn);
     this.callbacks.push(...level.callbacks);
     return result;
@@ -75,11 +91,9 @@ export class CommitCallbacks {
   }
 }
 
-const storage = new AsyncLocalStorage<CommitCallbacks>();
-
 /**
  * Registers `fn` to run once after the current managed session commits, like Django's
- * `transaction.on_commit`: after the outermost session's COMMIT, in registration order, awaited one after
+ * `transaction.on_commit`: after the COMMIT of the outermost session of the innermost session's ORM, in registration order, awaited one after
  * another. It never runs if the session rolls back, nor if the nested session (savepoint) it was
  * registered in rolls back, even when the outer session then commits. A retried session drops the
  * callbacks of the failed attempts.

@@ -5,7 +5,7 @@ import { defineCoasterConfig, type CoasterOptions } from '../defineCoasterConfig
 import { ManagedSessionError } from './ManagedSessionError.js';
 
 /**
- * The process-wide ORM of {@link initOrm}, typed by its driver: a `MikroORM` whose `em` is a `CoasterEntityManager`.
+ * An ORM of {@link initOrm}, typed by its driver: a `MikroORM` whose `em` is a `CoasterEntityManager`.
  *
  * @example
  * ```ts
@@ -17,117 +17,165 @@ export type CoasterOrm<Driver extends AbstractSqlDriver = AbstractSqlDriver> = M
   CoasterEntityManager<Driver>
 >;
 
-/** What the first {@link initOrm} call was given, and the ORM it is making or made. */
-interface Singleton {
-  source: CoasterOptions | CoasterOrm;
+/**
+ * Which ORM a managed-session API uses: the name {@link initOrm} registered it under (its MikroORM
+ * `contextName`), or the ORM itself. Default: `'default'`, MikroORM's own default `contextName`.
+ *
+ * @example
+ * ```ts
+ * const reports: OrmReference = 'reports'; // initOrm({ ..., contextName: 'reports' }) made it
+ * await managedSession(em => em.count(Report), { orm: reports });
+ * ```
+ */
+export type OrmReference = string | MikroORM;
+
+/** MikroORM's default `contextName`: the name of an ORM whose options do not give one. */
+export const DEFAULT_ORM_NAME = 'default';
+
+/** What the first {@link initOrm} call for a name was given, and the ORM it is making or made. */
+interface Registration {
+  source: CoasterOptions | MikroORM;
   orm: Promise<CoasterOrm>;
+  /** Set once `orm` has resolved, while the registration is still the name's. */
+  initialised?: CoasterOrm;
 }
 
-let singleton: Singleton | undefined;
-let initialised: CoasterOrm | undefined;
+/** The ORMs of {@link initOrm}, by name (their MikroORM `contextName`). */
+const registry = new Map<string, Registration>();
 
 /**
- * Initialises MikroORM once for the process (a port of db_manager's `init_engine`) and resolves to it.
+ * Initialises a MikroORM once for the process (a port of db_manager's `init_engine`) and resolves to it.
  * The options go through {@link defineCoasterConfig}, so the ORM's EntityManager is a `CoasterEntityManager`.
- * An ORM initialised elsewhere (by a framework module, say) can be handed over instead of options.
+ * An ORM initialised elsewhere (by NestJS's `MikroOrmModule`, a test harness) can be handed over instead of
+ * options; it must use `CoasterEntityManager`, or the call rejects with {@link ManagedSessionError}.
  *
- * A second call with the same options (the same object, or equal values with the same classes and
- * functions) or the same ORM resolves to the same instance, even while the first is still connecting;
- * a call with other options rejects with {@link ManagedSessionError} instead of making a second ORM.
- * If initialisation fails, the next call tries again.
+ * The ORM is registered under its MikroORM `contextName` (`'default'` unless the options give one), as
+ * `@mikro-orm/nestjs` names its contexts and `RequestContext` keys its EntityManagers: several ORMs with
+ * different names can live side by side, and {@link getOrm}, {@link closeOrm} and {@link managedSession}
+ * take the name (`managedSession(fn, { orm: 'reports' })`).
+ *
+ * A second call for a name with the same options (the same object, or equal values with the same classes
+ * and functions) or the same ORM resolves to the same instance, even while the first is still connecting;
+ * a call with other options rejects with {@link ManagedSessionError} instead of making a second ORM of that
+ * name. If initialisation fails, the next call tries again.
  *
  * @example
  * ```ts
  * const orm = await initOrm({ driver: PostgreSqlDriver, clientUrl: process.env.DATABASE_URL, entities });
+ * const reports = await initOrm({ driver: PostgreSqlDriver, clientUrl: REPORTS_URL, entities: [Report], contextName: 'reports' });
  * // elsewhere, later:
  * await managedSession(async em => em.persist(new User(...)));
+ * await managedSession(async em => em.persist(new Report(...)), { orm: 'reports' });
  * ```
  */
+export async function initOrm<Driver extends AbstractSqlDriver>(orm: CoasterOrm<Driver>): Promise<CoasterOrm<Driver>>;
+export async function initOrm<Driver extends AbstractSqlDriver = AbstractSqlDriver>(orm: MikroORM): Promise<CoasterOrm<Driver>>;
 export async function initOrm<Driver extends AbstractSqlDriver = AbstractSqlDriver>(
-  optionsOrOrm: CoasterOptions<Driver> | CoasterOrm<Driver>,
-): Promise<CoasterOrm<Driver>> {
-  if (singleton) {
-    if (!sameSource(singleton.source, optionsOrOrm as CoasterOptions | CoasterOrm)) {
-      throw ManagedSessionError.alreadyInitialised();
+  options: CoasterOptions<Driver>,
+): Promise<CoasterOrm<Driver>>;
+export async function initOrm(optionsOrOrm: CoasterOptions | MikroORM): Promise<CoasterOrm> {
+  const name = optionsOrOrm instanceof MikroORM ? optionsOrOrm.config.get('contextName') : (optionsOrOrm.contextName ?? DEFAULT_ORM_NAME);
+  const existing = registry.get(name);
+  if (existing) {
+    if (!sameSource(existing.source, optionsOrOrm)) {
+      throw ManagedSessionError.alreadyInitialised(name);
     }
-    return singleton.orm as Promise<CoasterOrm<Driver>>;
+    return existing.orm;
   }
-  if (optionsOrOrm instanceof MikroORM) {
-    const em: object = optionsOrOrm.em;
-    if (!(em instanceof CoasterEntityManager)) {
-      throw ManagedSessionError.notCoasterEntityManager(em.constructor.name);
-    }
-  }
-  const orm =
-    optionsOrOrm instanceof MikroORM
-      ? Promise.resolve(optionsOrOrm)
-      : MikroORM.init<Driver, CoasterEntityManager<Driver>>(defineCoasterConfig(optionsOrOrm));
-  const current: Singleton = { source: optionsOrOrm as CoasterOptions | CoasterOrm, orm: orm as Promise<CoasterOrm> };
-  singleton = current;
+  const current: Registration = {
+    source: optionsOrOrm,
+    orm:
+      optionsOrOrm instanceof MikroORM
+        ? Promise.resolve(coasterOrm(optionsOrOrm))
+        : MikroORM.init<AbstractSqlDriver, CoasterEntityManager>(defineCoasterConfig(optionsOrOrm)),
+  };
+  registry.set(name, current);
   try {
     const resolved = await current.orm;
-    if (singleton === current) {
-      initialised = resolved; // not when closeOrm() ran meanwhile
+    if (registry.get(name) === current) {
+      current.initialised = resolved; // not when closeOrm() ran meanwhile
     }
+    return resolved;
   } catch (error) {
-    if (singleton === current) {
-      singleton = undefined;
+    if (registry.get(name) === current) {
+      registry.delete(name);
     }
     throw error;
   }
-  return orm;
 }
 
 /**
- * The ORM that {@link initOrm} initialised. Its `em` is the global EntityManager: inside a
- * {@link managedSession} it resolves to that session's fork (through MikroORM's `TransactionContext`),
- * so code deep in the call stack can use `getOrm().em` without being handed an `em`.
- * The `Driver` type parameter is taken on trust.
+ * The ORM that {@link initOrm} initialised under `name` (its `contextName`; default `'default'`). Its `em` is
+ * the global EntityManager: inside a {@link managedSession} of that ORM it resolves to the session's fork
+ * (through MikroORM's `TransactionContext`), so code deep in the call stack can use `getOrm().em` without
+ * being handed an `em`. The `Driver` type parameter is taken on trust.
  *
  * @example
  * ```ts
  * export async function findUser(email: string) {
  *   return getOrm().em.findOne(User, { email }); // the calling session's EntityManager
  * }
+ * export const countReports = () => getOrm('reports').em.count(Report);
  * ```
- * @throws {ManagedSessionError} before `initOrm` has resolved, or after `closeOrm`.
+ * @throws {ManagedSessionError} before `initOrm` has resolved for that name, or after `closeOrm(name)`.
  */
-export function getOrm<Driver extends AbstractSqlDriver = AbstractSqlDriver>(): CoasterOrm<Driver> {
-  return requireOrm('getOrm()') as unknown as CoasterOrm<Driver>;
+export function getOrm<Driver extends AbstractSqlDriver = AbstractSqlDriver>(name: string = DEFAULT_ORM_NAME): CoasterOrm<Driver> {
+  // the registry holds ORMs of every driver; the caller names the one it expects
+  return resolveOrm(name === DEFAULT_ORM_NAME ? 'getOrm()' : `getOrm('${name}')`, name) as CoasterOrm<Driver>;
 }
 
 /**
- * Closes the ORM of {@link initOrm} (its connection pool included) and forgets it, so `initOrm` can run
- * again. Does nothing when no ORM is initialised.
+ * Closes the ORM that {@link initOrm} registered under `name` (default `'default'`), its connection pool
+ * included, and forgets it, so `initOrm` can run again for that name. Other names' ORMs stay open. Does
+ * nothing when no ORM is registered under the name.
  *
  * @example
  * ```ts
  * process.on('SIGTERM', async () => {
  *   await new Promise(resolve => server.close(resolve));
  *   await closeOrm();
+ *   await closeOrm('reports');
  * });
  * ```
  */
-export async function closeOrm(): Promise<void> {
-  const current = singleton;
+export async function closeOrm(name: string = DEFAULT_ORM_NAME): Promise<void> {
+  const current = registry.get(name);
   if (!current) {
     return;
   }
-  singleton = undefined;
-  initialised = undefined;
+  registry.delete(name);
   const orm = await current.orm.catch(() => undefined);
   await orm?.close();
 }
 
-/** The ORM of {@link initOrm}, or a {@link ManagedSessionError} naming `api` as what needed it. */
-export function requireOrm(api: string): CoasterOrm {
-  if (!initialised) {
-    throw ManagedSessionError.notInitialised(api);
+/**
+ * The ORM `reference` points to: the one {@link initOrm} registered under that name, or the given ORM
+ * itself once checked to use `CoasterEntityManager`. `api` names what needed it, for the error.
+ * @throws {ManagedSessionError} when no ORM is initialised under the name, or the given ORM's EntityManager
+ *   is not a `CoasterEntityManager`.
+ */
+export function resolveOrm(api: string, reference: OrmReference = DEFAULT_ORM_NAME): CoasterOrm {
+  if (reference instanceof MikroORM) {
+    return coasterOrm(reference);
   }
-  return initialised;
+  const orm = registry.get(reference)?.initialised;
+  if (!orm) {
+    const initialised = [...registry].flatMap(([name, registration]) => (registration.initialised ? [name] : []));
+    throw ManagedSessionError.notInitialised(api, reference, initialised);
+  }
+  return orm;
 }
 
-function sameSource(first: CoasterOptions | CoasterOrm, again: CoasterOptions | CoasterOrm): boolean {
+/** `orm`, typed as what it is once its EntityManager is known to be a `CoasterEntityManager`. */
+function coasterOrm(orm: MikroORM): CoasterOrm {
+  const em: object = orm.em;
+  if (!(em instanceof CoasterEntityManager)) {
+    throw ManagedSessionError.notCoasterEntityManager(em.constructor.name);
+  }
+  return orm as CoasterOrm; // the check above is what the type says
+}
+
+function sameSource(first: CoasterOptions | MikroORM, again: CoasterOptions | MikroORM): boolean {
   if (first instanceof MikroORM || again instanceof MikroORM) {
     return first === again;
   }

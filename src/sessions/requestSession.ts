@@ -2,15 +2,15 @@ import { managedSession, type ManagedSessionOptions } from './managedSession.js'
 
 /**
  * Options of the Express middleware (`mikro-orm-coaster/express`) and the Fastify plugin
- * (`mikro-orm-coaster/fastify`): the transaction options of {@link managedSession} that apply to a whole
- * request, and which responses commit. `retries` is not among them: a request cannot be run twice.
+ * (`mikro-orm-coaster/fastify`): the ORM and transaction options of {@link managedSession} that apply to a
+ * whole request, and which responses commit. `retries` is not among them: a request cannot be run twice.
  *
  * @example
  * ```ts
  * app.use(managedSessionMiddleware({ isolationLevel: IsolationLevel.REPEATABLE_READ, commitStatus: status => status < 500 }));
  * ```
  */
-export interface RequestSessionOptions extends Pick<ManagedSessionOptions, 'isolationLevel' | 'readOnly'> {
+export interface RequestSessionOptions extends Pick<ManagedSessionOptions, 'orm' | 'isolationLevel' | 'readOnly'> {
   /**
    * Whether a response with this status code commits the request's session; any other status rolls it back.
    * Default: `status < 400`, so an error response (a handler that threw, a validation failure, a 404) leaves
@@ -54,7 +54,7 @@ export class RequestSession {
           this.decide = commit => (commit ? resolve() : reject(rollback));
           enter(this);
         }),
-      { isolationLevel: options.isolationLevel, readOnly: options.readOnly },
+      { orm: options.orm, isolationLevel: options.isolationLevel, readOnly: options.readOnly },
     ).catch((error: unknown) => {
       if (error !== rollback) {
         throw error;

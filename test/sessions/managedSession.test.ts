@@ -78,7 +78,7 @@ describe.each(databases)('managed sessions on $name', db => {
     expect(getOrm()).toBe(first);
     expect(first.em).toBeInstanceOf(CoasterEntityManager);
     await expect(initOrm({ ...options, debug: true })).rejects.toThrow(
-      /^initOrm\(\) was already called with other options: the process has one ORM/,
+      /^initOrm\(\) was already called with other options for the ORM named 'default' \(its contextName\): the process has one ORM per name/,
     );
     await expect(initOrm(testOrm)).rejects.toThrow(ManagedSessionError);
 
