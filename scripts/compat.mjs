@@ -34,7 +34,10 @@ const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
  * Every `@mikro-orm/*` package the project uses, all installed at the version under test. (MikroORM
  * skips a package in releases that did not change it, so not every version exists for all of them.)
  */
-const ormPackages = Object.keys(pkg.devDependencies).filter(name => name.startsWith('@mikro-orm/'));
+const ormPackages = Object.keys(pkg.devDependencies).filter(
+  // MikroORM's own packages, released together with core; @mikro-orm/nestjs has versions of its own
+  name => name.startsWith('@mikro-orm/') && pkg.devDependencies[name] === pkg.devDependencies['@mikro-orm/core'],
+);
 
 /**
  * The lower bound of the `>=6.x.y <7` range that every `@mikro-orm/*` peer dependency shares: the
@@ -43,7 +46,7 @@ const ormPackages = Object.keys(pkg.devDependencies).filter(name => name.startsW
 function oldestSupported() {
   const ranges = new Set(
     Object.entries(pkg.peerDependencies)
-      .filter(([name]) => name.startsWith('@mikro-orm/'))
+      .filter(([name]) => ormPackages.includes(name))
       .map(([, range]) => range),
   );
   const match = ranges.size === 1 ? /^>=(\d+\.\d+\.\d+) <(\d+)$/.exec([...ranges][0]) : null;
@@ -120,6 +123,13 @@ async function copyProject(dir, ormModules) {
   }
   for (const name of ormPackages) {
     await symlink(join(ormModules, name), join(modules, name), 'dir');
+  }
+  // Other @mikro-orm/* packages (@mikro-orm/nestjs) keep their own version, but are copied rather than
+  // linked: a link would resolve their `@mikro-orm/core` from the project's node_modules, not the one under test.
+  for (const entry of await readdir(join(rootModules, '@mikro-orm'))) {
+    if (!ormPackages.includes(`@mikro-orm/${entry}`)) {
+      await cp(join(rootModules, '@mikro-orm', entry), join(modules, '@mikro-orm', entry), { recursive: true });
+    }
   }
 }
 
