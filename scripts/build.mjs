@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const dist = join(root, 'dist');
-/** The package's entry points: `mikro-orm-coaster`, `mikro-orm-coaster/express`, `mikro-orm-coaster/fastify`. */
-const entries = ['index', 'sessions/express', 'sessions/fastify'];
+/** The package's entry points: `mikro-orm-coaster`, `mikro-orm-coaster/primary`, `mikro-orm-coaster/express`, `mikro-orm-coaster/fastify`. */
+const entries = ['index', 'primary/index', 'sessions/express', 'sessions/fastify'];
 
 rmSync(dist, { recursive: true, force: true });
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {

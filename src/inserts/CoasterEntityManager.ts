@@ -24,8 +24,8 @@ import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEn
 import { type FailsafeAddOptions } from './failsafeAddOptions.js';
 import { fastInsert, isHiddenConflict } from './fastInsert.js';
 import { insertPath } from './insertPath.js';
-import { CommitCallbacks } from '../sessions/onCommit.js';
-import { stampUpsertRow, timestampUpsertOptions } from '../entity-decorators/timestampUpsert.js';
+import { withCommitLevel } from '../sessions/onCommit.js';
+import { timestampedUpsert, timestampedUpsertMany } from '../entity-decorators/timestampUpsert.js';
 
 /** What {@link CoasterEntityManager.getOrCreate} resolves to. */
 export interface FindOrCreateResult<T> {
@@ -63,7 +63,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * ```ts
    * await MikroORM.init({ driver, entities: [User], entityManager: CoasterEntityManager }); // CoasterConfigError if User has @CreatedAt
    * ```
-   * @throws {CoasterConfigError} or `PrimaryRelationshipError`, naming `defineCoasterConfig`.
+   * @throws {CoasterConfigError} or `PrimaryRelationshipError`, naming the options transformer to add.
    */
   constructor(...args: ConstructorParameters<typeof SqlEntityManager<Driver>>) {
     super(...args);
@@ -247,7 +247,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * MikroORM's `transactional`, keeping {@link onCommit} honest inside a {@link managedSession}: a nested
    * transaction (propagation `NESTED`, the default) gets a level of commit callbacks of its own, handed to
    * the enclosing level when its savepoint is released and dropped when it rolls back. Outside a managed
-   * session it is MikroORM's `transactional` unchanged.
+   * session it is MikroORM's `transactional` unchanged. The logic is the managed sessions' (`withCommitLevel`);
+   * it is an override because MikroORM's transaction events (`beforeTransactionStart`, ...) fire beside the
+   * callback, not around it, so no subscriber can run the callback in the nested level's async context.
    *
    * @example
    * ```ts
@@ -260,17 +262,15 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * ```
    */
   override async transactional<T>(cb: (em: this) => T | Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    const level = CommitCallbacks.current();
-    if (!level || (options.propagation ?? TransactionPropagation.NESTED) !== TransactionPropagation.NESTED) {
-      return super.transactional(cb, options);
-    }
-    return level.nest(() => super.transactional(cb, options));
+    return withCommitLevel(options, () => super.transactional(cb, options));
   }
 
   /**
    * MikroORM's `upsert`, setting `@CreatedAt`/`@UpdatedAt` columns like a flush: a missing value is set
    * to the current time (both equal on insert), and a conflict updates `updatedAt` but never `createdAt`
-   * (added to `onConflictExcludeFields` unless `onConflictMergeFields` is given).
+   * (added to `onConflictExcludeFields` unless `onConflictMergeFields` is given). The logic is the entity
+   * decorators' (`timestampedUpsert`); it is an override because MikroORM's `beforeUpsert` event cannot change
+   * the conflict clause, which must leave `createdAt` alone.
    *
    * @example
    * ```ts
@@ -284,13 +284,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     data?: EntityData<Entity> | NoInfer<Entity>,
     options: UpsertOptions<Entity, Fields> = {},
   ): Promise<Entity> {
-    if (data === undefined) {
-      const meta = this.getMetadata().get<Entity>((entityNameOrEntity as Entity).constructor.name);
-      stampUpsertRow(this, meta, entityNameOrEntity as Entity, options.schema);
-      return super.upsert(entityNameOrEntity, undefined, timestampUpsertOptions(meta, options));
-    }
-    const meta = this.getMetadata().get<Entity>(Utils.className(entityNameOrEntity as EntityName<Entity>));
-    return super.upsert(entityNameOrEntity, stampUpsertRow(this, meta, data, options.schema), timestampUpsertOptions(meta, options));
+    const stamped = timestampedUpsert(this, entityNameOrEntity, data, options);
+    return super.upsert(entityNameOrEntity, stamped.data, stamped.options);
   }
 
   /**
@@ -306,18 +301,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     data?: (EntityData<Entity> | NoInfer<Entity>)[],
     options: UpsertManyOptions<Entity, Fields> = {},
   ): Promise<Entity[]> {
-    if (data === undefined) {
-      const entities = entityNameOrEntity as Entity[];
-      if (entities.length === 0) {
-        return super.upsertMany(entities, undefined, options);
-      }
-      const meta = this.getMetadata().get<Entity>(entities[0].constructor.name);
-      entities.forEach(entity => stampUpsertRow(this, meta, entity, options.schema));
-      return super.upsertMany(entities, undefined, timestampUpsertOptions(meta, options));
-    }
-    const meta = this.getMetadata().get<Entity>(Utils.className(entityNameOrEntity as EntityName<Entity>));
-    const rows = data.map(row => stampUpsertRow(this, meta, row, options.schema));
-    return super.upsertMany(entityNameOrEntity, rows, timestampUpsertOptions(meta, options));
+    const stamped = timestampedUpsertMany(this, entityNameOrEntity, data, options);
+    return super.upsertMany(entityNameOrEntity, stamped.data, stamped.options);
   }
 
   /** The metadata of `entity`'s class, or a `TypeError` if it is not an entity of a discovered class. */

@@ -11,7 +11,7 @@ import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
  * function), and where it drops one it also drops the function. The file itself is written by the
  * generator MikroORM picks for `migrations.emit` (`TSMigrationGenerator` for `'ts'`,
  * `JSMigrationGenerator` for `'js'` and `'cjs'`), or by the one given to {@link CoasterMigrationGenerator.around}.
- * `defineCoasterConfig` sets it as `migrations.generator`, around yours if you give one, so
+ * `withPrimaryRelationships` sets it as `migrations.generator`, around yours if you give one, so
  * `mikro-orm migration:create` writes the triggers; a later diff never sees them, so the next
  * `migration:create` emits nothing for them again.
  *
@@ -22,11 +22,11 @@ import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
  *
  * @example
  * ```ts
- * export default defineCoasterConfig({
+ * export default withPrimaryRelationships(defineCoasterConfig({
  *   driver: PostgreSqlDriver,
  *   extensions: [Migrator],
  *   migrations: { path: 'migrations', emit: 'js' }, // generator: CoasterMigrationGenerator around JSMigrationGenerator
- * });
+ * }));
  * ```
  */
 export class CoasterMigrationGenerator implements IMigrationGenerator {
@@ -50,7 +50,7 @@ export class CoasterMigrationGenerator implements IMigrationGenerator {
   /**
    * The generator class that adds the triggers to the files `generator` writes (a generator of your
    * own, say); `CoasterMigrationGenerator` itself for none. A generator that already adds them is
-   * returned as it is. `defineCoasterConfig` applies it to `migrations.generator`.
+   * returned as it is. `withPrimaryRelationships` applies it to `migrations.generator`.
    *
    * @example
    * ```ts

@@ -6,14 +6,14 @@ import { createTriggerSQL, dropTriggerSQL, type PrimaryTableNames } from './prim
 /**
  * MikroORM's schema generator, plus the triggers of primary relationships: `createSchema()`,
  * `refreshDatabase()` and `updateSchema()` create them with their tables, and `dropSchema()` drops
- * PostgreSQL's functions (the triggers go with their tables). Registered by `defineCoasterConfig`
+ * PostgreSQL's functions (the triggers go with their tables). Registered by `withPrimaryRelationships`
  * through the `extensions` option, so `orm.schema` is one of these. On SQLite, where MikroORM writes
  * no down migrations, `getUpdateSchemaMigrationSQL()` also gives the down SQL when it can be
  * reverted safely (see {@link CoasterSchemaGenerator.getUpdateSchemaMigrationSQL}).
  *
  * @example
  * ```ts
- * const orm = await MikroORM.init(defineCoasterConfig({ ...options })); // or extensions: [CoasterSchemaGenerator]
+ * const orm = await MikroORM.init(withPrimaryRelationships(defineCoasterConfig({ ...options }))); // or extensions: [CoasterSchemaGenerator]
  * await orm.schema.refreshDatabase(); // tables, functions and triggers
  * ```
  */

@@ -4,6 +4,7 @@ import {
   type ChangeSet,
   type EntityClass,
   type EntityManager,
+  type EntityMetadata,
   type EventSubscriber,
   type FlushEventArgs,
   type Primary,
@@ -12,6 +13,7 @@ import {
   type UnitOfWork,
 } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import type { InsertPathAware } from '../inserts/insertPath.js';
 import { type PrimaryLink, type PrimaryRelationshipDefinition, primaryRelationships, samePrimaryKey } from './primaryRelationship.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 
@@ -45,8 +47,14 @@ const deletions = [ChangeSetType.DELETE, ChangeSetType.DELETE_EARLY];
  * (the database's ON DELETE CASCADE removed their rows). Nothing is recorded, and no entity is left in
  * the identity map, by a flush that fails.
  */
-export class PrimaryRelationshipSubscriber implements EventSubscriber {
+export class PrimaryRelationshipSubscriber implements EventSubscriber, InsertPathAware {
   private readonly pending = new WeakMap<UnitOfWork, PendingWrites>();
+
+  /** Parents, children and primary-table rows are inserted by a flush, which this subscriber follows. */
+  insertNeedsFlush(meta: EntityMetadata): string | undefined {
+    const primary = primaryRelationships().find(d => d.parent === meta.class || d.child() === meta.class || d.link.meta.class === meta.class);
+    return primary && `it takes part in the primary relationship ${primary.parent.name}.${primary.property}`;
+  }
 
   async onFlush({ em, uow }: FlushEventArgs): Promise<void> {
     this.pending.delete(uow); // left by a flush that failed

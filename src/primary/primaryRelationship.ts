@@ -108,7 +108,7 @@ function sameEntity(a: object, b: object): boolean {
 /**
  * One `addPrimaryRelationship()` call: the primary table's entity, the parent's property, and the
  * state of every parent's primary child. Everything MikroORM needs reaches it through
- * `defineCoasterConfig`, see {@link primaryRelationshipsFor}.
+ * `withPrimaryRelationships`, see {@link primaryRelationshipsFor}.
  */
 export class PrimaryRelationshipDefinition {
   /** The primary table's entity. Its table and column names are filled in during discovery. */
@@ -356,7 +356,7 @@ function register(definition: PrimaryRelationshipDefinition): void {
  * @example
  * ```ts
  * addPrimaryRelationship(User, 'primaryEmail', UserEmail, 'user', 'user_id');
- * const orm = await MikroORM.init(defineCoasterConfig({ driver: SqliteDriver, dbName, entities: [User, UserEmail] }));
+ * const orm = await MikroORM.init(withPrimaryRelationships(defineCoasterConfig({ driver: SqliteDriver, dbName, entities: [User, UserEmail] })));
  * user.primaryEmail = email; // throws PrimaryRelationshipError if email.user is not user
  * await em.flush();
  * const again = await em.fork().findOneOrFail(User, user.id, { populate: ['primaryEmail'] });
@@ -404,8 +404,20 @@ export function PrimaryRelationship<C extends object>(
 }
 
 /**
+ * Throws {@link PrimaryRelationshipError} when an entity of `metadata` is the parent of a primary
+ * relationship whose table the ORM does not know: it was initialised without `withPrimaryRelationships`.
+ */
+export function checkPrimaryRelationshipsConfigured(metadata: MetadataStorage): void {
+  for (const definition of registry) {
+    if (metadata.find(definition.parent.name)?.class === definition.parent && !definition.isPartOf(metadata)) {
+      throw PrimaryRelationshipError.notConfigured(definition.parent.name, definition.property);
+    }
+  }
+}
+
+/**
  * The primary relationships whose parent is among `entities` (all of them if entities are given
- * as paths), for `defineCoasterConfig`.
+ * as paths), for `withPrimaryRelationships`.
  */
 export function primaryRelationshipsFor(entities: readonly unknown[]): PrimaryRelationshipDefinition[] {
   const classes = new Set(entities.map(e => (e instanceof EntitySchema ? e.meta.class : e)));

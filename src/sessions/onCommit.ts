@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { TransactionPropagation, type TransactionOptions } from '@mikro-orm/core';
 import { ManagedSessionError } from './ManagedSessionError.js';
 
 /**
@@ -76,6 +77,28 @@ export class CommitCallbacks {
 }
 
 const storage = new AsyncLocalStorage<CommitCallbacks>();
+
+/**
+ * Runs `transaction`, an `em.transactional` with `options`, keeping {@link onCommit} honest inside a managed
+ * session: a nested transaction (propagation `NESTED`, the default) gets a level of commit callbacks of its
+ * own, handed to the enclosing level when its savepoint is released and dropped when it rolls back. Outside a
+ * managed session, or with another propagation, it runs `transaction` as it is. `CoasterEntityManager`'s
+ * `transactional` calls it around MikroORM's.
+ *
+ * @example
+ * ```ts
+ * override transactional<T>(cb: (em: this) => T | Promise<T>, options: TransactionOptions = {}): Promise<T> {
+ *   return withCommitLevel(options, () => super.transactional(cb, options));
+ * }
+ * ```
+ */
+export function withCommitLevel<T>(options: TransactionOptions, transaction: () => Promise<T>): Promise<T> {
+  const level = CommitCallbacks.current();
+  if (!level || (options.propagation ?? TransactionPropagation.NESTED) !== TransactionPropagation.NESTED) {
+    return transaction();
+  }
+  return level.nest(transaction);
+}
 
 /**
  * Registers `fn` to run once after the current managed session commits, like Django's

@@ -1,0 +1,10 @@
+/**
+ * Race-safe inserts: `CoasterEntityManager` (`failsafeAdd`, `addAndCommit`, `findOrCreate`, `getOrCreate`),
+ * its repository, and `withRaceSafeInserts`, the options transformer that installs it.
+ * @module
+ */
+export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
+export { CoasterEntityRepository } from './CoasterEntityRepository.js';
+export { type FailsafeAddOptions } from './failsafeAddOptions.js';
+export { type InsertPathAware } from './insertPath.js';
+export { withRaceSafeInserts } from './withRaceSafeInserts.js';
