@@ -8,7 +8,7 @@ import {
   type Platform,
   type PropertyOptions,
 } from '@mikro-orm/core';
-import { BaseSqlitePlatform } from '@mikro-orm/knex';
+import { dialectOf } from '../shared/dialect.js';
 import { decorateProperty } from './decoratedProperties.js';
 import { TimestampError } from './entityDecoratorErrors.js';
 import { requireEntityDecorators } from './entityDecoratorsConfigured.js';
@@ -245,7 +245,7 @@ export function resolveTimestampColumns(meta: EntityMetadata, platform: Platform
     if (!column) {
       continue;
     }
-    if (platform instanceof BaseSqlitePlatform) {
+    if (dialectOf(platform) === 'sqlite') {
       prop.defaultRaw = SQLITE_NOW;
       prop.ignoreSchemaChanges = [...new Set([...(prop.ignoreSchemaChanges ?? []), 'default' as const])];
       continue;

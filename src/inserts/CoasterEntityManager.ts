@@ -18,9 +18,10 @@ import {
   type UpsertOptions,
 } from '@mikro-orm/core';
 import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
+import { dialectOf } from '../shared/dialect.js';
 import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
-import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from '../shared/errors.js';
+import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
 import { type FailsafeAddOptions } from './failsafeAddOptions.js';
 import { fastInsert, isHiddenConflict } from './fastInsert.js';
 import { insertPath } from './insertPath.js';
@@ -121,7 +122,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
    * await em.failsafeAdd(new Visit(page, day)); // ignore a duplicate: resolves to undefined on conflict
    * ```
-   * @throws {TypeError} when `entity` is not an instance of a discovered entity class.
+   * @throws {CoasterUsageError} when `entity` is not an instance of a discovered entity class.
    */
   failsafeAdd<T extends object>(entity: T, filters: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T>;
   failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T | undefined>;
@@ -305,11 +306,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     return super.upsertMany(entityNameOrEntity, stamped.data, stamped.options);
   }
 
-  /** The metadata of `entity`'s class, or a `TypeError` if it is not an entity of a discovered class. */
+  /** The metadata of `entity`'s class, or a {@link CoasterUsageError} if it is not an entity of a discovered class. */
   private entityMetadata<T extends object>(method: string, entity: T): EntityMetadata<T> {
     const meta = Utils.isEntity<T>(entity) ? this.getMetadata().find<T>(entity.constructor.name) : undefined;
     if (!meta) {
-      throw notAnEntity(method, entity);
+      throw CoasterUsageError.notAnEntity(method, entity);
     }
     return meta;
   }
@@ -485,7 +486,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     }
     const isolationLevel = await this.snapshotIsolationLevel();
     if (isolationLevel && !(await this.anyUniqueKeyVisible(meta, candidate))) {
-      throw new TransactionRetryError(meta.className, isolationLevel, conflict);
+      throw TransactionRetryError.hiddenConflict(meta.className, isolationLevel, conflict);
     }
     throw conflict;
   }
@@ -517,7 +518,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * on databases without such snapshots (SQLite serialises writers, so a conflicting row is visible).
    */
   private async snapshotIsolationLevel(): Promise<string | undefined> {
-    if (!this.isInTransaction() || this.getKnex().client.dialect !== 'postgresql') {
+    if (!this.isInTransaction() || dialectOf(this.getPlatform()) !== 'postgresql') {
       return undefined;
     }
     const [row] = await this.execute<{ level: string }[]>(`select current_setting('transaction_isolation') as level`);

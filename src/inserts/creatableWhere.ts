@@ -8,7 +8,7 @@ import {
   type EntityMetadata,
   type EntityProperty,
 } from '@mikro-orm/core';
-import { CoasterUsageError } from '../shared/errors.js';
+import { CoasterUsageError } from './errors.js';
 
 /**
  * Checks the `where` and `data` of `findOrCreate` / `getOrCreate` before any SQL is sent. `where` is both

@@ -8,7 +8,8 @@ import {
   type EntityMetadata,
   type EventSubscriber,
 } from '@mikro-orm/core';
-import { BaseSqlitePlatform, type SqlEntityManager } from '@mikro-orm/knex';
+import type { SqlEntityManager } from '@mikro-orm/knex';
+import { dialectOf } from '../shared/dialect.js';
 
 /** The databases whose `insert ... on conflict do nothing returning *` the fast path sends. */
 export type FastPathDialect = 'postgresql' | 'sqlite';
@@ -119,10 +120,8 @@ export function insertPath(em: SqlEntityManager, meta: EntityMetadata, entity: o
 }
 
 function fastPathDialect(em: SqlEntityManager): FastPathDialect | undefined {
-  if (em.getPlatform() instanceof BaseSqlitePlatform) {
-    return 'sqlite';
-  }
-  return em.getKnex().client.dialect === 'postgresql' ? 'postgresql' : undefined;
+  const dialect = dialectOf(em.getPlatform());
+  return dialect === 'other' ? undefined : dialect;
 }
 
 /** A new entity on a to-one relation would be inserted by the flush too (cascade persist). */

@@ -1,6 +1,7 @@
 import type { AnyEntity, Configuration, EntityMetadata, EntitySchema, MetadataStorage, Options, Platform } from '@mikro-orm/core';
-import { type AbstractSqlDriver, BaseSqlitePlatform } from '@mikro-orm/knex';
+import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { afterHook } from '../shared/afterHook.js';
+import { dialectOf } from '../shared/dialect.js';
 import { CoasterConfigError } from '../shared/CoasterConfigError.js';
 import { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
@@ -80,7 +81,7 @@ function addPrimaryRelationships<O extends Options<AbstractSqlDriver>>(options: 
           checkOptions(storage, platform.getConfig());
           // discovery comes before MikroORM opens the pool, and only then is the platform known. MikroORM turns
           // foreign keys on once, when it connects, so a connection the pool opens later would not enforce them.
-          if (platform instanceof BaseSqlitePlatform) {
+          if (dialectOf(platform) === 'sqlite') {
             platform.getConfig().set('pool', runningOnEveryConnection(platform.getConfig().get('pool'), 'foreign_keys = on'));
           }
         }),

@@ -1,6 +1,5 @@
 import type { ExceptionConverter, Options } from '@mikro-orm/core';
 import {
-  BaseSqlitePlatform,
   BetterSqliteKnexDialect,
   LibSqlKnexDialect,
   SqliteKnexDialect,
@@ -8,6 +7,7 @@ import {
   type Knex,
 } from '@mikro-orm/knex';
 import { afterHook } from '../shared/afterHook.js';
+import { dialectOf } from '../shared/dialect.js';
 import { extendOptions } from '../shared/options.js';
 import { runningOnEveryConnection } from '../shared/sqliteConnections.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
@@ -85,7 +85,7 @@ export function withSqliteConnections<O extends Options<AbstractSqlDriver>>(opti
       afterDiscovered: (storage, platform) =>
         afterHook(discovery.afterDiscovered?.(storage, platform), () => {
           // discovery comes before MikroORM opens the pool and builds the knex client, and only then is the platform known
-          if (!(platform instanceof BaseSqlitePlatform)) {
+          if (dialectOf(platform) !== 'sqlite') {
             return;
           }
           const config = platform.getConfig();
