@@ -1,6 +1,5 @@
 import {
   DateTimeType,
-  helper,
   type EntityManager,
   type EntityMetadata,
   type EntityProperty,
@@ -90,7 +89,7 @@ const insertInstants = new WeakMap<object, number>();
  */
 function insertInstant(entity: object, em?: EntityManager): Date {
   if (em) {
-    requireEntityDecorators(em.config, helper(entity).__meta.className);
+    requireEntityDecorators(em.config, entity.constructor.name);
   }
   let time = insertInstants.get(entity);
   if (time === undefined) {

@@ -5,7 +5,7 @@ import {
   TransactionPropagation,
   UniqueConstraintViolationException,
   Utils,
-  helper,
+  wrap,
   type Dictionary,
   type EntityData,
   type EntityMetadata,
@@ -19,6 +19,7 @@ import {
 } from '@mikro-orm/core';
 import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
 import { dialectOf } from '../shared/dialect.js';
+import { whileProcessing } from '../shared/internals.js';
 import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
@@ -129,8 +130,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
   async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options: FailsafeAddOptions = {}): Promise<T | undefined> {
     const em = this.getContext(false);
     const meta = em.entityMetadata('failsafeAdd', entity);
-    em.assertInsertableAlone('failsafeAdd', entity);
-    await em.flushAllBut(entity);
+    em.assertInsertableAlone('failsafeAdd', meta, entity);
+    await em.flushAllBut(meta, entity);
     const twin = em.managedTwin(meta, entity);
     if (twin) {
       return filters === undefined ? undefined : em.loadExisting(meta, entity, filters, twin);
@@ -141,7 +142,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       if ('dialect' in path) {
         const result = await fastInsert(em, meta, entity, filters, path.dialect, options);
         if (result !== entity) {
-          em.forget(entity);
+          em.forget(meta, entity);
         }
         return result;
       }
@@ -153,7 +154,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       );
       return entity;
     } catch (error) {
-      em.forget(entity);
+      em.forget(meta, entity);
       // a conflict hidden by the snapshot is recovered only where a savepoint kept the transaction usable
       const hidden = isHiddenConflict(error) && (options.savepoint !== false || !em.isInTransaction());
       if (!(error instanceof UniqueConstraintViolationException) && !hidden) {
@@ -334,7 +335,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     // em.create() would merge `values` into a managed entity with the same primary key
     const twin = this.getUnitOfWork(false).tryGetById<T>(meta.className, values as FilterQuery<T>, this.schema, false);
     if (twin) {
-      throw CoasterUsageError.managedKeyMismatch(method, meta.className, helper(twin).getPrimaryKey(), where);
+      throw CoasterUsageError.managedKeyMismatch(method, meta.className, wrap(twin, true).getPrimaryKey(), where);
     }
     const candidate = this.create(entityName, values, { persist: false });
     const entity = await this.failsafeAdd(candidate, filters, options);
@@ -347,10 +348,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * entities its own collections or inverse one-to-one hold (inserted with it, and lost with it when it
    * turns out to be a duplicate).
    */
-  private assertInsertableAlone(method: string, entity: object): void {
-    const wrapped = helper(entity);
-    const meta = wrapped.__meta;
-    if (wrapped.__managed) {
+  private assertInsertableAlone(method: string, meta: EntityMetadata, entity: object): void {
+    const wrapped = wrap(entity, true);
+    if (wrapped.isManaged()) {
       throw CoasterUsageError.alreadyPersisted(method, meta.className, wrapped.getPrimaryKey());
     }
     const dependents = new Set<string>();
@@ -369,7 +369,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       uow.getIdentityMap().getStore(referrer).forEach(other => others.add(other));
     }
     for (const other of others) {
-      const otherMeta = helper(other).__meta;
+      const otherMeta = this.getMetadata().get(other.constructor.name);
       const references = otherMeta.relations.some(prop => {
         const value = (other as Dictionary)[prop.name];
         return Utils.isCollection(value)
@@ -392,17 +392,17 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * it is not `entity` itself: inserting `entity` would violate that key.
    */
   private managedTwin<T extends object>(meta: EntityMetadata<T>, entity: T): T | undefined {
-    const key = helper(entity).getPrimaryKey();
-    const twin = key == null ? undefined : this.getUnitOfWork(false).getById<T>(meta.className, key, helper(entity).getSchema());
+    const key = wrap(entity, true).getPrimaryKey();
+    const twin = key == null ? undefined : this.getUnitOfWork(false).getById<T>(meta.className, key, wrap(entity, true).getSchema());
     return twin === entity ? undefined : twin;
   }
 
   /** Removes `entity` from the identity map, but only if the map holds that very instance under its key. */
-  private unmap(entity: object): void {
+  private unmap(meta: EntityMetadata, entity: object): void {
     const map = this.getUnitOfWork(false).getIdentityMap();
-    const wrapped = helper(entity);
+    const wrapped = wrap(entity, true);
     const key = wrapped.getPrimaryKey();
-    if (key != null && this.getUnitOfWork(false).getById(wrapped.__meta.className, key, wrapped.getSchema()) === entity) {
+    if (key != null && this.getUnitOfWork(false).getById(meta.className, key, wrapped.getSchema()) === entity) {
       map.delete(entity);
     }
   }
@@ -412,11 +412,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * a later flush never inserts it. MikroORM's `unsetIdentity` removes the identity-map entry under the
    * entity's key whichever instance it holds, so a managed entity with that key is put back.
    */
-  private forget(entity: object): void {
+  private forget(meta: EntityMetadata, entity: object): void {
     const uow = this.getUnitOfWork(false);
-    const wrapped = helper(entity);
+    const wrapped = wrap(entity, true);
     const key = wrapped.getPrimaryKey();
-    const holder = key == null ? undefined : uow.getById(wrapped.__meta.className, key, wrapped.getSchema());
+    const holder = key == null ? undefined : uow.getById(meta.className, key, wrapped.getSchema());
     uow.unsetIdentity(entity);
     if (holder && holder !== entity) {
       uow.getIdentityMap().store(holder);
@@ -428,19 +428,16 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * inserted only inside the savepoint. While the other changes flush, the entity is marked as being
    * processed, so a cascade from a managed parent (whose collection already holds it) does not insert it.
    */
-  private async flushAllBut(entity: object): Promise<void> {
-    const wrapped = helper(entity);
+  private async flushAllBut(meta: EntityMetadata, entity: object): Promise<void> {
     const uow = this.getUnitOfWork(false);
     const detach = () => {
       uow.getPersistStack().delete(entity);
-      this.unmap(entity);
+      this.unmap(meta, entity);
     };
     detach();
-    wrapped.__processing = true;
     try {
-      await this.flush();
+      await whileProcessing(entity, () => this.flush());
     } finally {
-      wrapped.__processing = false;
       detach();
     }
   }
@@ -479,7 +476,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       if (rows.length > 1) {
         throw MultipleResultsError.onFind('failsafeAdd', meta.className, filters, rows.length);
       }
-      throw CoasterUsageError.managedKeyMismatch('failsafeAdd', meta.className, helper(conflict).getPrimaryKey(), filters);
+      throw CoasterUsageError.managedKeyMismatch('failsafeAdd', meta.className, wrap(conflict, true).getPrimaryKey(), filters);
     }
     if (rows.length > 1) {
       throw MultipleResultsError.onConflict(meta.className, filters, rows.length, conflict);

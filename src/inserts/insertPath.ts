@@ -3,7 +3,7 @@ import {
   ReferenceKind,
   Reference,
   Utils,
-  helper,
+  wrap,
   type Constructor,
   type EntityMetadata,
   type EventSubscriber,
@@ -101,7 +101,7 @@ function computeMetadataReason(meta: EntityMetadata): string | undefined {
  *
  * @example
  * ```ts
- * const path = insertPath(em, helper(tag).__meta, tag); // 'postgresql', or e.g. 'it is versioned (version)'
+ * const path = insertPath(em, em.getMetadata().get(Tag), tag); // 'postgresql', or e.g. 'it is versioned (version)'
  * ```
  */
 export function insertPath(em: SqlEntityManager, meta: EntityMetadata, entity: object): { dialect: FastPathDialect } | { reason: string } {
@@ -131,7 +131,7 @@ function cascadeReason(meta: EntityMetadata, entity: object): string | undefined
       return false;
     }
     const value = Reference.unwrapReference((entity as Record<string, object | undefined>)[prop.name] as object);
-    return Utils.isEntity(value) && !helper(value).__managed;
+    return Utils.isEntity(value) && !wrap(value, true).isManaged();
   });
   return prop && `its ${prop.name} is a new ${prop.type}, which a flush inserts with it`;
 }

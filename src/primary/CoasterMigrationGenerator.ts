@@ -1,6 +1,7 @@
 import type { Constructor, IMigrationGenerator, MaybePromise, MigrationDiff, MigrationsOptions, NamingStrategy } from '@mikro-orm/core';
-import type { AbstractSqlDriver, DatabaseSchema } from '@mikro-orm/knex';
+import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { JSMigrationGenerator, type Migrator, TSMigrationGenerator } from '@mikro-orm/migrations';
+import { schemaFromSnapshot } from '../shared/internals.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { primaryTablesOf } from './primaryTables.js';
 import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
@@ -134,7 +135,7 @@ export class CoasterMigrationGenerator implements IMigrationGenerator {
     // the Migrator running this generator (the extension `orm.migrator` resolves), for its snapshot
     const em = this.driver.createEntityManager();
     const migrator = platform.getExtension<Migrator>('Migrator', '@mikro-orm/migrator', '@mikro-orm/migrations', em);
-    const fromSchema = (migrator as unknown as SnapshotReader).getSchemaFromSnapshot();
+    const fromSchema = schemaFromSnapshot(migrator);
     const sql = await new CoasterSchemaGenerator(this.driver).getUpdateSchemaMigrationSQL({
       wrap: false,
       safe: this.options.safe,
@@ -156,8 +157,3 @@ export class CoasterMigrationGenerator implements IMigrationGenerator {
 
 /** The classes {@link CoasterMigrationGenerator.around} made, so each generator gets one. */
 const wrappedGenerators = new WeakMap<Constructor<IMigrationGenerator>, Constructor<IMigrationGenerator>>();
-
-/** `Migrator.getSchemaFromSnapshot`, protected in MikroORM's typings. */
-interface SnapshotReader {
-  getSchemaFromSnapshot(): DatabaseSchema | undefined;
-}

@@ -1,6 +1,6 @@
 import {
   ChangeSetType,
-  helper,
+  wrap,
   type ChangeSet,
   type EntityClass,
   type EntityManager,
@@ -82,7 +82,7 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber, InsertPat
         }
         // a parent inserted by this flush has no row; a parent whose row is unknown gets the write
         const known = created.has(parent) ? null : stored;
-        if (known !== undefined && (value ? samePrimaryKey(helper(value).getPrimaryKey(), known) : known === null)) {
+        if (known !== undefined && (value ? samePrimaryKey(wrap(value, true).getPrimaryKey(), known) : known === null)) {
           continue;
         }
         // the row is written after this flush's deletes: a child deleted by it leaves no row
@@ -139,7 +139,7 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber, InsertPat
   private async write(em: EntityManager, writes: PrimaryWrite[], ctx: Transaction | undefined): Promise<void> {
     // primary relationships exist on PostgreSQL and SQLite only (see triggerDialect)
     const driver = em.getDriver() as AbstractSqlDriver;
-    const key = (entity: object) => helper(entity).getPrimaryKey() as Primary<object>;
+    const key = (entity: object) => wrap(entity, true).getPrimaryKey() as Primary<object>;
     // as MikroORM's driver methods do, report database errors (the trigger's) as MikroORM's exceptions
     const run = (query: Promise<unknown>) =>
       query.catch((error: Error) => {

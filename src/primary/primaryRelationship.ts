@@ -4,7 +4,7 @@ import {
   Reference,
   ReferenceKind,
   type OptionalProps,
-  helper,
+  wrap,
   type EntityClass,
   type EntityMetadata,
   type EntityProperty,
@@ -14,6 +14,7 @@ import {
   type Primary,
 } from '@mikro-orm/core';
 import { createdAtProperty, updatedAtProperty } from '../entity-decorators/timestamps.js';
+import { entityState, isBeingHydrated, markTouched } from '../shared/internals.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 import { type PrimaryTableNames, qualified, quoteIdentifier, triggerDialect, validateFunctionName } from './primaryTriggers.js';
 
@@ -102,7 +103,7 @@ export function samePrimaryKey(a: Primary<object> | null | undefined, b: Primary
 
 /** Whether two entities are the same row. */
 function sameEntity(a: object, b: object): boolean {
-  return a === b || (a.constructor === b.constructor && samePrimaryKey(helper(a).getPrimaryKey(), helper(b).getPrimaryKey()));
+  return a === b || (a.constructor === b.constructor && samePrimaryKey(wrap(a, true).getPrimaryKey(), wrap(b, true).getPrimaryKey()));
 }
 
 /**
@@ -126,10 +127,16 @@ export class PrimaryRelationshipDefinition {
     readonly parentColumn: string,
     readonly options: PrimaryRelationshipOptions = {},
   ) {
-    const className = `${parent.name}_${property}`;
-    const linkClass = { [className]: class {} }[className];
+    // a class of its own per relationship, named `<Parent>_<property>` (MikroORM names the entity after it)
+    class Link implements PrimaryLink {
+      declare parent: object;
+      declare child: object;
+      declare createdAt: Date;
+      declare updatedAt: Date;
+    }
+    Object.defineProperty(Link, 'name', { value: `${parent.name}_${property}` });
     this.link = new EntitySchema<PrimaryLink>({
-      class: linkClass as unknown as EntityClass<PrimaryLink>,
+      class: Link,
       properties: {
         parent: { kind: 'm:1', entity: () => parent, primary: true, deleteRule: 'cascade' },
         child: { kind: 'm:1', entity: child, deleteRule: 'cascade' },
@@ -216,13 +223,11 @@ export class PrimaryRelationshipDefinition {
       state.value = undefined; // not loaded: nothing to write
       return;
     }
-    // the entity's own hydrator: `helper(parent).__em` is not set yet while MikroORM hydrates an entity
-    // it built with its constructor (`forceEntityConstructor`), so `__em?.getHydrator()` would miss it
-    if ((helper(parent) as unknown as { hydrator: { isRunning(): boolean } }).hydrator.isRunning()) {
+    if (isBeingHydrated(parent)) {
       this.markStored(parent, child);
       return;
     }
-    if (child && helper(child).__initialized) {
+    if (child && wrap(child, true).isInitialized()) {
       const reference = (child as Record<string, object | undefined>)[this.parentRelation];
       const owner = reference ? Reference.unwrapReference(reference) : null;
       if (owner ? !sameEntity(owner, parent) : !this.readWithoutParent(child)) {
@@ -230,7 +235,7 @@ export class PrimaryRelationshipDefinition {
       }
     }
     state.value = child;
-    helper(parent).__touched = true;
+    markTouched(parent);
   }
 
   /**
@@ -238,15 +243,15 @@ export class PrimaryRelationshipDefinition {
    * parent is unknown here, as for an unloaded reference: the trigger checks those.
    */
   private readWithoutParent(child: object): boolean {
-    const wrapped = helper(child);
-    return wrapped.__originalEntityData !== undefined && !wrapped.__loadedProperties.has(this.parentRelation);
+    const state = entityState(child);
+    return !!state?.loaded && !state.loadedProperties.has(this.parentRelation);
   }
 
   /** Records that the table now holds `child` for `parent` (after a flush). */
   markStored(parent: object, child: object | null): void {
     const state = this.state(parent);
     state.value = child;
-    state.stored = child && helper(child).getPrimaryKey();
+    state.stored = child && wrap(child, true).getPrimaryKey();
   }
 
   /**
