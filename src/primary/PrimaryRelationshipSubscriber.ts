@@ -1,6 +1,8 @@
 import {
   ChangeSetType,
+  MetadataStorage,
   wrap,
+  type Dictionary,
   type ChangeSet,
   type EntityClass,
   type EntityManager,
@@ -14,7 +16,14 @@ import {
 } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import type { InsertPathAware } from '../inserts/insertPath.js';
-import { type PrimaryLink, type PrimaryRelationshipDefinition, primaryRelationships, samePrimaryKey } from './primaryRelationship.js';
+import {
+  type PrimaryLink,
+  type PrimaryRelationshipDefinition,
+  configuredRelationships,
+  declaredRelationships,
+  primaryRole,
+  samePrimaryKey,
+} from './primaryRelationship.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 
 /** A parent's primary child that a flush writes to the primary table (`null`: delete the row). */
@@ -37,6 +46,26 @@ function entitiesOf(changeSets: ChangeSet<object>[], entityClass: EntityClass<ob
 const deletions = [ChangeSetType.DELETE, ChangeSetType.DELETE_EARLY];
 
 /**
+ * Throws {@link PrimaryRelationshipError} when a managed entity has a primary child assigned through a
+ * relationship declared after `MikroORM.init()`: its ORM has no table to write it to. Those declarations are
+ * in the decorators' metadata of the entity's class, not in the ORM's copy of it.
+ */
+function refuseLateDeclarations(em: EntityManager, uow: UnitOfWork, configured: ReadonlySet<PrimaryRelationshipDefinition>): void {
+  for (const meta of Object.values(em.getMetadata().getAll())) {
+    const store = uow.getIdentityMap().getStore(meta);
+    if (!meta.class || store.size === 0) {
+      continue;
+    }
+    const declared = declaredRelationships(MetadataStorage.getMetadataFromDecorator<Dictionary>(meta.class as Dictionary), meta.class);
+    for (const definition of declared.filter(d => !configured.has(d))) {
+      if ([...store.values()].some(parent => definition.state(parent).value !== undefined)) {
+        throw PrimaryRelationshipError.notConfigured(definition.parent.name, definition.property);
+      }
+    }
+  }
+}
+
+/**
  * Writes primary relationships on flush, in the flush's transaction. `onFlush` collects every changed
  * `parent.primaryChild`; the rows are written once the flush's own statements have run, as an upsert
  * (`insert ... on conflict (<parent column>) do update`) for a child and a plain delete for `null`, so
@@ -52,26 +81,17 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber, InsertPat
 
   /** Parents, children and primary-table rows are inserted by a flush, which this subscriber follows. */
   insertNeedsFlush(meta: EntityMetadata): string | undefined {
-    const primary = primaryRelationships().find(d => d.parent === meta.class || d.child() === meta.class || d.link.meta.class === meta.class);
-    return primary && `it takes part in the primary relationship ${primary.parent.name}.${primary.property}`;
+    return primaryRole(meta);
   }
 
   async onFlush({ em, uow }: FlushEventArgs): Promise<void> {
     this.pending.delete(uow); // left by a flush that failed
     const writes: PrimaryWrite[] = [];
     const changeSets = uow.getChangeSets();
-    for (const definition of primaryRelationships()) {
-      const meta = em.getMetadata().find(definition.parent.name);
-      if (meta?.class !== definition.parent) {
-        continue;
-      }
-      if (!definition.isPartOf(em.getMetadata())) {
-        // declared after MikroORM.init(): the ORM has no table to write an assignment to
-        if ([...uow.getIdentityMap().getStore(meta).values()].some(parent => definition.state(parent).value !== undefined)) {
-          throw PrimaryRelationshipError.notConfigured(definition.parent.name, definition.property);
-        }
-        continue;
-      }
+    const configured = configuredRelationships(em.getMetadata());
+    refuseLateDeclarations(em, uow, new Set(configured.map(r => r.definition)));
+    for (const { definition } of configured) {
+      const meta = em.getMetadata().get(definition.parent.name);
       const created = entitiesOf(changeSets, definition.parent, [ChangeSetType.CREATE]);
       const deleted = entitiesOf(changeSets, definition.parent, deletions);
       const deletedChildren = entitiesOf(changeSets, definition.child(), deletions);
@@ -114,7 +134,7 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber, InsertPat
       definition.markStored(parent, child);
     }
     const changeSets = uow.getChangeSets();
-    for (const definition of primaryRelationships().filter(d => d.isPartOf(em.getMetadata()))) {
+    for (const { definition } of configuredRelationships(em.getMetadata())) {
       // a parent inserted by this flush has exactly the row this flush wrote, if any
       for (const parent of entitiesOf(changeSets, definition.parent, [ChangeSetType.CREATE])) {
         definition.markStored(parent, definition.state(parent).value ?? null);

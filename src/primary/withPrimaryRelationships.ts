@@ -5,7 +5,7 @@ import { dialectOf } from '../shared/dialect.js';
 import { CoasterConfigError } from '../shared/CoasterConfigError.js';
 import { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
-import { primaryRelationships, primaryRelationshipsFor } from './primaryRelationship.js';
+import { checkDiscoveredRelationships, configuredRelationships, discoverPrimaryRelationship, primaryRelationshipsFor } from './primaryRelationship.js';
 import { PrimaryRelationshipSubscriber } from './PrimaryRelationshipSubscriber.js';
 import { applyOnce, extendOptions } from '../shared/options.js';
 import { runningOnEveryConnection } from '../shared/sqliteConnections.js';
@@ -20,7 +20,7 @@ function isClass(value: unknown, base: Function): boolean {
  * relationships of this ORM was not replaced since (options spread over its result).
  */
 function checkOptions(storage: MetadataStorage, config: Configuration): void {
-  if (!primaryRelationships().some(r => r.isPartOf(storage))) {
+  if (configuredRelationships(storage).length === 0) {
     return;
   }
   const feature = 'Primary relationships';
@@ -74,10 +74,10 @@ function addPrimaryRelationships<O extends Options<AbstractSqlDriver>>(options: 
     discovery: {
       ...discovery,
       onMetadata: (meta: EntityMetadata, platform: Platform) =>
-        afterHook(discovery.onMetadata?.(meta, platform), () => primaryRelationships().forEach(r => r.onMetadata(meta, platform))),
+        afterHook(discovery.onMetadata?.(meta, platform), () => discoverPrimaryRelationship(meta, platform)),
       afterDiscovered: (storage, platform) =>
         afterHook(discovery.afterDiscovered?.(storage, platform), () => {
-          primaryRelationships().forEach(r => r.afterDiscovered(storage, platform));
+          checkDiscoveredRelationships(storage, platform);
           checkOptions(storage, platform.getConfig());
           // discovery comes before MikroORM opens the pool, and only then is the platform known. MikroORM turns
           // foreign keys on once, when it connects, so a connection the pool opens later would not enforce them.
