@@ -1,7 +1,7 @@
 import { wrap, type Configuration, type EntityData, type EntityManager, type UnitOfWork } from '@mikro-orm/core';
 import type { DatabaseSchema, SqlSchemaGenerator } from '@mikro-orm/knex';
 import type { Migrator } from '@mikro-orm/migrations';
-import { CoasterError } from './errors.js';
+import { MikroOrmInternalError } from './errors.js';
 
 /*
  * Every use this library makes of MikroORM's private, protected, underscored or `@internal` API, in one
@@ -10,26 +10,6 @@ import { CoasterError } from './errors.js';
  * downstream as a TypeError or, worse, silently. test/shared/internals.test.ts exercises each of them.
  * Nothing else in src/ casts through `unknown` or reads `__` properties.
  */
-
-/**
- * A MikroORM internal this library relies on is missing or has another shape in the installed MikroORM:
- * that release is not supported. The message names the internal.
- *
- * @example
- * ```ts
- * // MikroOrmInternalError: MikroORM internal SqlSchemaGenerator.prepareSchemaForComparison is missing ...
- * ```
- */
-export class MikroOrmInternalError extends CoasterError {
-  /** `name` is not there, or not what it was in the MikroORM releases this library was tested with. */
-  static missing(name: string): MikroOrmInternalError {
-    return new MikroOrmInternalError(
-      `MikroORM internal ${name} is missing or has changed shape in the installed MikroORM, so mikro-orm-coaster ` +
-        `cannot work with it. Install a MikroORM version within the package's peer dependency range, and report ` +
-        `the version you use to mikro-orm-coaster.`,
-    );
-  }
-}
 
 /** `value`, the internal `name`, when `ok` says it has the shape relied on; else {@link MikroOrmInternalError}. */
 function internal<T>(name: string, value: T, ok: boolean): NonNullable<T> {

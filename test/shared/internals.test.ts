@@ -5,8 +5,8 @@ import { type Configuration, wrap } from '@mikro-orm/core';
 import { DatabaseSchema, type SqlSchemaGenerator } from '@mikro-orm/knex';
 import { Migrator } from '@mikro-orm/migrations';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MikroOrmInternalError } from '../../src/index.js';
 import {
-  MikroOrmInternalError,
   entityState,
   forgetCachedService,
   isBeingHydrated,
