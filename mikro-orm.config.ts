@@ -5,6 +5,7 @@ import { SqliteDriver } from '@mikro-orm/sqlite';
 import { emailEntities } from './example/emails.js';
 import { entities } from './example/entities.js';
 import { defineCoasterConfig } from './src/index.js';
+import { withPrimaryRelationships } from './src/primary/index.js';
 
 /**
  * The example app's configuration, read by `npm start` and by the MikroORM CLI (`npm run mikro-orm -- ...`).
@@ -14,15 +15,17 @@ import { defineCoasterConfig } from './src/index.js';
  */
 const databaseUrl = process.env.DATABASE_URL;
 
-export default defineCoasterConfig<AbstractSqlDriver>({
-  entities: [...entities, ...emailEntities],
-  ...(databaseUrl
-    ? { driver: PostgreSqlDriver, clientUrl: databaseUrl }
-    : { driver: SqliteDriver, dbName: process.env.SQLITE_PATH ?? 'example.sqlite' }),
-  extensions: [Migrator],
-  migrations: {
-    path: process.env.MIGRATIONS_PATH ?? `migrations/${databaseUrl ? 'postgresql' : 'sqlite'}`,
-    emit: (process.env.MIGRATIONS_EMIT ?? 'ts') as 'ts' | 'js' | 'cjs',
-    snapshotName: '.snapshot',
-  },
-});
+export default withPrimaryRelationships(
+  defineCoasterConfig<AbstractSqlDriver>({
+    entities: [...entities, ...emailEntities],
+    ...(databaseUrl
+      ? { driver: PostgreSqlDriver, clientUrl: databaseUrl }
+      : { driver: SqliteDriver, dbName: process.env.SQLITE_PATH ?? 'example.sqlite' }),
+    extensions: [Migrator],
+    migrations: {
+      path: process.env.MIGRATIONS_PATH ?? `migrations/${databaseUrl ? 'postgresql' : 'sqlite'}`,
+      emit: (process.env.MIGRATIONS_EMIT ?? 'ts') as 'ts' | 'js' | 'cjs',
+      snapshotName: '.snapshot',
+    },
+  }),
+);

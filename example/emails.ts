@@ -1,5 +1,5 @@
 import { Entity, ManyToOne, PrimaryKey, Property, Unique } from '@mikro-orm/core';
-import { addPrimaryRelationship } from '../src/index.js';
+import { addPrimaryRelationship } from '../src/primary/index.js';
 import { User } from './entities.js';
 
 /**

@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const dist = process.argv[2] ? resolve(process.argv[2]) : join(root, 'dist');
-/** The package's entry points: `mikro-orm-coaster`, `mikro-orm-coaster/express`, `.../fastify`, `.../nestjs`. */
-const entries = ['index', 'sessions/express', 'sessions/fastify', 'nestjs/index'];
+/** The package's entry points: `mikro-orm-coaster`, `mikro-orm-coaster/primary`, `.../express`, `.../fastify`, `.../nestjs`. */
+const entries = ['index', 'primary/index', 'sessions/express', 'sessions/fastify', 'nestjs/index'];
 
 rmSync(dist, { recursive: true, force: true });
 execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', dist], {

@@ -1,14 +1,19 @@
 import type { Options } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
-import { CoasterEntityManager } from './inserts/CoasterEntityManager.js';
-import { applyOptInTransactions, type OptInTransactionOptions } from './sessions/optInTransactions.js';
 import { withEntityDecorators } from './entity-decorators/withEntityDecorators.js';
-import { withPrimaryRelationships } from './primary/withPrimaryRelationships.js';
-import { withSqliteConnections } from './shared/sqliteConnections.js';
+import type { CoasterEntityManager } from './inserts/CoasterEntityManager.js';
+import { withRaceSafeInserts } from './inserts/withRaceSafeInserts.js';
+import type { OptInTransactionOptions } from './sessions/optInTransactions.js';
+import { withManagedSessions } from './sessions/withManagedSessions.js';
 
 /**
- * MikroORM options for an ORM whose EntityManager is a {@link CoasterEntityManager}. Every feature of
- * this library that needs the ORM configured a certain way registers it here, so one call enables them all.
+ * MikroORM options for an ORM whose EntityManager is a {@link CoasterEntityManager}, plus this library's
+ * own `optInTransactions`.
+ *
+ * @example
+ * ```ts
+ * const options: CoasterOptions<SqliteDriver> = { driver: SqliteDriver, dbName: ':memory:', entities, optInTransactions: true };
+ * ```
  */
 export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver> = Options<
   Driver,
@@ -17,15 +22,19 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
   OptInTransactionOptions;
 
 /**
- * Returns MikroORM options with `entityManager: CoasterEntityManager` set, typed so that
- * `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em` is a `CoasterEntityManager`, with
- * what the entity decorators need ({@link withEntityDecorators}) and what primary relationships need
- * (see `addPrimaryRelationship`: call it before this), and, on SQLite, a busy timeout and write transactions that
- * take the write lock at BEGIN (see `managedSession`). Options it already returned are returned as they
- * are, so `initOrm(config)` with a `config` made by it applies nothing twice. Pass your own `subscribers`,
- * `extensions`, `migrations` and `discovery` hooks in its argument: spreading its result with new ones
- * replaces the library's, and `MikroORM.init` then rejects with `CoasterConfigError`. Without it,
- * `MikroORM.init` rejects entities that use this library's decorators or primary relationships.
+ * Returns MikroORM options with the library's root features configured, by composing their options
+ * transformers: {@link withManagedSessions} (`optInTransactions`; on SQLite a busy timeout and write
+ * transactions that take the write lock at BEGIN), {@link withRaceSafeInserts} (`entityManager:
+ * CoasterEntityManager`, typed so that `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em`
+ * is one) and {@link withEntityDecorators} (what `@CreatedAt`, `@UpdatedAt` and `@AutoInitDefault` need).
+ * Primary relationships are not among them: wrap the result in `withPrimaryRelationships` from
+ * `mikro-orm-coaster/primary` (an ORM whose entities declare one fails at `MikroORM.init` without it).
+ *
+ * Options that already went through a transformer are returned as they are, so `initOrm(config)` with a
+ * `config` made by it applies nothing twice. Pass your own `subscribers`, `extensions`, `migrations` and
+ * `discovery` hooks in its argument: spreading its result with new ones replaces the library's, and
+ * `MikroORM.init` then rejects with `CoasterConfigError`. Without it, `MikroORM.init` rejects entities
+ * that use this library's decorators.
  *
  * @example
  * ```ts
@@ -39,19 +48,6 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
  * const orm = await MikroORM.init(config); // MikroORM<SqliteDriver, CoasterEntityManager<SqliteDriver>>
  * ```
  */
-export function defineCoasterConfig<Driver extends AbstractSqlDriver>(
-  options: CoasterOptions<Driver>,
-): CoasterOptions<Driver> {
-  if (defined.has(options)) {
-    return options;
-  }
-  // withPrimaryRelationships last: its `entities` is a getter, which spreading the options again would read too early
-  const coasterOptions = withPrimaryRelationships(
-    withSqliteConnections(withEntityDecorators({ ...applyOptInTransactions(options), entityManager: CoasterEntityManager })),
-  );
-  defined.add(coasterOptions);
-  return coasterOptions;
+export function defineCoasterConfig<Driver extends AbstractSqlDriver>(options: CoasterOptions<Driver>): CoasterOptions<Driver> {
+  return withEntityDecorators(withRaceSafeInserts(withManagedSessions(options)));
 }
-
-/** Options that {@link defineCoasterConfig} returned. */
-const defined = new WeakSet<object>();

@@ -10,7 +10,6 @@ import {
   CoasterConfigError,
   CoasterEntityManager,
   CreatedAt,
-  PrimaryRelationshipError,
   TimestampError,
   TimestampSubscriber,
   UpdatedAt,
@@ -18,7 +17,9 @@ import {
   defineCoasterConfig,
   withEntityDecorators,
 } from '../src/index.js';
-import { primaryEntities } from './primary/entities.js';
+import { CoasterMigrationGenerator, CoasterSchemaGenerator, PrimaryRelationshipError, withPrimaryRelationships } from '../src/primary/index.js';
+import { PrimaryRelationshipSubscriber } from '../src/primary/PrimaryRelationshipSubscriber.js';
+import { ChildForPrimary, ParentForPrimary, primaryEntities } from './primary/entities.js';
 import { postgresAdmin, postgresUrlFor } from './support/databases.js';
 
 /** Timestamps, one of them naive (`timestamp` without time zone on PostgreSQL). */
@@ -234,11 +235,11 @@ describe.each(names)('plain MikroORM options (neither), on %s', name => {
 
 describe.each(names)('defineCoasterConfig, on %s', name => {
   it('rejects at MikroORM.init options spread over its result that replace what it added', async () => {
-    const defined = defineCoasterConfig<AbstractSqlDriver>({ ...unconnected(name), entities: [Entry, ...primaryEntities] });
+    const defined = withPrimaryRelationships(defineCoasterConfig<AbstractSqlDriver>({ ...unconnected(name), entities: [Entry, ...primaryEntities] }));
     await expect(MikroORM.init({ ...defined, subscribers: [] })).rejects.toThrow(
       CoasterConfigError.optionReplaced('@CreatedAt columns', 'subscribers', 'a TimestampSubscriber').message,
     );
-    const withoutTimestamps = defineCoasterConfig<AbstractSqlDriver>({ ...unconnected(name), entities: primaryEntities });
+    const withoutTimestamps = withPrimaryRelationships(defineCoasterConfig<AbstractSqlDriver>({ ...unconnected(name), entities: primaryEntities }));
     await expect(MikroORM.init({ ...withoutTimestamps, subscribers: [new TimestampSubscriber()] })).rejects.toThrow(
       CoasterConfigError.optionReplaced('Primary relationships', 'subscribers', 'a PrimaryRelationshipSubscriber').message,
     );
@@ -250,8 +251,12 @@ describe.each(names)('defineCoasterConfig, on %s', name => {
     );
   });
 
-  it('configures every feature: timestamps, lazy defaults, upserts, primary relationships', async () => {
-    const orm = await open(name, options => defineCoasterConfig({ ...options, entities: [Entry, Draft, ...primaryEntities] }));
+  it('configures inserts, timestamps, lazy defaults and upserts, and nothing of primary relationships', async () => {
+    const orm = await open(name, options => defineCoasterConfig({ ...options, entities: [Entry, Draft] }));
+    expect(orm.em).toBeInstanceOf(CoasterEntityManager);
+    expect([...orm.config.get('subscribers')].some(s => s instanceof PrimaryRelationshipSubscriber)).toBe(false);
+    expect(orm.config.get('extensions')).not.toContain(CoasterSchemaGenerator);
+    expect(orm.config.get('migrations').generator).toBeUndefined();
     const em = orm.em.fork() as CoasterEntityManager;
     const draft = em.create(Draft, {});
     expect(draft.state).toBe('draft');
@@ -260,5 +265,25 @@ describe.each(names)('defineCoasterConfig, on %s', name => {
     await em.flush();
     expect(await orm.em.fork().getConnection().execute('select state from draft')).toEqual([{ state: 'draft' }]);
     expect(await orm.em.fork().count(Entry)).toBe(1);
+  });
+
+  it('wrapped in withPrimaryRelationships, configures primary relationships too, in either order, each feature once', async () => {
+    const inside = defineCoasterConfig<AbstractSqlDriver>(withPrimaryRelationships({ ...unconnected(name), entities: [Entry, ...primaryEntities] }));
+    const outside = withPrimaryRelationships(defineCoasterConfig<AbstractSqlDriver>({ ...unconnected(name), entities: [Entry, ...primaryEntities] }));
+    for (const options of [inside, outside]) {
+      expect(defineCoasterConfig(options)).toBe(options);
+      expect(withPrimaryRelationships(options)).toBe(options);
+      expect([...(options.subscribers ?? [])].map(s => s.constructor.name).sort()).toEqual(['PrimaryRelationshipSubscriber', 'TimestampSubscriber']);
+      expect(options.extensions).toEqual([CoasterSchemaGenerator]);
+      expect(options.migrations?.generator).toBe(CoasterMigrationGenerator);
+      expect(options.entities?.map(e => (e instanceof EntitySchema ? e.meta.className : (e as Function).name))).toContain('ParentForPrimary_primaryChild');
+    }
+    const orm = await open(name, options => withPrimaryRelationships(defineCoasterConfig({ ...options, entities: [Entry, ...primaryEntities] })));
+    const em = orm.em.fork();
+    const parent = em.create(ParentForPrimary, { name: 'parent' });
+    parent.primaryChild = em.create(ChildForPrimary, { name: 'child', parent });
+    await em.flush();
+    const rows = await orm.em.fork().execute('select parent_for_primary_id, child_for_primary_id from parent_for_primary_child_for_primary_primary');
+    expect(rows).toEqual([{ parent_for_primary_id: parent.id, child_for_primary_id: parent.primaryChild.id }]);
   });
 });

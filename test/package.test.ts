@@ -25,6 +25,10 @@ function appScript(kind: 'commonjs' | 'module'): string {
          const coaster = require('mikro-orm-coaster');
          const express = require('mikro-orm-coaster/express');
          const fastify = require('mikro-orm-coaster/fastify');
+         const loadedMigrations = () => Object.keys(require.cache).some(path => path.includes('@mikro-orm/migrations'));
+         const migrationsBeforePrimary = loadedMigrations();
+         const primary = require('mikro-orm-coaster/primary');
+         const migrationsAfterPrimary = loadedMigrations();
          const nestjs = require('mikro-orm-coaster/nestjs');`
       : `import { createRequire } from 'node:module';
          import { EntitySchema } from '@mikro-orm/core';
@@ -32,7 +36,12 @@ function appScript(kind: 'commonjs' | 'module'): string {
          import * as coaster from 'mikro-orm-coaster';
          import * as express from 'mikro-orm-coaster/express';
          import * as fastify from 'mikro-orm-coaster/fastify';
-         import * as nestjs from 'mikro-orm-coaster/nestjs';`;
+         // the ES module entry points re-export the CommonJS build, so require.cache shows what they loaded
+         const loadedMigrations = () => Object.keys(createRequire(import.meta.url).cache).some(path => path.includes('@mikro-orm/migrations'));
+         const migrationsBeforePrimary = loadedMigrations();
+         const primary = await import('mikro-orm-coaster/primary');
+         const migrationsAfterPrimary = loadedMigrations();
+         const nestjs = await import('mikro-orm-coaster/nestjs');`;
   const otherWay = kind === 'commonjs' ? `await import('mikro-orm-coaster')` : `createRequire(import.meta.url)('mikro-orm-coaster')`;
   const body = `
     class Tag {}
@@ -53,6 +62,10 @@ function appScript(kind: 'commonjs' | 'module'): string {
       tags: await orm.em.fork().count(Tag),
       events,
       integrations: [typeof express.managedSessionMiddleware, typeof fastify.managedSessionPlugin, typeof fastify.RequestSessionError, typeof nestjs.CoasterMikroOrmModule],
+      primary: [typeof primary.withPrimaryRelationships, typeof primary.addPrimaryRelationship, primary.PrimaryRelationshipError.prototype instanceof coaster.CoasterError],
+      // the root entry point (and the integrations) never load @mikro-orm/migrations, an optional peer needed by primary relationships only
+      migrationsBeforePrimary,
+      migrationsAfterPrimary,
     }));
     await coaster.closeOrm();
   `;
@@ -61,13 +74,14 @@ function appScript(kind: 'commonjs' | 'module'): string {
 
 /** TypeScript that uses the public API of every entry point, decorators included, as an application would. */
 const typedApp = `
-import { Entity, MikroORM, PrimaryKey, Property } from '@mikro-orm/core';
+import { Entity, ManyToOne, MikroORM, PrimaryKey, Property } from '@mikro-orm/core';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import type { Express } from 'express';
 import type { FastifyInstance } from 'fastify';
 import { CreatedAt, defineCoasterConfig, managedSession, onCommit, type CoasterEntityManager } from 'mikro-orm-coaster';
 import { managedSessionMiddleware, type RequestSessionOptions } from 'mikro-orm-coaster/express';
 import { managedSessionPlugin, RequestSessionError } from 'mikro-orm-coaster/fastify';
+import { PrimaryRelationship, withPrimaryRelationships } from 'mikro-orm-coaster/primary';
 import { CoasterMikroOrmModule, type CoasterMikroOrmModuleOptions } from 'mikro-orm-coaster/nestjs';
 import type { DynamicModule } from '@nestjs/common';
 
@@ -76,13 +90,15 @@ export class Tag {
   @PrimaryKey({ type: 'integer' }) id!: number;
   @Property({ type: 'string' }) name!: string;
   @CreatedAt() createdAt!: Date;
+  @ManyToOne(() => Tag, { nullable: true }) parent?: Tag;
+  @PrimaryRelationship(() => Tag, 'parent', 'parent_id') primaryChild!: Tag | null;
 }
 
 export const nestOptions: CoasterMikroOrmModuleOptions<SqliteDriver> = { driver: SqliteDriver, dbName: ':memory:', entities: [Tag] };
 export const nestModule: DynamicModule = CoasterMikroOrmModule.forRoot(nestOptions);
 
 export async function start(app: Express, server: FastifyInstance): Promise<number> {
-  const orm = await MikroORM.init(defineCoasterConfig({ driver: SqliteDriver, dbName: ':memory:', entities: [Tag] }));
+  const orm = await MikroORM.init(withPrimaryRelationships(defineCoasterConfig({ driver: SqliteDriver, dbName: ':memory:', entities: [Tag] })));
   const em: CoasterEntityManager<SqliteDriver> = orm.em.fork();
   const options: RequestSessionOptions = { commitStatus: status => status < 500 };
   app.use(managedSessionMiddleware(options));
@@ -146,7 +162,7 @@ describe('the packed package', () => {
     for (const file of ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'dist/package.json']) {
       expect(files).toContain(file);
     }
-    for (const entry of ['index', 'sessions/express', 'sessions/fastify', 'nestjs/index']) {
+    for (const entry of ['index', 'primary/index', 'sessions/express', 'sessions/fastify', 'nestjs/index']) {
       for (const extension of ['.js', '.mjs', '.d.ts', '.d.mts', '.js.map']) {
         expect(files).toContain(`dist/${entry}${extension}`);
       }
@@ -184,6 +200,9 @@ describe('the packed package', () => {
         tags: 1,
         events: ['committed'],
         integrations: ['function', 'function', 'function', 'function'],
+        primary: ['function', 'function', true],
+        migrationsBeforePrimary: false,
+        migrationsAfterPrimary: true,
       });
     },
   );

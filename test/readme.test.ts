@@ -61,6 +61,7 @@ describe('README.md', () => {
           noUnusedParameters: false,
           paths: {
             'mikro-orm-coaster': sources('index.ts'),
+            'mikro-orm-coaster/primary': sources('primary/index.ts'),
             'mikro-orm-coaster/express': sources('sessions/express.ts'),
             'mikro-orm-coaster/fastify': sources('sessions/fastify.ts'),
             'mikro-orm-coaster/nestjs': sources('nestjs/index.ts'),

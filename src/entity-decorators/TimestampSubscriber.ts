@@ -1,4 +1,5 @@
 import { ChangeSetType, type EventArgs, type EventSubscriber, type FlushEventArgs } from '@mikro-orm/core';
+import type { InsertPathAware } from '../inserts/insertPath.js';
 import { CoasterConfigError } from '../shared/CoasterConfigError.js';
 import { CoasterEntityManager } from '../inserts/CoasterEntityManager.js';
 import { TimestampError } from './entityDecoratorErrors.js';
@@ -17,7 +18,12 @@ import { timestampProperties } from './timestamps.js';
  * MikroORM.init({ ..., subscribers: [new TimestampSubscriber()] }); // what withEntityDecorators adds
  * ```
  */
-export class TimestampSubscriber implements EventSubscriber {
+export class TimestampSubscriber implements EventSubscriber, InsertPathAware {
+  /** Never: `onFlush` only checks updates, so `failsafeAdd` may insert without a flush. */
+  insertNeedsFlush(): undefined {
+    return undefined;
+  }
+
   onFlush({ uow }: FlushEventArgs): void {
     for (const changeSet of uow.getChangeSets()) {
       if (changeSet.type !== ChangeSetType.UPDATE) {

@@ -1,12 +1,12 @@
 import {
   MetadataStorage,
   RawQueryFragment,
-  helper,
   type Dictionary,
   type EntityManager,
   type EntityMetadata,
   type EntityProperty,
 } from '@mikro-orm/core';
+import { entityState } from '../shared/internals.js';
 import { decorateProperty } from './decoratedProperties.js';
 import { AutoInitDefaultError } from './entityDecoratorErrors.js';
 import { requireEntityDecorators } from './entityDecoratorsConfigured.js';
@@ -16,9 +16,8 @@ import { requireEntityDecorators } from './entityDecoratorsConfigured.js';
  * before its flush. Entities loaded from the database (also partially, or as references) are not.
  */
 function isNew(entity: object): boolean {
-  // `helper()` is undefined until an ORM has been initialised with the entity's class.
-  const wrapped = helper(entity) as ReturnType<typeof helper> | undefined;
-  return !wrapped || !(wrapped.__managed || wrapped.__originalEntityData);
+  const state = entityState(entity); // undefined until an ORM has been initialised with the entity's class
+  return !state || !(state.managed || state.loaded);
 }
 
 /** The decorator metadata and `@AutoInitDefault` property names of each decorated class. */
@@ -93,9 +92,9 @@ export function AutoInitDefault(value?: unknown) {
      * on an ORM initialised without the entity decorators' hook, a `CoasterConfigError`.
      */
     const initialValue = (entity: object): unknown => {
-      const wrapped = helper(entity) as ReturnType<typeof helper> | undefined; // undefined before any ORM discovered the class
-      if (wrapped) {
-        requireEntityDecorators(wrapped.__config, meta.className);
+      const state = entityState(entity); // undefined before any ORM discovered the class
+      if (state) {
+        requireEntityDecorators(state.config, meta.className);
       }
       if (typeof value === 'function') {
         return value(entity);
@@ -117,7 +116,7 @@ export function AutoInitDefault(value?: unknown) {
         return prop.default;
       }
       // a `new` entity not yet persisted has no EntityManager; onCreate callbacks rarely need one
-      return prop.onCreate?.(entity, wrapped?.__em as EntityManager);
+      return prop.onCreate?.(entity, state?.em as EntityManager);
     };
 
     Object.defineProperty(target, propertyName, {

@@ -1,6 +1,5 @@
 import {
   DateTimeType,
-  helper,
   type EntityManager,
   type EntityMetadata,
   type EntityProperty,
@@ -8,7 +7,7 @@ import {
   type Platform,
   type PropertyOptions,
 } from '@mikro-orm/core';
-import { BaseSqlitePlatform } from '@mikro-orm/knex';
+import { dialectOf } from '../shared/dialect.js';
 import { decorateProperty } from './decoratedProperties.js';
 import { TimestampError } from './entityDecoratorErrors.js';
 import { requireEntityDecorators } from './entityDecoratorsConfigured.js';
@@ -90,7 +89,7 @@ const insertInstants = new WeakMap<object, number>();
  */
 function insertInstant(entity: object, em?: EntityManager): Date {
   if (em) {
-    requireEntityDecorators(em.config, helper(entity).__meta.className);
+    requireEntityDecorators(em.config, entity.constructor.name);
   }
   let time = insertInstants.get(entity);
   if (time === undefined) {
@@ -245,7 +244,7 @@ export function resolveTimestampColumns(meta: EntityMetadata, platform: Platform
     if (!column) {
       continue;
     }
-    if (platform instanceof BaseSqlitePlatform) {
+    if (dialectOf(platform) === 'sqlite') {
       prop.defaultRaw = SQLITE_NOW;
       prop.ignoreSchemaChanges = [...new Set([...(prop.ignoreSchemaChanges ?? []), 'default' as const])];
       continue;

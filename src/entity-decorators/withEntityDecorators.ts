@@ -1,5 +1,6 @@
 import type { EntityMetadata, MetadataStorage, Options, Platform } from '@mikro-orm/core';
 import { afterHook } from '../shared/afterHook.js';
+import { applyOnce, extendOptions } from '../shared/options.js';
 import { keepDeclaredDefaults } from './autoInitDefault.js';
 import { CoasterConfigError } from '../shared/CoasterConfigError.js';
 import { applyDecoratedProperties } from './decoratedProperties.js';
@@ -28,7 +29,7 @@ function checkSubscriber(storage: MetadataStorage, platform: Platform): void {
  * `@AutoInitDefault` need: a `discovery.onMetadata` hook that completes their metadata for the
  * database platform (after the hook given in `options`, if any), and a {@link TimestampSubscriber}
  * (after the given `subscribers`). `defineCoasterConfig` applies it; call it yourself only for an ORM
- * configured without `defineCoasterConfig`. `MikroORM.init` throws {@link CoasterConfigError} when
+ * configured without `defineCoasterConfig`. Options it already went through are returned as they are. `MikroORM.init` throws {@link CoasterConfigError} when
  * that subscriber was taken out of the options again, and a `CoasterEntityManager` throws it at init
  * when the hook is missing. `em.upsert` of an entity with timestamp columns needs a
  * `CoasterEntityManager`: on another EntityManager it throws {@link CoasterConfigError}.
@@ -39,16 +40,17 @@ function checkSubscriber(storage: MetadataStorage, platform: Platform): void {
  * ```
  */
 export function withEntityDecorators<O extends Options>(options: O): O {
-  const { onMetadata, afterDiscovered } = options.discovery ?? {};
-  return {
-    ...options,
-    subscribers: [...(options.subscribers ?? []), new TimestampSubscriber()],
-    discovery: {
-      ...options.discovery,
-      onMetadata: (meta: EntityMetadata, platform: Platform) =>
-        afterHook(onMetadata?.(meta, platform), () => completeMetadata(meta, platform)),
-      afterDiscovered: (storage: MetadataStorage, platform: Platform) =>
-        afterHook(afterDiscovered?.(storage, platform), () => checkSubscriber(storage, platform)),
-    },
-  };
+  return applyOnce('entity decorators', options, given => {
+    const { onMetadata, afterDiscovered } = given.discovery ?? {};
+    return extendOptions<Options>(given, {
+      subscribers: [...(given.subscribers ?? []), new TimestampSubscriber()],
+      discovery: {
+        ...given.discovery,
+        onMetadata: (meta: EntityMetadata, platform: Platform) =>
+          afterHook(onMetadata?.(meta, platform), () => completeMetadata(meta, platform)),
+        afterDiscovered: (storage: MetadataStorage, platform: Platform) =>
+          afterHook(afterDiscovered?.(storage, platform), () => checkSubscriber(storage, platform)),
+      },
+    }) as O;
+  });
 }

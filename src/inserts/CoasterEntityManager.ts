@@ -5,7 +5,7 @@ import {
   TransactionPropagation,
   UniqueConstraintViolationException,
   Utils,
-  helper,
+  wrap,
   type Dictionary,
   type EntityData,
   type EntityMetadata,
@@ -18,14 +18,16 @@ import {
   type UpsertOptions,
 } from '@mikro-orm/core';
 import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
+import { dialectOf } from '../shared/dialect.js';
+import { whileProcessing } from '../shared/internals.js';
 import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
-import { CoasterUsageError, MultipleResultsError, TransactionRetryError, notAnEntity } from '../shared/errors.js';
+import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
 import { type FailsafeAddOptions } from './failsafeAddOptions.js';
 import { fastInsert, isHiddenConflict } from './fastInsert.js';
 import { insertPath } from './insertPath.js';
-import { CommitCallbacks } from '../sessions/onCommit.js';
-import { stampUpsertRow, timestampUpsertOptions } from '../entity-decorators/timestampUpsert.js';
+import { withCommitLevel } from '../sessions/onCommit.js';
+import { timestampedUpsert, timestampedUpsertMany } from '../entity-decorators/timestampUpsert.js';
 
 /** What {@link CoasterEntityManager.getOrCreate} resolves to. */
 export interface FindOrCreateResult<T> {
@@ -63,7 +65,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * ```ts
    * await MikroORM.init({ driver, entities: [User], entityManager: CoasterEntityManager }); // CoasterConfigError if User has @CreatedAt
    * ```
-   * @throws {CoasterConfigError} or `PrimaryRelationshipError`, naming `defineCoasterConfig`.
+   * @throws {CoasterConfigError} or `PrimaryRelationshipError`, naming the options transformer to add.
    */
   constructor(...args: ConstructorParameters<typeof SqlEntityManager<Driver>>) {
     super(...args);
@@ -121,15 +123,15 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
    * await em.failsafeAdd(new Visit(page, day)); // ignore a duplicate: resolves to undefined on conflict
    * ```
-   * @throws {TypeError} when `entity` is not an instance of a discovered entity class.
+   * @throws {CoasterUsageError} when `entity` is not an instance of a discovered entity class.
    */
   failsafeAdd<T extends object>(entity: T, filters: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T>;
   failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T | undefined>;
   async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options: FailsafeAddOptions = {}): Promise<T | undefined> {
     const em = this.getContext(false);
     const meta = em.entityMetadata('failsafeAdd', entity);
-    em.assertInsertableAlone('failsafeAdd', entity);
-    await em.flushAllBut(entity);
+    em.assertInsertableAlone('failsafeAdd', meta, entity);
+    await em.flushAllBut(meta, entity);
     const twin = em.managedTwin(meta, entity);
     if (twin) {
       return filters === undefined ? undefined : em.loadExisting(meta, entity, filters, twin);
@@ -140,7 +142,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       if ('dialect' in path) {
         const result = await fastInsert(em, meta, entity, filters, path.dialect, options);
         if (result !== entity) {
-          em.forget(entity);
+          em.forget(meta, entity);
         }
         return result;
       }
@@ -152,7 +154,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       );
       return entity;
     } catch (error) {
-      em.forget(entity);
+      em.forget(meta, entity);
       // a conflict hidden by the snapshot is recovered only where a savepoint kept the transaction usable
       const hidden = isHiddenConflict(error) && (options.savepoint !== false || !em.isInTransaction());
       if (!(error instanceof UniqueConstraintViolationException) && !hidden) {
@@ -247,7 +249,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * MikroORM's `transactional`, keeping {@link onCommit} honest inside a {@link managedSession}: a nested
    * transaction (propagation `NESTED`, the default) gets a level of commit callbacks of its own, handed to
    * the enclosing level when its savepoint is released and dropped when it rolls back. Outside a managed
-   * session it is MikroORM's `transactional` unchanged.
+   * session it is MikroORM's `transactional` unchanged. The logic is the managed sessions' (`withCommitLevel`);
+   * it is an override because MikroORM's transaction events (`beforeTransactionStart`, ...) fire beside the
+   * callback, not around it, so no subscriber can run the callback in the nested level's async context.
    *
    * @example
    * ```ts
@@ -260,17 +264,15 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * ```
    */
   override async transactional<T>(cb: (em: this) => T | Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    const level = CommitCallbacks.current(this.config); // a session of this ORM, not of another one
-    if (!level || (options.propagation ?? TransactionPropagation.NESTED) !== TransactionPropagation.NESTED) {
-      return super.transactional(cb, options);
-    }
-    return level.nest(() => super.transactional(cb, options));
+    return withCommitLevel(this.config, options, () => super.transactional(cb, options));
   }
 
   /**
    * MikroORM's `upsert`, setting `@CreatedAt`/`@UpdatedAt` columns like a flush: a missing value is set
    * to the current time (both equal on insert), and a conflict updates `updatedAt` but never `createdAt`
-   * (added to `onConflictExcludeFields` unless `onConflictMergeFields` is given).
+   * (added to `onConflictExcludeFields` unless `onConflictMergeFields` is given). The logic is the entity
+   * decorators' (`timestampedUpsert`); it is an override because MikroORM's `beforeUpsert` event cannot change
+   * the conflict clause, which must leave `createdAt` alone.
    *
    * @example
    * ```ts
@@ -284,13 +286,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     data?: EntityData<Entity> | NoInfer<Entity>,
     options: UpsertOptions<Entity, Fields> = {},
   ): Promise<Entity> {
-    if (data === undefined) {
-      const meta = this.getMetadata().get<Entity>((entityNameOrEntity as Entity).constructor.name);
-      stampUpsertRow(this, meta, entityNameOrEntity as Entity, options.schema);
-      return super.upsert(entityNameOrEntity, undefined, timestampUpsertOptions(meta, options));
-    }
-    const meta = this.getMetadata().get<Entity>(Utils.className(entityNameOrEntity as EntityName<Entity>));
-    return super.upsert(entityNameOrEntity, stampUpsertRow(this, meta, data, options.schema), timestampUpsertOptions(meta, options));
+    const stamped = timestampedUpsert(this, entityNameOrEntity, data, options);
+    return super.upsert(entityNameOrEntity, stamped.data, stamped.options);
   }
 
   /**
@@ -306,25 +303,15 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     data?: (EntityData<Entity> | NoInfer<Entity>)[],
     options: UpsertManyOptions<Entity, Fields> = {},
   ): Promise<Entity[]> {
-    if (data === undefined) {
-      const entities = entityNameOrEntity as Entity[];
-      if (entities.length === 0) {
-        return super.upsertMany(entities, undefined, options);
-      }
-      const meta = this.getMetadata().get<Entity>(entities[0].constructor.name);
-      entities.forEach(entity => stampUpsertRow(this, meta, entity, options.schema));
-      return super.upsertMany(entities, undefined, timestampUpsertOptions(meta, options));
-    }
-    const meta = this.getMetadata().get<Entity>(Utils.className(entityNameOrEntity as EntityName<Entity>));
-    const rows = data.map(row => stampUpsertRow(this, meta, row, options.schema));
-    return super.upsertMany(entityNameOrEntity, rows, timestampUpsertOptions(meta, options));
+    const stamped = timestampedUpsertMany(this, entityNameOrEntity, data, options);
+    return super.upsertMany(entityNameOrEntity, stamped.data, stamped.options);
   }
 
-  /** The metadata of `entity`'s class, or a `TypeError` if it is not an entity of a discovered class. */
+  /** The metadata of `entity`'s class, or a {@link CoasterUsageError} if it is not an entity of a discovered class. */
   private entityMetadata<T extends object>(method: string, entity: T): EntityMetadata<T> {
     const meta = Utils.isEntity<T>(entity) ? this.getMetadata().find<T>(entity.constructor.name) : undefined;
     if (!meta) {
-      throw notAnEntity(method, entity);
+      throw CoasterUsageError.notAnEntity(method, entity);
     }
     return meta;
   }
@@ -348,7 +335,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     // em.create() would merge `values` into a managed entity with the same primary key
     const twin = this.getUnitOfWork(false).tryGetById<T>(meta.className, values as FilterQuery<T>, this.schema, false);
     if (twin) {
-      throw CoasterUsageError.managedKeyMismatch(method, meta.className, helper(twin).getPrimaryKey(), where);
+      throw CoasterUsageError.managedKeyMismatch(method, meta.className, wrap(twin, true).getPrimaryKey(), where);
     }
     const candidate = this.create(entityName, values, { persist: false });
     const entity = await this.failsafeAdd(candidate, filters, options);
@@ -361,10 +348,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * entities its own collections or inverse one-to-one hold (inserted with it, and lost with it when it
    * turns out to be a duplicate).
    */
-  private assertInsertableAlone(method: string, entity: object): void {
-    const wrapped = helper(entity);
-    const meta = wrapped.__meta;
-    if (wrapped.__managed) {
+  private assertInsertableAlone(method: string, meta: EntityMetadata, entity: object): void {
+    const wrapped = wrap(entity, true);
+    if (wrapped.isManaged()) {
       throw CoasterUsageError.alreadyPersisted(method, meta.className, wrapped.getPrimaryKey());
     }
     const dependents = new Set<string>();
@@ -383,7 +369,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       uow.getIdentityMap().getStore(referrer).forEach(other => others.add(other));
     }
     for (const other of others) {
-      const otherMeta = helper(other).__meta;
+      const otherMeta = this.getMetadata().get(other.constructor.name);
       const references = otherMeta.relations.some(prop => {
         const value = (other as Dictionary)[prop.name];
         return Utils.isCollection(value)
@@ -406,17 +392,17 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * it is not `entity` itself: inserting `entity` would violate that key.
    */
   private managedTwin<T extends object>(meta: EntityMetadata<T>, entity: T): T | undefined {
-    const key = helper(entity).getPrimaryKey();
-    const twin = key == null ? undefined : this.getUnitOfWork(false).getById<T>(meta.className, key, helper(entity).getSchema());
+    const key = wrap(entity, true).getPrimaryKey();
+    const twin = key == null ? undefined : this.getUnitOfWork(false).getById<T>(meta.className, key, wrap(entity, true).getSchema());
     return twin === entity ? undefined : twin;
   }
 
   /** Removes `entity` from the identity map, but only if the map holds that very instance under its key. */
-  private unmap(entity: object): void {
+  private unmap(meta: EntityMetadata, entity: object): void {
     const map = this.getUnitOfWork(false).getIdentityMap();
-    const wrapped = helper(entity);
+    const wrapped = wrap(entity, true);
     const key = wrapped.getPrimaryKey();
-    if (key != null && this.getUnitOfWork(false).getById(wrapped.__meta.className, key, wrapped.getSchema()) === entity) {
+    if (key != null && this.getUnitOfWork(false).getById(meta.className, key, wrapped.getSchema()) === entity) {
       map.delete(entity);
     }
   }
@@ -426,11 +412,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * a later flush never inserts it. MikroORM's `unsetIdentity` removes the identity-map entry under the
    * entity's key whichever instance it holds, so a managed entity with that key is put back.
    */
-  private forget(entity: object): void {
+  private forget(meta: EntityMetadata, entity: object): void {
     const uow = this.getUnitOfWork(false);
-    const wrapped = helper(entity);
+    const wrapped = wrap(entity, true);
     const key = wrapped.getPrimaryKey();
-    const holder = key == null ? undefined : uow.getById(wrapped.__meta.className, key, wrapped.getSchema());
+    const holder = key == null ? undefined : uow.getById(meta.className, key, wrapped.getSchema());
     uow.unsetIdentity(entity);
     if (holder && holder !== entity) {
       uow.getIdentityMap().store(holder);
@@ -442,19 +428,16 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * inserted only inside the savepoint. While the other changes flush, the entity is marked as being
    * processed, so a cascade from a managed parent (whose collection already holds it) does not insert it.
    */
-  private async flushAllBut(entity: object): Promise<void> {
-    const wrapped = helper(entity);
+  private async flushAllBut(meta: EntityMetadata, entity: object): Promise<void> {
     const uow = this.getUnitOfWork(false);
     const detach = () => {
       uow.getPersistStack().delete(entity);
-      this.unmap(entity);
+      this.unmap(meta, entity);
     };
     detach();
-    wrapped.__processing = true;
     try {
-      await this.flush();
+      await whileProcessing(entity, () => this.flush());
     } finally {
-      wrapped.__processing = false;
       detach();
     }
   }
@@ -493,14 +476,14 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       if (rows.length > 1) {
         throw MultipleResultsError.onFind('failsafeAdd', meta.className, filters, rows.length);
       }
-      throw CoasterUsageError.managedKeyMismatch('failsafeAdd', meta.className, helper(conflict).getPrimaryKey(), filters);
+      throw CoasterUsageError.managedKeyMismatch('failsafeAdd', meta.className, wrap(conflict, true).getPrimaryKey(), filters);
     }
     if (rows.length > 1) {
       throw MultipleResultsError.onConflict(meta.className, filters, rows.length, conflict);
     }
     const isolationLevel = await this.snapshotIsolationLevel();
     if (isolationLevel && !(await this.anyUniqueKeyVisible(meta, candidate))) {
-      throw new TransactionRetryError(meta.className, isolationLevel, conflict);
+      throw TransactionRetryError.hiddenConflict(meta.className, isolationLevel, conflict);
     }
     throw conflict;
   }
@@ -532,7 +515,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * on databases without such snapshots (SQLite serialises writers, so a conflicting row is visible).
    */
   private async snapshotIsolationLevel(): Promise<string | undefined> {
-    if (!this.isInTransaction() || this.getKnex().client.dialect !== 'postgresql') {
+    if (!this.isInTransaction() || dialectOf(this.getPlatform()) !== 'postgresql') {
       return undefined;
     }
     const [row] = await this.execute<{ level: string }[]>(`select current_setting('transaction_isolation') as level`);

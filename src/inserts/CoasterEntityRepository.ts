@@ -1,7 +1,7 @@
 import { Utils, type EntityData, type FilterQuery } from '@mikro-orm/core';
 import { SqlEntityRepository } from '@mikro-orm/knex';
 import { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
-import { CoasterUsageError } from '../shared/errors.js';
+import { CoasterUsageError } from './errors.js';
 import type { FailsafeAddOptions } from './failsafeAddOptions.js';
 
 /**

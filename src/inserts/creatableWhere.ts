@@ -3,12 +3,12 @@ import {
   Reference,
   ReferenceKind,
   Utils,
-  helper,
+  wrap,
   type EntityData,
   type EntityMetadata,
   type EntityProperty,
 } from '@mikro-orm/core';
-import { CoasterUsageError } from '../shared/errors.js';
+import { CoasterUsageError } from './errors.js';
 
 /**
  * Checks the `where` and `data` of `findOrCreate` / `getOrCreate` before any SQL is sent. `where` is both
@@ -114,8 +114,8 @@ function sameValue(a: unknown, b: unknown): boolean {
     return true;
   }
   if (Utils.isEntity(left) || Utils.isEntity(right)) {
-    const leftKey = Utils.isEntity(left) ? helper(left).getPrimaryKey() : left;
-    const rightKey = Utils.isEntity(right) ? helper(right).getPrimaryKey() : right;
+    const leftKey = Utils.isEntity(left) ? wrap(left, true).getPrimaryKey() : left;
+    const rightKey = Utils.isEntity(right) ? wrap(right, true).getPrimaryKey() : right;
     return leftKey != null && Utils.equals(leftKey, rightKey);
   }
   return Utils.equals(left, right);

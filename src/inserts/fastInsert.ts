@@ -3,7 +3,7 @@ import {
   DriverException,
   EventType,
   Utils,
-  helper,
+  wrap,
   type ChangeSet,
   type Dictionary,
   type EntityData,
@@ -12,6 +12,7 @@ import {
   type FilterQuery,
 } from '@mikro-orm/core';
 import type { QueryBuilder, SqlEntityManager } from '@mikro-orm/knex';
+import { registerManaged } from '../shared/internals.js';
 import type { FailsafeAddOptions } from './failsafeAddOptions.js';
 import type { FastPathDialect } from './insertPath.js';
 
@@ -57,7 +58,7 @@ export async function fastInsert<T extends object>(
   options: FailsafeAddOptions,
 ): Promise<T | undefined> {
   const changeSet = await prepareInsert(em, meta, entity);
-  const schema = helper(entity).getSchema();
+  const schema = wrap(entity, true).getSchema();
   const insert = insertStatement(em, meta, changeSet.payload, schema, true);
   const select = filters === undefined ? undefined : await selectStatement(em, meta, filters, schema);
   const savepoint = dialect === 'postgresql' && em.isInTransaction() && options.savepoint !== false;
@@ -208,14 +209,14 @@ async function registerInserted<T extends object>(
 ): Promise<T> {
   const uow = em.getUnitOfWork(false);
   uow.getChangeSetPersister().mapReturnedValues(entity, changeSet.payload, row, meta);
-  uow.register(entity, em.getComparator().prepareEntity(entity), { refresh: true });
+  registerManaged(uow, entity, em.getComparator().prepareEntity(entity));
   if (em.config.get('populateAfterFlush')) {
     // what the flush's (private) ChangeSetPersister.markAsPopulated does
-    helper(entity).populated();
+    wrap(entity, true).populated();
     for (const prop of meta.relations) {
       const value = (entity as Dictionary)[prop.name];
       if (Utils.isEntity(value, true)) {
-        helper(value).populated();
+        wrap(value, true).populated();
       } else if (Utils.isCollection(value)) {
         value.populated();
       }

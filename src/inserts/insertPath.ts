@@ -3,15 +3,13 @@ import {
   ReferenceKind,
   Reference,
   Utils,
-  helper,
+  wrap,
   type Constructor,
   type EntityMetadata,
   type EventSubscriber,
 } from '@mikro-orm/core';
-import { BaseSqlitePlatform, type SqlEntityManager } from '@mikro-orm/knex';
-import { PrimaryRelationshipSubscriber } from '../primary/PrimaryRelationshipSubscriber.js';
-import { TimestampSubscriber } from '../entity-decorators/TimestampSubscriber.js';
-import { primaryRelationships } from '../primary/primaryRelationship.js';
+import type { SqlEntityManager } from '@mikro-orm/knex';
+import { dialectOf } from '../shared/dialect.js';
 
 /** The databases whose `insert ... on conflict do nothing returning *` the fast path sends. */
 export type FastPathDialect = 'postgresql' | 'sqlite';
@@ -33,19 +31,33 @@ const FLUSH_EVENTS = [
 ] as const;
 
 /**
- * This library's own subscribers that have flush hooks but need no flush for a plain insert:
- * `TimestampSubscriber` only checks updates, `PrimaryRelationshipSubscriber` only entities that take part
- * in a primary relationship, which take the savepoint path anyway.
+ * A subscriber with flush hooks that can tell which inserts need them, so that the others may take the
+ * fast path: this library's `TimestampSubscriber` (which only checks updates) and
+ * `PrimaryRelationshipSubscriber` (which only needs the entities of primary relationships) implement it.
+ *
+ * @example
+ * ```ts
+ * class AuditSubscriber implements EventSubscriber, InsertPathAware {
+ *   afterFlush(args: FlushEventArgs) { ... }
+ *   insertNeedsFlush(meta: EntityMetadata) { return meta.className === 'Invoice' ? 'invoices are audited' : undefined; }
+ * }
+ * ```
  */
-function needsFlush(subscriber: EventSubscriber | Constructor<EventSubscriber>): boolean {
+export interface InsertPathAware {
+  /** Why inserting an entity of `meta` needs a flush for this subscriber to see it; `undefined` when it does not. */
+  insertNeedsFlush(meta: EntityMetadata): string | undefined;
+}
+
+/** Why `subscriber` needs inserts of `meta`'s entities to go through a flush, if it does. */
+function subscriberReason(subscriber: EventSubscriber | Constructor<EventSubscriber>, meta: EntityMetadata): string | undefined {
   if (typeof subscriber === 'function') {
     // MikroORM instantiates subscriber classes when it reads its configuration; a class here is unexpected
-    return true;
+    return 'a subscriber listens to flush or transaction events';
   }
-  if (subscriber instanceof TimestampSubscriber || subscriber instanceof PrimaryRelationshipSubscriber) {
-    return false;
+  if ('insertNeedsFlush' in subscriber && typeof subscriber.insertNeedsFlush === 'function') {
+    return (subscriber as InsertPathAware).insertNeedsFlush(meta);
   }
-  return FLUSH_EVENTS.some(event => typeof subscriber[event] === 'function');
+  return FLUSH_EVENTS.some(event => typeof subscriber[event] === 'function') ? 'a subscriber listens to flush or transaction events' : undefined;
 }
 
 /** Why an entity's metadata rules the fast path out, computed once per metadata (that is, per ORM). */
@@ -77,24 +89,19 @@ function computeMetadataReason(meta: EntityMetadata): string | undefined {
   if (deferrable) {
     return `its unique constraint ${deferrable.name ?? Utils.asArray(deferrable.properties).join(', ')} is deferrable, which ON CONFLICT cannot use`;
   }
-  const primary = primaryRelationships().find(
-    d => d.parent === meta.class || d.child() === meta.class || d.link.meta.class === meta.class,
-  );
-  if (primary) {
-    return `it takes part in the primary relationship ${primary.parent.name}.${primary.property}`;
-  }
   return undefined;
 }
 
 /**
  * Which way `failsafeAdd` inserts `entity`: on the fast path (`insert ... on conflict do nothing
  * returning *`, see {@link fastInsert}) it returns the database's dialect; otherwise it returns why
- * the savepoint path is used. Chosen from the entity's metadata (cached), the ORM's subscribers, and
+ * the savepoint path is used. Chosen from the entity's metadata (cached), the ORM's subscribers (see
+ * {@link InsertPathAware}), and
  * whether the entity holds a new entity that a flush would cascade to.
  *
  * @example
  * ```ts
- * const path = insertPath(em, helper(tag).__meta, tag); // 'postgresql', or e.g. 'it is versioned (version)'
+ * const path = insertPath(em, em.getMetadata().get(Tag), tag); // 'postgresql', or e.g. 'it is versioned (version)'
  * ```
  */
 export function insertPath(em: SqlEntityManager, meta: EntityMetadata, entity: object): { dialect: FastPathDialect } | { reason: string } {
@@ -108,15 +115,13 @@ export function insertPath(em: SqlEntityManager, meta: EntityMetadata, entity: o
     (em.getEventManager().hasListeners(EventType.onLoad, meta) ? 'it has onLoad hooks, which only a find fires' : undefined) ??
     // the `subscribers` option, not the event manager's: em.transactional registers a subscriber of its own
     // there, whose afterFlush only forgets deleted entities
-    ([...em.config.get('subscribers')].some(needsFlush) ? 'a subscriber listens to flush or transaction events' : undefined);
+    [...em.config.get('subscribers')].map(subscriber => subscriberReason(subscriber, meta)).find(reason => reason !== undefined);
   return reason === undefined ? { dialect } : { reason };
 }
 
 function fastPathDialect(em: SqlEntityManager): FastPathDialect | undefined {
-  if (em.getPlatform() instanceof BaseSqlitePlatform) {
-    return 'sqlite';
-  }
-  return em.getKnex().client.dialect === 'postgresql' ? 'postgresql' : undefined;
+  const dialect = dialectOf(em.getPlatform());
+  return dialect === 'other' ? undefined : dialect;
 }
 
 /** A new entity on a to-one relation would be inserted by the flush too (cascade persist). */
@@ -126,7 +131,7 @@ function cascadeReason(meta: EntityMetadata, entity: object): string | undefined
       return false;
     }
     const value = Reference.unwrapReference((entity as Record<string, object | undefined>)[prop.name] as object);
-    return Utils.isEntity(value) && !helper(value).__managed;
+    return Utils.isEntity(value) && !wrap(value, true).isManaged();
   });
   return prop && `its ${prop.name} is a new ${prop.type}, which a flush inserts with it`;
 }

@@ -1,6 +1,7 @@
 import type { Constructor, IMigrationGenerator, MaybePromise, MigrationDiff, MigrationsOptions, NamingStrategy } from '@mikro-orm/core';
-import type { AbstractSqlDriver, DatabaseSchema } from '@mikro-orm/knex';
+import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { JSMigrationGenerator, type Migrator, TSMigrationGenerator } from '@mikro-orm/migrations';
+import { schemaFromSnapshot } from '../shared/internals.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { primaryTablesOf } from './primaryTables.js';
 import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
@@ -11,7 +12,7 @@ import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
  * function), and where it drops one it also drops the function. The file itself is written by the
  * generator MikroORM picks for `migrations.emit` (`TSMigrationGenerator` for `'ts'`,
  * `JSMigrationGenerator` for `'js'` and `'cjs'`), or by the one given to {@link CoasterMigrationGenerator.around}.
- * `defineCoasterConfig` sets it as `migrations.generator`, around yours if you give one, so
+ * `withPrimaryRelationships` sets it as `migrations.generator`, around yours if you give one, so
  * `mikro-orm migration:create` writes the triggers; a later diff never sees them, so the next
  * `migration:create` emits nothing for them again.
  *
@@ -22,11 +23,11 @@ import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
  *
  * @example
  * ```ts
- * export default defineCoasterConfig({
+ * export default withPrimaryRelationships(defineCoasterConfig({
  *   driver: PostgreSqlDriver,
  *   extensions: [Migrator],
  *   migrations: { path: 'migrations', emit: 'js' }, // generator: CoasterMigrationGenerator around JSMigrationGenerator
- * });
+ * }));
  * ```
  */
 export class CoasterMigrationGenerator implements IMigrationGenerator {
@@ -50,7 +51,7 @@ export class CoasterMigrationGenerator implements IMigrationGenerator {
   /**
    * The generator class that adds the triggers to the files `generator` writes (a generator of your
    * own, say); `CoasterMigrationGenerator` itself for none. A generator that already adds them is
-   * returned as it is. `defineCoasterConfig` applies it to `migrations.generator`.
+   * returned as it is. `withPrimaryRelationships` applies it to `migrations.generator`.
    *
    * @example
    * ```ts
@@ -134,7 +135,7 @@ export class CoasterMigrationGenerator implements IMigrationGenerator {
     // the Migrator running this generator (the extension `orm.migrator` resolves), for its snapshot
     const em = this.driver.createEntityManager();
     const migrator = platform.getExtension<Migrator>('Migrator', '@mikro-orm/migrator', '@mikro-orm/migrations', em);
-    const fromSchema = (migrator as unknown as SnapshotReader).getSchemaFromSnapshot();
+    const fromSchema = schemaFromSnapshot(migrator);
     const sql = await new CoasterSchemaGenerator(this.driver).getUpdateSchemaMigrationSQL({
       wrap: false,
       safe: this.options.safe,
@@ -156,8 +157,3 @@ export class CoasterMigrationGenerator implements IMigrationGenerator {
 
 /** The classes {@link CoasterMigrationGenerator.around} made, so each generator gets one. */
 const wrappedGenerators = new WeakMap<Constructor<IMigrationGenerator>, Constructor<IMigrationGenerator>>();
-
-/** `Migrator.getSchemaFromSnapshot`, protected in MikroORM's typings. */
-interface SnapshotReader {
-  getSchemaFromSnapshot(): DatabaseSchema | undefined;
-}

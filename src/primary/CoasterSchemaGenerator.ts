@@ -1,19 +1,20 @@
 import type { MikroORM } from '@mikro-orm/core';
-import { type DatabaseSchema, SchemaComparator, type SchemaDifference, SqlSchemaGenerator, type TableDifference } from '@mikro-orm/knex';
+import { SchemaComparator, type SchemaDifference, SqlSchemaGenerator, type TableDifference } from '@mikro-orm/knex';
+import { forgetCachedService, schemasForComparison } from '../shared/internals.js';
 import { primaryTablesOf } from './primaryTables.js';
 import { createTriggerSQL, dropTriggerSQL, type PrimaryTableNames } from './primaryTriggers.js';
 
 /**
  * MikroORM's schema generator, plus the triggers of primary relationships: `createSchema()`,
  * `refreshDatabase()` and `updateSchema()` create them with their tables, and `dropSchema()` drops
- * PostgreSQL's functions (the triggers go with their tables). Registered by `defineCoasterConfig`
+ * PostgreSQL's functions (the triggers go with their tables). Registered by `withPrimaryRelationships`
  * through the `extensions` option, so `orm.schema` is one of these. On SQLite, where MikroORM writes
  * no down migrations, `getUpdateSchemaMigrationSQL()` also gives the down SQL when it can be
  * reverted safely (see {@link CoasterSchemaGenerator.getUpdateSchemaMigrationSQL}).
  *
  * @example
  * ```ts
- * const orm = await MikroORM.init(defineCoasterConfig({ ...options })); // or extensions: [CoasterSchemaGenerator]
+ * const orm = await MikroORM.init(withPrimaryRelationships(defineCoasterConfig({ ...options }))); // or extensions: [CoasterSchemaGenerator]
  * await orm.schema.refreshDatabase(); // tables, functions and triggers
  * ```
  */
@@ -23,7 +24,7 @@ export class CoasterSchemaGenerator extends SqlSchemaGenerator {
     orm.config.registerExtension(name, () => new CoasterSchemaGenerator(orm.em));
     // MikroORM.init() connects (and, with `ensureDatabase`, caches the default generator) before it
     // registers `extensions`: forget that instance so `orm.schema` builds this one.
-    (orm.config as unknown as { cache: Map<string, unknown> }).cache.delete(name);
+    forgetCachedService(orm.config, name);
   }
 
   override async getCreateSchemaSQL(options: Parameters<SqlSchemaGenerator['getCreateSchemaSQL']>[0] = {}): Promise<string> {
@@ -74,7 +75,7 @@ export class CoasterSchemaGenerator extends SqlSchemaGenerator {
       await this.ensureDatabase();
     }
     // MikroORM's own (private) preparation, so both diffs see the schemas super's would
-    const { fromSchema, toSchema } = await (this as unknown as SchemaPreparation).prepareSchemaForComparison(options);
+    const { fromSchema, toSchema } = await schemasForComparison(this, options);
     const comparator = new SchemaComparator(this.platform);
     const diffUp = comparator.compare(fromSchema, toSchema);
     const diffDown = comparator.compare(toSchema, fromSchema, diffUp);
@@ -95,13 +96,6 @@ export class CoasterSchemaGenerator extends SqlSchemaGenerator {
   private append(sql: string, statements: string[]): string {
     return statements.length === 0 ? sql : `${sql}${sql.endsWith('\n') || sql === '' ? '' : '\n'}\n${statements.join('\n')}\n`;
   }
-}
-
-/** `SqlSchemaGenerator.prepareSchemaForComparison`, private in MikroORM's typings. */
-interface SchemaPreparation {
-  prepareSchemaForComparison(
-    options: Parameters<SqlSchemaGenerator['getUpdateSchemaMigrationSQL']>[0],
-  ): Promise<{ fromSchema: DatabaseSchema; toSchema: DatabaseSchema }>;
 }
 
 /** The changes of an existing table that SQLite can only make by rebuilding it. */

@@ -34,7 +34,8 @@ export class PrimaryRelationshipError extends CoasterError {
   static notConfigured(parent: string, property: string): PrimaryRelationshipError {
     return new PrimaryRelationshipError(
       `${parent}.${property} is a primary relationship, but this ORM does not know its table. Initialise MikroORM ` +
-        `with defineCoasterConfig({...}), list ${parent} in its entities, and call addPrimaryRelationship() before MikroORM.init().`,
+        `with withPrimaryRelationships(defineCoasterConfig({...})) (withPrimaryRelationships from 'mikro-orm-coaster/primary'), ` +
+        `list ${parent} in its entities, and call addPrimaryRelationship() before MikroORM.init().`,
     );
   }
 

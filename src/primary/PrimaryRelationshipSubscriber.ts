@@ -1,9 +1,12 @@
 import {
   ChangeSetType,
-  helper,
+  MetadataStorage,
+  wrap,
+  type Dictionary,
   type ChangeSet,
   type EntityClass,
   type EntityManager,
+  type EntityMetadata,
   type EventSubscriber,
   type FlushEventArgs,
   type Primary,
@@ -12,7 +15,15 @@ import {
   type UnitOfWork,
 } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
-import { type PrimaryLink, type PrimaryRelationshipDefinition, primaryRelationships, samePrimaryKey } from './primaryRelationship.js';
+import type { InsertPathAware } from '../inserts/insertPath.js';
+import {
+  type PrimaryLink,
+  type PrimaryRelationshipDefinition,
+  configuredRelationships,
+  declaredRelationships,
+  primaryRole,
+  samePrimaryKey,
+} from './primaryRelationship.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 
 /** A parent's primary child that a flush writes to the primary table (`null`: delete the row). */
@@ -35,6 +46,26 @@ function entitiesOf(changeSets: ChangeSet<object>[], entityClass: EntityClass<ob
 const deletions = [ChangeSetType.DELETE, ChangeSetType.DELETE_EARLY];
 
 /**
+ * Throws {@link PrimaryRelationshipError} when a managed entity has a primary child assigned through a
+ * relationship declared after `MikroORM.init()`: its ORM has no table to write it to. Those declarations are
+ * in the decorators' metadata of the entity's class, not in the ORM's copy of it.
+ */
+function refuseLateDeclarations(em: EntityManager, uow: UnitOfWork, configured: ReadonlySet<PrimaryRelationshipDefinition>): void {
+  for (const meta of Object.values(em.getMetadata().getAll())) {
+    const store = uow.getIdentityMap().getStore(meta);
+    if (!meta.class || store.size === 0) {
+      continue;
+    }
+    const declared = declaredRelationships(MetadataStorage.getMetadataFromDecorator<Dictionary>(meta.class as Dictionary), meta.class);
+    for (const definition of declared.filter(d => !configured.has(d))) {
+      if ([...store.values()].some(parent => definition.state(parent).value !== undefined)) {
+        throw PrimaryRelationshipError.notConfigured(definition.parent.name, definition.property);
+      }
+    }
+  }
+}
+
+/**
  * Writes primary relationships on flush, in the flush's transaction. `onFlush` collects every changed
  * `parent.primaryChild`; the rows are written once the flush's own statements have run, as an upsert
  * (`insert ... on conflict (<parent column>) do update`) for a child and a plain delete for `null`, so
@@ -45,25 +76,22 @@ const deletions = [ChangeSetType.DELETE, ChangeSetType.DELETE_EARLY];
  * (the database's ON DELETE CASCADE removed their rows). Nothing is recorded, and no entity is left in
  * the identity map, by a flush that fails.
  */
-export class PrimaryRelationshipSubscriber implements EventSubscriber {
+export class PrimaryRelationshipSubscriber implements EventSubscriber, InsertPathAware {
   private readonly pending = new WeakMap<UnitOfWork, PendingWrites>();
+
+  /** Parents, children and primary-table rows are inserted by a flush, which this subscriber follows. */
+  insertNeedsFlush(meta: EntityMetadata): string | undefined {
+    return primaryRole(meta);
+  }
 
   async onFlush({ em, uow }: FlushEventArgs): Promise<void> {
     this.pending.delete(uow); // left by a flush that failed
     const writes: PrimaryWrite[] = [];
     const changeSets = uow.getChangeSets();
-    for (const definition of primaryRelationships()) {
-      const meta = em.getMetadata().find(definition.parent.name);
-      if (meta?.class !== definition.parent) {
-        continue;
-      }
-      if (!definition.isPartOf(em.getMetadata())) {
-        // declared after MikroORM.init(): the ORM has no table to write an assignment to
-        if ([...uow.getIdentityMap().getStore(meta).values()].some(parent => definition.state(parent).value !== undefined)) {
-          throw PrimaryRelationshipError.notConfigured(definition.parent.name, definition.property);
-        }
-        continue;
-      }
+    const configured = configuredRelationships(em.getMetadata());
+    refuseLateDeclarations(em, uow, new Set(configured.map(r => r.definition)));
+    for (const { definition } of configured) {
+      const meta = em.getMetadata().get(definition.parent.name);
       const created = entitiesOf(changeSets, definition.parent, [ChangeSetType.CREATE]);
       const deleted = entitiesOf(changeSets, definition.parent, deletions);
       const deletedChildren = entitiesOf(changeSets, definition.child(), deletions);
@@ -74,7 +102,7 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber {
         }
         // a parent inserted by this flush has no row; a parent whose row is unknown gets the write
         const known = created.has(parent) ? null : stored;
-        if (known !== undefined && (value ? samePrimaryKey(helper(value).getPrimaryKey(), known) : known === null)) {
+        if (known !== undefined && (value ? samePrimaryKey(wrap(value, true).getPrimaryKey(), known) : known === null)) {
           continue;
         }
         // the row is written after this flush's deletes: a child deleted by it leaves no row
@@ -106,7 +134,7 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber {
       definition.markStored(parent, child);
     }
     const changeSets = uow.getChangeSets();
-    for (const definition of primaryRelationships().filter(d => d.isPartOf(em.getMetadata()))) {
+    for (const { definition } of configuredRelationships(em.getMetadata())) {
       // a parent inserted by this flush has exactly the row this flush wrote, if any
       for (const parent of entitiesOf(changeSets, definition.parent, [ChangeSetType.CREATE])) {
         definition.markStored(parent, definition.state(parent).value ?? null);
@@ -131,7 +159,7 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber {
   private async write(em: EntityManager, writes: PrimaryWrite[], ctx: Transaction | undefined): Promise<void> {
     // primary relationships exist on PostgreSQL and SQLite only (see triggerDialect)
     const driver = em.getDriver() as AbstractSqlDriver;
-    const key = (entity: object) => helper(entity).getPrimaryKey() as Primary<object>;
+    const key = (entity: object) => wrap(entity, true).getPrimaryKey() as Primary<object>;
     // as MikroORM's driver methods do, report database errors (the trigger's) as MikroORM's exceptions
     const run = (query: Promise<unknown>) =>
       query.catch((error: Error) => {

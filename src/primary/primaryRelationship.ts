@@ -1,19 +1,22 @@
 import {
   EntitySchema,
   ManyToOne,
+  MetadataStorage,
   Reference,
   ReferenceKind,
   type OptionalProps,
-  helper,
+  wrap,
+  type Configuration,
+  type Dictionary,
   type EntityClass,
   type EntityMetadata,
   type EntityProperty,
   type FormulaTable,
-  type MetadataStorage,
   type Platform,
   type Primary,
 } from '@mikro-orm/core';
 import { createdAtProperty, updatedAtProperty } from '../entity-decorators/timestamps.js';
+import { entityState, isBeingHydrated, markTouched } from '../shared/internals.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 import { type PrimaryTableNames, qualified, quoteIdentifier, triggerDialect, validateFunctionName } from './primaryTriggers.js';
 
@@ -102,20 +105,18 @@ export function samePrimaryKey(a: Primary<object> | null | undefined, b: Primary
 
 /** Whether two entities are the same row. */
 function sameEntity(a: object, b: object): boolean {
-  return a === b || (a.constructor === b.constructor && samePrimaryKey(helper(a).getPrimaryKey(), helper(b).getPrimaryKey()));
+  return a === b || (a.constructor === b.constructor && samePrimaryKey(wrap(a, true).getPrimaryKey(), wrap(b, true).getPrimaryKey()));
 }
 
 /**
  * One `addPrimaryRelationship()` call: the primary table's entity, the parent's property, and the
- * state of every parent's primary child. Everything MikroORM needs reaches it through
- * `defineCoasterConfig`, see {@link primaryRelationshipsFor}.
+ * state of every parent's primary child. It is carried on the parent property's metadata (see
+ * {@link declaredRelationships}), so every ORM's copy of that metadata finds it; the table and column names
+ * are worked out per ORM, at its discovery, and kept with that ORM's metadata ({@link configuredRelationships}).
  */
 export class PrimaryRelationshipDefinition {
   /** The primary table's entity. Its table and column names are filled in during discovery. */
   readonly link: EntitySchema<PrimaryLink>;
-  /** Table and column names, set when MikroORM discovers the parent, the child and the primary table. */
-  names?: PrimaryRelationshipNames;
-  private readonly discovered = new Map<unknown, EntityMetadata>();
   private readonly states = new WeakMap<object, PrimaryState>();
 
   constructor(
@@ -126,10 +127,16 @@ export class PrimaryRelationshipDefinition {
     readonly parentColumn: string,
     readonly options: PrimaryRelationshipOptions = {},
   ) {
-    const className = `${parent.name}_${property}`;
-    const linkClass = { [className]: class {} }[className];
+    // a class of its own per relationship, named `<Parent>_<property>` (MikroORM names the entity after it)
+    class Link implements PrimaryLink {
+      declare parent: object;
+      declare child: object;
+      declare createdAt: Date;
+      declare updatedAt: Date;
+    }
+    Object.defineProperty(Link, 'name', { value: `${parent.name}_${property}` });
     this.link = new EntitySchema<PrimaryLink>({
-      class: linkClass as unknown as EntityClass<PrimaryLink>,
+      class: Link,
       properties: {
         parent: { kind: 'm:1', entity: () => parent, primary: true, deleteRule: 'cascade' },
         child: { kind: 'm:1', entity: child, deleteRule: 'cascade' },
@@ -138,14 +145,6 @@ export class PrimaryRelationshipDefinition {
         updatedAt: updatedAtProperty<PrimaryLink>(),
       },
     });
-  }
-
-  /** Whether an ORM's metadata holds this relationship (its parent and its primary table). */
-  isPartOf(metadata: MetadataStorage): boolean {
-    return (
-      metadata.find(this.parent.name)?.class === this.parent &&
-      metadata.find(this.link.meta.className)?.class === this.link.meta.class
-    );
   }
 
   /** The state of one parent's primary child. */
@@ -164,12 +163,18 @@ export class PrimaryRelationshipDefinition {
    * instance an enumerable accessor of its own, so the property is serialised and inspected.
    */
   install(): void {
-    ManyToOne({
+    const options: PrimaryPropertyOptions = {
       entity: this.child,
       persist: false,
       nullable: true,
-      formula: table => this.selectChildSQL(table),
-    })(this.parent.prototype, this.property);
+      // replaced, per ORM, at discovery by withPrimaryRelationships: an ORM without it cannot read the property
+      formula: () => {
+        throw PrimaryRelationshipError.notConfigured(this.parent.name, this.property);
+      },
+      // behind a function: MikroORM deep-copies metadata for each ORM, and every copy must find this definition
+      [PRIMARY]: () => this,
+    };
+    ManyToOne(options)(this.parent.prototype, this.property);
     const accessor = (enumerable: boolean): PropertyDescriptor => {
       const definition = this;
       return {
@@ -189,23 +194,6 @@ export class PrimaryRelationshipDefinition {
     Object.defineProperty(this.parent.prototype, this.property, accessor(false));
   }
 
-  /** The parent's property read from the primary table, as MikroORM selects it. */
-  private selectChildSQL(table: FormulaTable): string {
-    const names = this.requireNames();
-    return (
-      `(select ${quoteIdentifier(names.childColumn)} from ${qualified(names.schema, names.table)} ` +
-      `where ${quoteIdentifier(names.parentColumn)} = ${table}.${quoteIdentifier(names.parentPrimaryKey)})`
-    );
-  }
-
-  /** The table and column names; throws if MikroORM has not discovered the primary table. */
-  requireNames(): PrimaryRelationshipNames {
-    if (!this.names) {
-      throw PrimaryRelationshipError.notConfigured(this.parent.name, this.property);
-    }
-    return this.names;
-  }
-
   /**
    * Sets the parent's primary child. MikroORM's hydrator records what the table holds; the
    * application's assignments are checked against the child's parent first.
@@ -216,13 +204,11 @@ export class PrimaryRelationshipDefinition {
       state.value = undefined; // not loaded: nothing to write
       return;
     }
-    // the entity's own hydrator: `helper(parent).__em` is not set yet while MikroORM hydrates an entity
-    // it built with its constructor (`forceEntityConstructor`), so `__em?.getHydrator()` would miss it
-    if ((helper(parent) as unknown as { hydrator: { isRunning(): boolean } }).hydrator.isRunning()) {
+    if (isBeingHydrated(parent)) {
       this.markStored(parent, child);
       return;
     }
-    if (child && helper(child).__initialized) {
+    if (child && wrap(child, true).isInitialized()) {
       const reference = (child as Record<string, object | undefined>)[this.parentRelation];
       const owner = reference ? Reference.unwrapReference(reference) : null;
       if (owner ? !sameEntity(owner, parent) : !this.readWithoutParent(child)) {
@@ -230,7 +216,7 @@ export class PrimaryRelationshipDefinition {
       }
     }
     state.value = child;
-    helper(parent).__touched = true;
+    markTouched(parent);
   }
 
   /**
@@ -238,109 +224,51 @@ export class PrimaryRelationshipDefinition {
    * parent is unknown here, as for an unloaded reference: the trigger checks those.
    */
   private readWithoutParent(child: object): boolean {
-    const wrapped = helper(child);
-    return wrapped.__originalEntityData !== undefined && !wrapped.__loadedProperties.has(this.parentRelation);
+    const state = entityState(child);
+    return !!state?.loaded && !state.loadedProperties.has(this.parentRelation);
   }
 
   /** Records that the table now holds `child` for `parent` (after a flush). */
   markStored(parent: object, child: object | null): void {
     const state = this.state(parent);
     state.value = child;
-    state.stored = child && helper(child).getPrimaryKey();
-  }
-
-  /**
-   * MikroORM's `discovery.onMetadata` hook: once the parent, the child and the primary table are all
-   * discovered, names the table `<parent table>_<child table>_primary` (or the `tableName` option) and
-   * its columns `<table>_<primary key>`, on every database within PostgreSQL's identifier length, so
-   * that an application built on SQLite does not fail at its first PostgreSQL migration.
-   * @throws {PrimaryRelationshipError} when a name is too long for PostgreSQL.
-   */
-  onMetadata(meta: EntityMetadata, platform: Platform): void {
-    if (meta.class !== this.parent && meta.class !== this.child() && meta.class !== this.link.meta.class) {
-      return;
-    }
-    this.discovered.set(meta.class, meta);
-    const parentMeta = this.discovered.get(this.parent);
-    const childMeta = this.discovered.get(this.child());
-    const linkMeta = this.discovered.get(this.link.meta.class);
-    if (!parentMeta || !childMeta || !linkMeta) {
-      return;
-    }
-    const parentPrimaryKey = singlePrimaryKey(parentMeta, platform);
-    const childPrimaryKey = singlePrimaryKey(childMeta, platform);
-    // entities without a schema of their own live in the ORM's `schema` option when it names another
-    // schema than the platform's default (PostgreSQL's `public`, which the trigger SQL leaves implicit)
-    const configuredSchema = platform.getConfig().get('schema');
-    const defaultSchema = configuredSchema === platform.getDefaultSchemaName() ? undefined : configuredSchema;
-    const names: PrimaryRelationshipNames = {
-      schema: linkMeta.schema ?? parentMeta.schema ?? defaultSchema,
-      table: this.options.tableName ?? `${parentMeta.tableName}_${childMeta.tableName}_primary`,
-      parentColumn: `${parentMeta.tableName}_${parentPrimaryKey}`,
-      childColumn: `${childMeta.tableName}_${childPrimaryKey}`,
-      childTable: [childMeta.schema ?? defaultSchema, childMeta.tableName],
-      childPrimaryKey,
-      childParentColumn: this.parentColumn,
-      parentPrimaryKey,
-    };
-    if (Buffer.byteLength(names.table) > MAX_PRIMARY_TABLE_BYTES) {
-      throw PrimaryRelationshipError.tableNameTooLong(this.parent.name, this.property, names.table, MAX_PRIMARY_TABLE_BYTES);
-    }
-    const longColumn = [names.parentColumn, names.childColumn].find(column => Buffer.byteLength(column) > MAX_IDENTIFIER_BYTES);
-    if (longColumn) {
-      throw PrimaryRelationshipError.columnNameTooLong(this.parent.name, this.property, longColumn, MAX_IDENTIFIER_BYTES);
-    }
-    linkMeta.tableName = names.table;
-    linkMeta.schema = names.schema;
-    for (const [prop, column] of [['parent', names.parentColumn], ['child', names.childColumn]] as const) {
-      linkMeta.properties[prop].fieldNames = [column];
-      linkMeta.properties[prop].joinColumns = [column];
-    }
-    this.names = names;
-  }
-
-  /**
-   * MikroORM's `discovery.afterDiscovered` hook: checks the declaration against the discovered
-   * metadata, if this ORM has the parent at all.
-   */
-  afterDiscovered(storage: MetadataStorage, platform: Platform): void {
-    this.discovered.clear();
-    const parentMeta = storage.find(this.parent.name);
-    if (!parentMeta || parentMeta.class !== this.parent) {
-      return;
-    }
-    if (!storage.find(this.link.meta.className)) {
-      throw PrimaryRelationshipError.notConfigured(this.parent.name, this.property);
-    }
-    triggerDialect(platform);
-    const childName = this.child().name;
-    const prop = storage.get(childName).properties[this.parentRelation] as EntityProperty | undefined;
-    const actual = !prop
-      ? `${childName} has no property '${this.parentRelation}'`
-      : prop.kind !== ReferenceKind.MANY_TO_ONE || prop.type !== parentMeta.className
-        ? `it is a ${prop.kind} property of type ${prop.type}`
-        : prop.fieldNames[0] !== this.parentColumn
-          ? `its column is '${prop.fieldNames.join("', '")}'`
-          : undefined;
-    if (actual) {
-      throw PrimaryRelationshipError.invalidParentRelation(childName, this.parentRelation, this.parentColumn, parentMeta.className, actual);
-    }
+    state.stored = child && wrap(child, true).getPrimaryKey();
   }
 }
 
-const registry: PrimaryRelationshipDefinition[] = [];
+/** Marks the parent property's options as a primary relationship's, as timestamps mark theirs. */
+const PRIMARY = Symbol('mikro-orm-coaster:primary-relationship');
 
-/** Every primary relationship declared so far. */
-export function primaryRelationships(): readonly PrimaryRelationshipDefinition[] {
-  return registry;
+/** The parent property's options: MikroORM's many-to-one, read through a formula, plus the marker. */
+type PrimaryPropertyOptions = Parameters<typeof ManyToOne<object, object>>[0] & {
+  [PRIMARY]: () => PrimaryRelationshipDefinition;
+};
+
+/** The primary relationship declared on a property, read from its metadata (an ORM's or the decorators'). */
+function declaredOn(prop: Partial<EntityProperty>): PrimaryRelationshipDefinition | undefined {
+  return (prop as Partial<PrimaryPropertyOptions>)[PRIMARY]?.();
 }
 
-function register(definition: PrimaryRelationshipDefinition): void {
-  if (registry.some(d => d.parent === definition.parent && d.property === definition.property)) {
+/**
+ * The primary relationships whose parent is `entityClass`, the class of `meta`: an ORM's metadata holds those
+ * declared before its `MikroORM.init()`, the decorators' metadata (`MetadataStorage.getMetadataFromDecorator`)
+ * all of them. A subclass inherits the property, not the relationship.
+ */
+export function declaredRelationships(meta: EntityMetadata, entityClass: unknown = meta.class): PrimaryRelationshipDefinition[] {
+  return Object.values<EntityProperty>(meta.properties).flatMap(prop => {
+    const definition = declaredOn(prop);
+    return definition && definition.parent === entityClass ? [definition] : [];
+  });
+}
+
+function declare(definition: PrimaryRelationshipDefinition): void {
+  const declared: EntityProperty | undefined = MetadataStorage.getMetadataFromDecorator<Dictionary>(definition.parent as Dictionary).properties[
+    definition.property
+  ];
+  if (declared && declaredOn(declared)) {
     throw PrimaryRelationshipError.alreadyRegistered(definition.parent.name, definition.property);
   }
   definition.install();
-  registry.push(definition);
 }
 
 /**
@@ -356,7 +284,7 @@ function register(definition: PrimaryRelationshipDefinition): void {
  * @example
  * ```ts
  * addPrimaryRelationship(User, 'primaryEmail', UserEmail, 'user', 'user_id');
- * const orm = await MikroORM.init(defineCoasterConfig({ driver: SqliteDriver, dbName, entities: [User, UserEmail] }));
+ * const orm = await MikroORM.init(withPrimaryRelationships(defineCoasterConfig({ driver: SqliteDriver, dbName, entities: [User, UserEmail] })));
  * user.primaryEmail = email; // throws PrimaryRelationshipError if email.user is not user
  * await em.flush();
  * const again = await em.fork().findOneOrFail(User, user.id, { populate: ['primaryEmail'] });
@@ -370,7 +298,7 @@ export function addPrimaryRelationship<P extends object, C extends object>(
   parentColumn: string,
   options: PrimaryRelationshipOptions = {},
 ): void {
-  register(new PrimaryRelationshipDefinition(parent, childProperty, () => child, parentRelation, parentColumn, options));
+  declare(new PrimaryRelationshipDefinition(parent, childProperty, () => child, parentRelation, parentColumn, options));
 }
 
 /**
@@ -399,15 +327,189 @@ export function PrimaryRelationship<C extends object>(
   options: PrimaryRelationshipOptions = {},
 ) {
   return (target: object, propertyName: string): void => {
-    register(new PrimaryRelationshipDefinition(target.constructor as EntityClass<object>, propertyName, child, parentRelation, parentColumn, options));
+    declare(new PrimaryRelationshipDefinition(target.constructor as EntityClass<object>, propertyName, child, parentRelation, parentColumn, options));
   };
 }
 
+/** One relationship as one ORM has it: its declaration and that ORM's table and column names. */
+export interface ConfiguredRelationship {
+  definition: PrimaryRelationshipDefinition;
+  names: PrimaryRelationshipNames;
+}
+
+/** Each relationship's names in one ORM, keyed by that ORM's metadata of the primary table's entity. */
+const namesByLink = new WeakMap<EntityMetadata, PrimaryRelationshipNames>();
+
+/** Why each entity of an ORM that takes part in a relationship is inserted by a flush, by that ORM's metadata. */
+const roles = new WeakMap<EntityMetadata, string>();
+
+/** The relationships of each ORM whose discovery is done, by its metadata storage. */
+const configuredByStorage = new WeakMap<MetadataStorage, readonly ConfiguredRelationship[]>();
+
 /**
- * The primary relationships whose parent is among `entities` (all of them if entities are given
- * as paths), for `defineCoasterConfig`.
+ * The primary relationships of the ORM whose metadata is `metadata`, with that ORM's names: those whose
+ * parent and primary table it discovered with {@link discoverPrimaryRelationship}'s hook. None for an ORM
+ * configured without `withPrimaryRelationships`.
+ */
+export function configuredRelationships(metadata: MetadataStorage): readonly ConfiguredRelationship[] {
+  let configured = configuredByStorage.get(metadata);
+  if (!configured) {
+    configured = Object.values(metadata.getAll()).flatMap(meta =>
+      declaredRelationships(meta).flatMap(definition => {
+        const link = metadata.find(definition.link.meta.className);
+        const names = link && namesByLink.get(link);
+        return names ? [{ definition, names }] : [];
+      }),
+    );
+    configuredByStorage.set(metadata, configured);
+  }
+  return configured;
+}
+
+/**
+ * Why inserting an entity of `meta` (an ORM's metadata) needs a flush for primary relationships: it is the
+ * parent, the child or the primary table of one. `undefined` for the other entities.
+ */
+export function primaryRole(meta: EntityMetadata): string | undefined {
+  return roles.get(meta);
+}
+
+/**
+ * Throws {@link PrimaryRelationshipError} when an entity of `metadata` is the parent of a primary
+ * relationship whose table the ORM does not know: it was initialised without `withPrimaryRelationships`.
+ */
+export function checkPrimaryRelationshipsConfigured(metadata: MetadataStorage): void {
+  const configured = new Set(configuredRelationships(metadata).map(r => r.definition));
+  for (const meta of Object.values(metadata.getAll())) {
+    const missing = declaredRelationships(meta).find(definition => !configured.has(definition));
+    if (missing) {
+      throw PrimaryRelationshipError.notConfigured(missing.parent.name, missing.property);
+    }
+  }
+}
+
+/**
+ * The primary relationships whose parent is among `entities` (every one declared so far if entities are
+ * given as paths), read from the decorators' metadata, for `withPrimaryRelationships`.
  */
 export function primaryRelationshipsFor(entities: readonly unknown[]): PrimaryRelationshipDefinition[] {
-  const classes = new Set(entities.map(e => (e instanceof EntitySchema ? e.meta.class : e)));
-  return registry.filter(d => classes.has(d.parent) || entities.some(e => typeof e === 'string'));
+  const metas = entities.some(e => typeof e === 'string')
+    ? Object.values(MetadataStorage.getMetadata())
+    : entities.flatMap(e => {
+        const entityClass = e instanceof EntitySchema ? e.meta.class : e;
+        return typeof entityClass === 'function' ? [MetadataStorage.getMetadataFromDecorator(entityClass)] : [];
+      });
+  return metas.flatMap(meta => Object.values<EntityProperty>(meta.properties).flatMap(prop => declaredOn(prop) ?? []));
+}
+
+/** The parent's property read from the primary table, as MikroORM selects it. */
+function selectChildSQL(names: PrimaryRelationshipNames, table: FormulaTable): string {
+  return (
+    `(select ${quoteIdentifier(names.childColumn)} from ${qualified(names.schema, names.table)} ` +
+    `where ${quoteIdentifier(names.parentColumn)} = ${table}.${quoteIdentifier(names.parentPrimaryKey)})`
+  );
+}
+
+/** The metadata an ORM's discovery has handed to {@link discoverPrimaryRelationship} so far, by class. */
+const discovering = new WeakMap<Configuration, Map<unknown, EntityMetadata>>();
+
+/**
+ * MikroORM's `discovery.onMetadata` hook, for `withPrimaryRelationships`: once the parent, the child and the
+ * primary table of a relationship are all discovered, names the table `<parent table>_<child table>_primary`
+ * (or the `tableName` option) and its columns `<table>_<primary key>` for this ORM, on every database within
+ * PostgreSQL's identifier length, so that an application built on SQLite does not fail at its first PostgreSQL
+ * migration, and points this ORM's parent property at that table.
+ * @throws {PrimaryRelationshipError} when a name is too long for PostgreSQL.
+ */
+export function discoverPrimaryRelationship(meta: EntityMetadata, platform: Platform): void {
+  const config = platform.getConfig();
+  let seen = discovering.get(config);
+  if (!seen) {
+    seen = new Map();
+    discovering.set(config, seen);
+  }
+  seen.set(meta.class, meta);
+  for (const parentMeta of seen.values()) {
+    for (const definition of declaredRelationships(parentMeta)) {
+      const childMeta = seen.get(definition.child());
+      const linkMeta = seen.get(definition.link.meta.class);
+      if ((meta === parentMeta || meta === childMeta || meta === linkMeta) && childMeta && linkMeta) {
+        nameRelationship(definition, parentMeta, childMeta, linkMeta, platform);
+      }
+    }
+  }
+}
+
+/** Names one relationship's table and columns in this ORM's metadata (see {@link discoverPrimaryRelationship}). */
+function nameRelationship(
+  definition: PrimaryRelationshipDefinition,
+  parentMeta: EntityMetadata,
+  childMeta: EntityMetadata,
+  linkMeta: EntityMetadata,
+  platform: Platform,
+): void {
+  const parentPrimaryKey = singlePrimaryKey(parentMeta, platform);
+  const childPrimaryKey = singlePrimaryKey(childMeta, platform);
+  // entities without a schema of their own live in the ORM's `schema` option when it names another
+  // schema than the platform's default (PostgreSQL's `public`, which the trigger SQL leaves implicit)
+  const configuredSchema = platform.getConfig().get('schema');
+  const defaultSchema = configuredSchema === platform.getDefaultSchemaName() ? undefined : configuredSchema;
+  const names: PrimaryRelationshipNames = {
+    schema: linkMeta.schema ?? parentMeta.schema ?? defaultSchema,
+    table: definition.options.tableName ?? `${parentMeta.tableName}_${childMeta.tableName}_primary`,
+    parentColumn: `${parentMeta.tableName}_${parentPrimaryKey}`,
+    childColumn: `${childMeta.tableName}_${childPrimaryKey}`,
+    childTable: [childMeta.schema ?? defaultSchema, childMeta.tableName],
+    childPrimaryKey,
+    childParentColumn: definition.parentColumn,
+    parentPrimaryKey,
+  };
+  if (Buffer.byteLength(names.table) > MAX_PRIMARY_TABLE_BYTES) {
+    throw PrimaryRelationshipError.tableNameTooLong(definition.parent.name, definition.property, names.table, MAX_PRIMARY_TABLE_BYTES);
+  }
+  const longColumn = [names.parentColumn, names.childColumn].find(column => Buffer.byteLength(column) > MAX_IDENTIFIER_BYTES);
+  if (longColumn) {
+    throw PrimaryRelationshipError.columnNameTooLong(definition.parent.name, definition.property, longColumn, MAX_IDENTIFIER_BYTES);
+  }
+  linkMeta.tableName = names.table;
+  linkMeta.schema = names.schema;
+  for (const [prop, column] of [['parent', names.parentColumn], ['child', names.childColumn]] as const) {
+    linkMeta.properties[prop].fieldNames = [column];
+    linkMeta.properties[prop].joinColumns = [column];
+  }
+  parentMeta.properties[definition.property].formula = table => selectChildSQL(names, table);
+  namesByLink.set(linkMeta, names);
+  const role = `it takes part in the primary relationship ${definition.parent.name}.${definition.property}`;
+  [parentMeta, childMeta, linkMeta].forEach(meta => roles.set(meta, role));
+}
+
+/**
+ * MikroORM's `discovery.afterDiscovered` hook, for `withPrimaryRelationships`: checks each declaration whose
+ * parent this ORM discovered against the discovered metadata.
+ * @throws {PrimaryRelationshipError} for a parent discovered without its primary table (not listed in
+ *   `entities`), a child relation that is not a many-to-one to the parent in `parentColumn`, or a database other
+ *   than PostgreSQL and SQLite.
+ */
+export function checkDiscoveredRelationships(storage: MetadataStorage, platform: Platform): void {
+  discovering.delete(platform.getConfig());
+  for (const parentMeta of Object.values(storage.getAll())) {
+    for (const definition of declaredRelationships(parentMeta)) {
+      if (!storage.find(definition.link.meta.className)) {
+        throw PrimaryRelationshipError.notConfigured(definition.parent.name, definition.property);
+      }
+      triggerDialect(platform);
+      const childName = definition.child().name;
+      const prop = storage.get(childName).properties[definition.parentRelation] as EntityProperty | undefined;
+      const actual = !prop
+        ? `${childName} has no property '${definition.parentRelation}'`
+        : prop.kind !== ReferenceKind.MANY_TO_ONE || prop.type !== parentMeta.className
+          ? `it is a ${prop.kind} property of type ${prop.type}`
+          : prop.fieldNames[0] !== definition.parentColumn
+            ? `its column is '${prop.fieldNames.join("', '")}'`
+            : undefined;
+      if (actual) {
+        throw PrimaryRelationshipError.invalidParentRelation(childName, definition.parentRelation, definition.parentColumn, parentMeta.className, actual);
+      }
+    }
+  }
 }

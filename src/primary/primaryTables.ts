@@ -1,10 +1,8 @@
 import type { MetadataStorage } from '@mikro-orm/core';
-import { primaryRelationships } from './primaryRelationship.js';
+import { configuredRelationships } from './primaryRelationship.js';
 import type { PrimaryTableNames } from './primaryTriggers.js';
 
-/** The primary tables of the relationships whose entity is part of `metadata` (one ORM's). */
+/** The primary tables of the relationships of the ORM whose metadata is `metadata`, with that ORM's names. */
 export function primaryTablesOf(metadata: MetadataStorage): PrimaryTableNames[] {
-  return primaryRelationships()
-    .filter(definition => definition.isPartOf(metadata))
-    .map(definition => definition.requireNames());
+  return configuredRelationships(metadata).map(relationship => relationship.names);
 }

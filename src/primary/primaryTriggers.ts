@@ -1,5 +1,5 @@
 import type { Platform } from '@mikro-orm/core';
-import { BaseSqlitePlatform } from '@mikro-orm/knex';
+import { dialectOf } from '../shared/dialect.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 
 /*
@@ -105,14 +105,11 @@ function sqliteCreateTriggerSQL(names: PrimaryTableNames): string[] {
 
 /** Which trigger SQL a platform takes; throws for databases other than PostgreSQL and SQLite. */
 export function triggerDialect(platform: Platform): 'postgresql' | 'sqlite' {
-  if (platform instanceof BaseSqlitePlatform) {
-    return 'sqlite';
+  const dialect = dialectOf(platform);
+  if (dialect === 'other') {
+    throw PrimaryRelationshipError.unsupportedPlatform(platform.constructor.name);
   }
-  // of MikroORM 6's SQL platforms, only PostgreSQL's has native enums
-  if (platform.supportsNativeEnums()) {
-    return 'postgresql';
-  }
-  throw PrimaryRelationshipError.unsupportedPlatform(platform.constructor.name);
+  return dialect;
 }
 
 /** The statements creating the trigger (and PostgreSQL's function) of one primary table. */

@@ -1,11 +1,13 @@
 import type { AnyEntity, Configuration, EntityMetadata, EntitySchema, MetadataStorage, Options, Platform } from '@mikro-orm/core';
-import { type AbstractSqlDriver, BaseSqlitePlatform } from '@mikro-orm/knex';
+import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { afterHook } from '../shared/afterHook.js';
+import { dialectOf } from '../shared/dialect.js';
 import { CoasterConfigError } from '../shared/CoasterConfigError.js';
 import { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
-import { primaryRelationships, primaryRelationshipsFor } from './primaryRelationship.js';
+import { checkDiscoveredRelationships, configuredRelationships, discoverPrimaryRelationship, primaryRelationshipsFor } from './primaryRelationship.js';
 import { PrimaryRelationshipSubscriber } from './PrimaryRelationshipSubscriber.js';
+import { applyOnce, extendOptions } from '../shared/options.js';
 import { runningOnEveryConnection } from '../shared/sqliteConnections.js';
 
 /** Whether `value` is `base` or a class extending it. */
@@ -18,7 +20,7 @@ function isClass(value: unknown, base: Function): boolean {
  * relationships of this ORM was not replaced since (options spread over its result).
  */
 function checkOptions(storage: MetadataStorage, config: Configuration): void {
-  if (!primaryRelationships().some(r => r.isPartOf(storage))) {
+  if (configuredRelationships(storage).length === 0) {
     return;
   }
   const feature = 'Primary relationships';
@@ -34,37 +36,52 @@ function checkOptions(storage: MetadataStorage, config: Configuration): void {
 }
 
 /**
- * What primary relationships need from the ORM's options, for `defineCoasterConfig`: the primary
- * tables' entities, the discovery hooks that name them, the flush subscriber that writes them, the
- * schema generator that creates their triggers and the migration generator that emits them; on
- * SQLite, a `pool.afterCreate` that turns foreign keys on for every connection (the primary tables'
- * foreign keys and ON DELETE CASCADE rely on them). The caller's hooks, subscribers, extensions and
- * `pool.afterCreate` are kept, and a `migrations.generator` of theirs writes the files, with the triggers
- * added (see {@link CoasterMigrationGenerator.around}). Options that replace these after it (spread over
- * its result) make `MikroORM.init` throw {@link CoasterConfigError}.
+ * Returns `options` with what primary relationships need from the ORM: the primary tables' entities, the
+ * discovery hooks that name them, the flush subscriber that writes them, the schema generator that
+ * creates their triggers and the migration generator that emits them; on SQLite, a `pool.afterCreate`
+ * that turns foreign keys on for every connection (the primary tables' foreign keys and ON DELETE CASCADE
+ * rely on them). The caller's hooks, subscribers, extensions and `pool.afterCreate` are kept, and a
+ * `migrations.generator` of theirs writes the files, with the triggers added (see
+ * {@link CoasterMigrationGenerator.around}). Options that replace these after it (spread over its
+ * result) make `MikroORM.init` throw {@link CoasterConfigError}. `defineCoasterConfig` does not apply
+ * it, so an application without primary relationships needs no `@mikro-orm/migrations`; an ORM whose
+ * entities declare one without it fails at `MikroORM.init` with `PrimaryRelationshipError`.
+ * Options it already went through are returned as they are, and it may wrap `defineCoasterConfig`'s
+ * result or go inside its argument.
  *
  * `entities` (and `entitiesTs`) are read when MikroORM reads the options, so a relationship declared
- * after `defineCoasterConfig()` but before `MikroORM.init()` is included.
+ * after `withPrimaryRelationships()` but before `MikroORM.init()` is included.
+ *
+ * @example
+ * ```ts
+ * import { defineCoasterConfig } from 'mikro-orm-coaster';
+ * import { withPrimaryRelationships } from 'mikro-orm-coaster/primary';
+ *
+ * export default withPrimaryRelationships(defineCoasterConfig({ driver: SqliteDriver, dbName: 'app.sqlite', entities: [User, UserEmail] }));
+ * ```
  */
 export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(options: O): O {
+  return applyOnce('primary relationships', options, addPrimaryRelationships);
+}
+
+function addPrimaryRelationships<O extends Options<AbstractSqlDriver>>(options: O): O {
   const withLinks = (list: NonNullable<O['entities']>) => {
     const links = primaryRelationshipsFor([...list, ...(options.entitiesTs ?? [])]).map(d => d.link as EntitySchema<AnyEntity>);
     return [...list, ...links.filter(link => !list.includes(link))];
   };
   const discovery = options.discovery ?? {};
-  const result: O = {
-    ...options,
+  const result = extendOptions<Options<AbstractSqlDriver>>(options, {
     discovery: {
       ...discovery,
       onMetadata: (meta: EntityMetadata, platform: Platform) =>
-        afterHook(discovery.onMetadata?.(meta, platform), () => primaryRelationships().forEach(r => r.onMetadata(meta, platform))),
+        afterHook(discovery.onMetadata?.(meta, platform), () => discoverPrimaryRelationship(meta, platform)),
       afterDiscovered: (storage, platform) =>
         afterHook(discovery.afterDiscovered?.(storage, platform), () => {
-          primaryRelationships().forEach(r => r.afterDiscovered(storage, platform));
+          checkDiscoveredRelationships(storage, platform);
           checkOptions(storage, platform.getConfig());
           // discovery comes before MikroORM opens the pool, and only then is the platform known. MikroORM turns
           // foreign keys on once, when it connects, so a connection the pool opens later would not enforce them.
-          if (platform instanceof BaseSqlitePlatform) {
+          if (dialectOf(platform) === 'sqlite') {
             platform.getConfig().set('pool', runningOnEveryConnection(platform.getConfig().get('pool'), 'foreign_keys = on'));
           }
         }),
@@ -72,7 +89,7 @@ export function withPrimaryRelationships<O extends Options<AbstractSqlDriver>>(o
     subscribers: [...(options.subscribers ?? []), new PrimaryRelationshipSubscriber()],
     extensions: [...(options.extensions ?? []), CoasterSchemaGenerator],
     migrations: { ...options.migrations, generator: CoasterMigrationGenerator.around(options.migrations?.generator) },
-  };
+  }) as O;
   for (const key of ['entities', 'entitiesTs'] as const) {
     let list = options[key];
     if (key === 'entities' || list) {

@@ -10,7 +10,7 @@ import {
   type IsolationLevel,
 } from '@mikro-orm/core';
 import type { CoasterEntityManager } from '../inserts/CoasterEntityManager.js';
-import { TransactionRetryError } from '../shared/errors.js';
+import { TransactionRetryError } from '../inserts/errors.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
 import { CommitCallbacks } from './onCommit.js';
 import { resolveOrm, type CoasterOrm, type OrmReference } from './orm.js';

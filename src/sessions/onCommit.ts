@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { Configuration } from '@mikro-orm/core';
+import { TransactionPropagation, type Configuration, type TransactionOptions } from '@mikro-orm/core';
 import { ManagedSessionError } from './ManagedSessionError.js';
 
 /**
@@ -89,6 +89,28 @@ export class CommitCallbacks {
       await fn();
     }
   }
+}
+
+/**
+ * Runs `transaction`, an `em.transactional` with `options`, keeping {@link onCommit} honest inside a managed
+ * session: a nested transaction (propagation `NESTED`, the default) gets a level of commit callbacks of its
+ * own, handed to the enclosing level when its savepoint is released and dropped when it rolls back. Outside a
+ * managed session, or with another propagation, it runs `transaction` as it is. `CoasterEntityManager`'s
+ * `transactional` calls it around MikroORM's, with its ORM's configuration: only a session of that ORM nests.
+ *
+ * @example
+ * ```ts
+ * override transactional<T>(cb: (em: this) => T | Promise<T>, options: TransactionOptions = {}): Promise<T> {
+ *   return withCommitLevel(this.config, options, () => super.transactional(cb, options));
+ * }
+ * ```
+ */
+export function withCommitLevel<T>(config: Configuration, options: TransactionOptions, transaction: () => Promise<T>): Promise<T> {
+  const level = CommitCallbacks.current(config); // a session of this ORM, not of another one
+  if (!level || (options.propagation ?? TransactionPropagation.NESTED) !== TransactionPropagation.NESTED) {
+    return transaction();
+  }
+  return level.nest(transaction);
 }
 
 /**

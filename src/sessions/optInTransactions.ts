@@ -1,7 +1,10 @@
+import type { Configuration, MikroORMOptions } from '@mikro-orm/core';
+import { CoasterConfigError } from '../shared/CoasterConfigError.js';
+import { extendOptions } from '../shared/options.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
 
 /**
- * The option that {@link defineCoasterConfig} adds to MikroORM's for opt-in transactions.
+ * The option that {@link withManagedSessions} (and so `defineCoasterConfig`) adds to MikroORM's for opt-in transactions.
  *
  * @example
  * ```ts
@@ -21,18 +24,26 @@ export interface OptInTransactionOptions {
 }
 
 /**
- * Turns `optInTransactions` into the MikroORM options it stands for, and leaves it out of the result.
+ * Turns `optInTransactions` into the MikroORM options it stands for, and leaves it out of the result
+ * (where the type still allows it, as `undefined`).
  * @throws {ManagedSessionError} when `implicitTransactions: true` is given as well.
  */
-export function applyOptInTransactions<O extends OptInTransactionOptions & { implicitTransactions?: boolean }>(
-  options: O,
-): Omit<O, 'optInTransactions'> {
-  const { optInTransactions, ...rest } = options;
-  if (!optInTransactions) {
-    return rest;
-  }
-  if (rest.implicitTransactions === true) {
+export function applyOptInTransactions<O extends OptInTransactionOptions & { implicitTransactions?: boolean }>(options: O): O {
+  const { optInTransactions, implicitTransactions } = options;
+  if (optInTransactions && implicitTransactions === true) {
     throw ManagedSessionError.optInWithImplicitTransactions();
   }
-  return { ...rest, implicitTransactions: false };
+  const result: O = optInTransactions ? extendOptions<O>(options, { implicitTransactions: false } as Partial<O>) : extendOptions(options, {});
+  delete result.optInTransactions;
+  return result;
+}
+
+/**
+ * Throws {@link CoasterConfigError} when `optInTransactions` reached MikroORM, which ignores it: the ORM was
+ * initialised without {@link applyOptInTransactions} (`withManagedSessions`, `defineCoasterConfig`).
+ */
+export function checkOptInTransactionsApplied(config: Configuration): void {
+  if ((config.getAll() as MikroORMOptions & OptInTransactionOptions).optInTransactions) {
+    throw CoasterConfigError.optInTransactionsIgnored();
+  }
 }

@@ -1,14 +1,7 @@
-import { inspect } from 'node:util';
-import type { DriverException } from '@mikro-orm/core';
-
-/** A filter or value as a message shows it: one line, safe with entities that reference each other. */
-export function describe(value: unknown): string {
-  return inspect(value, { depth: 2, breakLength: Infinity, compact: true });
-}
-
 /**
  * Base class of every error this library throws on its own account, so callers can tell a
- * mikro-orm-coaster usage or recovery error from a database error with one `instanceof`.
+ * mikro-orm-coaster usage or recovery error from a database error with one `instanceof`. Each feature's
+ * errors extend it in that feature's folder, built by static factories whose messages say what to do.
  *
  * @example
  * ```ts
@@ -28,230 +21,21 @@ export class CoasterError extends Error {
 }
 
 /**
- * The caller's filters matched more than one row, so there is no single row to return. Thrown by
- * `findOrCreate` / `getOrCreate` when `where` matches several rows (like Django's
- * `MultipleObjectsReturned`), and by `failsafeAdd` / `addAndCommit` when, after a unique violation, the
- * filters match several rows (the violation is then the `cause`). Never resolved by picking one row.
+ * A MikroORM internal this library relies on is missing or has another shape in the installed MikroORM:
+ * that release is not supported. The message names the internal.
  *
  * @example
  * ```ts
- * try {
- *   await em.failsafeAdd(tag, { color: 'red' });
- * } catch (e) {
- *   if (e instanceof MultipleResultsError) console.error(e.entityName, e.count);
- * }
+ * // MikroOrmInternalError: MikroORM internal SqlSchemaGenerator.prepareSchemaForComparison is missing ...
  * ```
  */
-export class MultipleResultsError extends CoasterError {
-  private constructor(
-    message: string,
-    /** The entity the filters were applied to. */
-    readonly entityName: string,
-    /** The filters that matched more than one row. */
-    readonly filters: unknown,
-    /** How many rows matched (the lookup stops counting at 2). */
-    readonly count: number,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-
-  /** `findOrCreate` / `getOrCreate` found several rows matching `where`. */
-  static onFind(method: string, entityName: string, where: unknown, count: number): MultipleResultsError {
-    return new MultipleResultsError(
-      `${method}(${entityName}, ${describe(where)}) matched ${count} or more rows instead of one. ` +
-        `Pass a \`where\` that identifies a single row, such as the columns of a unique constraint.`,
-      entityName,
-      where,
-      count,
+export class MikroOrmInternalError extends CoasterError {
+  /** `name` is not there, or not what it was in the MikroORM releases this library was tested with. */
+  static missing(name: string): MikroOrmInternalError {
+    return new MikroOrmInternalError(
+      `MikroORM internal ${name} is missing or has changed shape in the installed MikroORM, so mikro-orm-coaster ` +
+        `cannot work with it. Install a MikroORM version within the package's peer dependency range, and report ` +
+        `the version you use to mikro-orm-coaster.`,
     );
   }
-
-  /** After `violation`, the filters given to recover the existing row matched several rows. */
-  static onConflict(entityName: string, filters: unknown, count: number, violation: DriverException): MultipleResultsError {
-    return new MultipleResultsError(
-      `Recovering from a conflicting insert of ${entityName}, the filters ${describe(filters)} matched ` +
-        `${count} or more rows instead of one. Pass filters that identify a single row, such as the columns ` +
-        `of the unique constraint that was violated.`,
-      entityName,
-      filters,
-      count,
-      { cause: violation },
-    );
-  }
-}
-
-/**
- * A unique violation was raised inside a REPEATABLE READ or SERIALIZABLE transaction, and the row it
- * conflicts with is not visible to that transaction's snapshot (another transaction committed it
- * after this one started). Nothing the current transaction can read will return it: roll the whole
- * transaction back and run it again. The original violation is the `cause`.
- *
- * @example
- * ```ts
- * for (let attempt = 0; ; attempt++) {
- *   try {
- *     return await orm.em.fork().transactional(em => em.findOrCreate(Tag, { name }), {
- *       isolationLevel: IsolationLevel.REPEATABLE_READ,
- *     });
- *   } catch (e) {
- *     if (!(e instanceof TransactionRetryError) || attempt === 3) throw e;
- *   }
- * }
- * ```
- */
-export class TransactionRetryError extends CoasterError {
-  constructor(
-    /** The entity whose insert conflicted. */
-    readonly entityName: string,
-    /** The transaction's isolation level as the database reported it, e.g. `repeatable read`. */
-    readonly isolationLevel: string,
-    cause: DriverException,
-  ) {
-    super(
-      `Inserting ${entityName} conflicted with a row that this ${isolationLevel} transaction cannot see: ` +
-        `another transaction committed it after this one took its snapshot. Roll back and retry the whole ` +
-        `transaction (or run this insert under READ COMMITTED).`,
-      { cause },
-    );
-  }
-}
-
-/**
- * A call that cannot work as written: the message says what to change. Built by the static
- * factories below so every message is written once.
- *
- * @example
- * ```ts
- * await em.failsafeAdd({ name: 'x' }); // TypeError: failsafeAdd() needs an entity instance ...
- * ```
- */
-export class CoasterUsageError extends CoasterError {
-  /**
-   * `failsafeAdd` was given an entity that this EntityManager already manages. The usual cause is
-   * `em.create(Entity, data)` with the primary key of a managed entity: MikroORM then merges `data` into
-   * that entity and returns it, so its in-memory state no longer matches its row.
-   */
-  static alreadyPersisted(method: string, entityName: string, primaryKey: unknown): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}() inserts new entities, but this ${entityName} (primary key ${describe(primaryKey)}) is already ` +
-        `managed by this EntityManager. If it came from em.create(${entityName}, data) with that primary key, ` +
-        `MikroORM merged \`data\` into the managed entity: call em.refresh() on it to undo that, and pass ` +
-        `new ${entityName}() instead, or use em.getOrCreate(). To save changes to a managed entity, call em.flush().`,
-    );
-  }
-
-  /** `findOrCreate` would create an entity whose primary key a managed entity has, though that one did not match. */
-  static managedKeyMismatch(method: string, entityName: string, primaryKey: unknown, where: unknown): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}(${entityName}, ${describe(where)}) found no matching row, and would create one with primary key ` +
-        `${describe(primaryKey)}, but this EntityManager already manages the ${entityName} with that key, which ` +
-        `does not match \`where\`. Inserting it would violate the primary key. Look the entity up by its key ` +
-        `(em.findOne) and change it, or pass a \`where\` that matches it.`,
-    );
-  }
-
-  /** Entities waiting to be flushed reference the entity `failsafeAdd` was asked to insert on its own. */
-  static pendingDependents(method: string, entityName: string, dependents: string[]): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}() inserts this ${entityName} on its own, in a savepoint, and may return another instance (the ` +
-        `existing row) instead, but ${dependents.join(', ')} waiting to be flushed would be written with it or ` +
-        `point at it. Nothing was written. Call ${method}() first and give the entity it returns to the ` +
-        `dependents (e.g. post.tag = await em.findOrCreate(Tag, { name })), then flush them.`,
-    );
-  }
-
-  /** `findOrCreate` was called with an empty `where`. */
-  static emptyWhere(method: string, entityName: string): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}(${entityName}, where) needs a \`where\` with at least one property, such as the columns of a ` +
-        `unique constraint: an empty \`where\` matches every row. Use em.create() and em.flush() to insert unconditionally.`,
-    );
-  }
-
-  /** `where` names something that is not a property of the entity. */
-  static unknownPropertyInWhere(method: string, entityName: string, path: string): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}() creates ${entityName} from its \`where\` argument, but '${path}' is not a property of ${entityName}. ` +
-        `Use the entity's property names (not column names).`,
-    );
-  }
-
-  /** An array in `where`: a filter reads it as `$in`, `em.create` as a value. */
-  static arrayInWhere(method: string, path: string): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}() creates the entity from its \`where\` argument, so \`where\` takes single values; '${path}' is an ` +
-        `array, which a filter reads as "one of". Pass one value, or put array-typed values in \`data\`.`,
-    );
-  }
-
-  /** A relation in `where` described by the related row's other columns, which `em.create` would insert. */
-  static relationLookupInWhere(method: string, path: string, target: string): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}() creates the entity from its \`where\` argument, so the relation '${path}' takes a ${target} ` +
-        `entity, reference or primary key; an object of other ${target} properties would insert a second ${target}. ` +
-        `Look it up first: { ${path.split('.').pop()}: await em.findOneOrFail(${target}, { ... }) }.`,
-    );
-  }
-
-  /** A collection in `where`: it has no column to filter on or create from. */
-  static collectionInWhere(method: string, path: string): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}() cannot filter on or create from the collection '${path}'. Put collection items in \`data\`, ` +
-        `or add them after the call.`,
-    );
-  }
-
-  /** A JSON document in `where`: a filter matches it partially, `em.create` stores it whole. */
-  static documentInWhere(method: string, path: string): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}() creates the entity from its \`where\` argument, but '${path}' is an object, which a filter ` +
-        `matches key by key while em.create() stores it whole. Put JSON values in \`data\`.`,
-    );
-  }
-
-  /** `data` gives a property a different value than `where`, so the created row would not match `where`. */
-  static dataContradictsWhere(method: string, entityName: string, key: string): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}(${entityName}, where, data): '${key}' has one value in \`where\` and another in \`data\`, so the ` +
-        `created row would not match \`where\`. Give each property in one of them.`,
-    );
-  }
-
-  /** `addAndCommit` was called without the filters it needs to recover. */
-  static filtersRequired(method: string): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}() needs filters that find the existing row after a conflict, e.g. ${method}(user, { email: user.email }). ` +
-        `Use em.failsafeAdd(entity) if the conflict may be ignored.`,
-    );
-  }
-
-  /** A {@link CoasterEntityRepository} was used with an EntityManager that is not a `CoasterEntityManager`. */
-  static notCoasterEntityManager(entityName: string): CoasterUsageError {
-    return new CoasterUsageError(
-      `The repository of ${entityName} needs a CoasterEntityManager, but the ORM uses another EntityManager class. ` +
-        `Initialise MikroORM with defineCoasterConfig({...}) or the option entityManager: CoasterEntityManager.`,
-    );
-  }
-
-  /** `findOrCreate` was given a query operator where it needs plain values. */
-  static operatorInWhere(method: string, key: string): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}() creates the entity from its \`where\` argument, so \`where\` takes plain property values; ` +
-        `'${key}' is a query operator. Pass operators to em.findOne() and create the entity yourself.`,
-    );
-  }
-}
-
-/**
- * Builds the `TypeError` thrown when something that is not an entity of a discovered class is passed
- * where an entity instance is required.
- */
-export function notAnEntity(method: string, value: unknown): TypeError {
-  const what =
-    value === null || typeof value !== 'object' ? String(value) : `an instance of ${value.constructor?.name ?? 'Object'}`;
-  return new TypeError(
-    `${method}() needs an entity instance of a class MikroORM discovered, but got ${what}. ` +
-      `Create it with new Entity() or em.create(Entity, data), and list the class in the \`entities\` option.`,
-  );
 }

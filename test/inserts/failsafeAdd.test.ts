@@ -240,9 +240,12 @@ describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
       ['a string', 'news'],
       ['an entity class', Tag],
       ['an instance of a class MikroORM did not discover', new (class Stray {})()],
-    ])('throws TypeError for %s', async (_, value) => {
+    ])('throws CoasterUsageError for %s, writing nothing', async (_, value) => {
       const em = orm.em.fork();
-      await expect(em.failsafeAdd(value as object)).rejects.toThrow(TypeError);
+      await expect(em.failsafeAdd(value as object)).rejects.toThrow(CoasterUsageError);
+      await expect(em.failsafeAdd(value as object)).rejects.toThrow(CoasterUsageError.notAnEntity('failsafeAdd', value).message);
+      expect(em.getUnitOfWork().getIdentityMap().values()).toEqual([]);
+      expect(log.queries).toEqual([]);
       await expect(em.failsafeAdd(value as object)).rejects.toThrow(/needs an entity instance of a class MikroORM discovered/);
     });
 

@@ -21,7 +21,7 @@ import {
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { AutoInitDefault, CreatedAt, UpdatedAt } from '../../src/index.js';
-import { closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
+import { closeOrm, databases, type QueryLog, type TestOrm, withPrimary } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { FlushWatcher } from '../support/insertPaths.js';
 import { ChildForPrimary, ParentForPrimary, primaryEntities } from '../primary/entities.js';
@@ -181,7 +181,7 @@ describe.each(databases)('the fast path on $name', db => {
   let log: QueryLog;
 
   beforeAll(async () => {
-    ({ orm, log } = await db.init({ entities }));
+    ({ orm, log } = await db.init({ entities }, withPrimary));
   });
   afterAll(() => closeOrm(orm));
   beforeEach(async () => {

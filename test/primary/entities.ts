@@ -1,5 +1,5 @@
 import { Collection, Entity, ManyToOne, OneToMany, PrimaryKey, Property } from '@mikro-orm/core';
-import { addPrimaryRelationship } from '../../src/index.js';
+import { addPrimaryRelationship } from '../../src/primary/index.js';
 
 /**
  * Coaster's ParentForPrimary / ChildForPrimary. The child's parent column (`parent_ref`) is named

@@ -1,11 +1,12 @@
 import { Entity, type EntityClass, ManyToOne, MikroORM, PrimaryKey, Property, wrap } from '@mikro-orm/core';
-import { type AbstractSqlDriver, AbstractSqlPlatform } from '@mikro-orm/knex';
+import { AbstractSqlPlatform } from '@mikro-orm/knex';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { describe, expect, it } from 'vitest';
-import { addPrimaryRelationship, defineCoasterConfig, PrimaryRelationshipError } from '../../src/index.js';
+import { defineCoasterConfig } from '../../src/index.js';
+import { addPrimaryRelationship, PrimaryRelationshipError } from '../../src/primary/index.js';
 import { triggerDialect } from '../../src/primary/primaryTriggers.js';
-import { closeOrm, databases, postgresUrlFor, sqlite } from '../support/databases.js';
+import { closeOrm, databases, postgresUrlFor, sqlite, withPrimary } from '../support/databases.js';
 import { ChildForPrimary, ParentForPrimary } from './entities.js';
 
 interface FamilyParent {
@@ -46,9 +47,9 @@ describe('primary relationship declarations', () => {
     );
   });
 
-  it('may come after defineCoasterConfig(), as long as they come before MikroORM.init()', async () => {
+  it('may come after withPrimaryRelationships(), as long as they come before MikroORM.init()', async () => {
     const { Parent, Child, entities } = family('Late');
-    const options = defineCoasterConfig({ driver: SqliteDriver, dbName: ':memory:', entities });
+    const options = withPrimary({ driver: SqliteDriver, dbName: ':memory:', entities });
     addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
     const orm = await MikroORM.init(options);
     try {
@@ -58,7 +59,15 @@ describe('primary relationship declarations', () => {
     }
   });
 
-  it('are reported when the ORM was not configured by defineCoasterConfig()', async () => {
+  it('are reported at MikroORM.init when defineCoasterConfig() was not wrapped in withPrimaryRelationships()', async () => {
+    const { Parent, Child, entities } = family('Unwrapped');
+    addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
+    const init = MikroORM.init(defineCoasterConfig({ driver: SqliteDriver, dbName: ':memory:', entities }));
+    await expect(init).rejects.toThrow(PrimaryRelationshipError);
+    await expect(init).rejects.toThrow(PrimaryRelationshipError.notConfigured(Parent.name, 'primary').message);
+  });
+
+  it('are reported when the ORM was not configured by this library', async () => {
     const { Parent, Child, entities } = family('Unconfigured');
     addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
     const orm = await MikroORM.init({ driver: SqliteDriver, dbName: ':memory:', entities });
@@ -72,7 +81,7 @@ describe('primary relationship declarations', () => {
 
   it('are reported by the flush that would write one declared after MikroORM.init()', async () => {
     const { Parent, Child, entities } = family('TooLate');
-    const { orm } = await sqlite.init({ entities });
+    const { orm } = await sqlite.init({ entities }, withPrimary);
     try {
       addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
       const em = orm.em.fork();
@@ -88,19 +97,19 @@ describe('primary relationship declarations', () => {
   it('are reported at discovery when the parent is not listed in entities', async () => {
     const { Parent, Child } = family('Unlisted');
     addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
-    await expect(sqlite.init({ entities: [Child] })).rejects.toThrow(PrimaryRelationshipError.notConfigured(Parent.name, 'primary').message);
+    await expect(sqlite.init({ entities: [Child] }, withPrimary)).rejects.toThrow(PrimaryRelationshipError.notConfigured(Parent.name, 'primary').message);
   });
 
   it("are checked against the child's many-to-one and its column", async () => {
     const wrongColumn = family('WrongColumn');
     addPrimaryRelationship(wrongColumn.Parent, 'primary', wrongColumn.Child, 'owner', 'parent_id');
-    await expect(sqlite.init({ entities: wrongColumn.entities })).rejects.toThrow(
+    await expect(sqlite.init({ entities: wrongColumn.entities }, withPrimary)).rejects.toThrow(
       "needs WrongColumnChild.owner to be a many-to-one to WrongColumnParent stored in the column 'parent_id', but its column is 'owner_id'",
     );
 
     const notARelation = family('NotARelation');
     addPrimaryRelationship(notARelation.Parent, 'primary', notARelation.Child, 'name', 'owner_id');
-    await expect(sqlite.init({ entities: notARelation.entities })).rejects.toThrow(
+    await expect(sqlite.init({ entities: notARelation.entities }, withPrimary)).rejects.toThrow(
       "needs NotARelationChild.name to be a many-to-one to NotARelationParent stored in the column 'owner_id', but it is a scalar property of type string",
     );
   });
@@ -108,7 +117,7 @@ describe('primary relationship declarations', () => {
   it('need single-column primary keys', async () => {
     const { Parent, Child, entities } = family('Composite', { compositeParent: true });
     addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
-    await expect(sqlite.init({ entities })).rejects.toThrow(PrimaryRelationshipError.compositePrimaryKey('CompositeParent').message);
+    await expect(sqlite.init({ entities }, withPrimary)).rejects.toThrow(PrimaryRelationshipError.compositePrimaryKey('CompositeParent').message);
   });
 
   it('need PostgreSQL or SQLite', () => {
@@ -133,7 +142,7 @@ describe.each(databases)("primary tables' names within PostgreSQL's 63-byte iden
     addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
     const table = `${parentTable}_${'c'.repeat(26)}_primary`;
     expect(Buffer.byteLength(table)).toBe(55);
-    const init = MikroORM.init(defineCoasterConfig<AbstractSqlDriver>({ ...optionsFor(db.name), entities }));
+    const init = MikroORM.init(withPrimary({ ...optionsFor(db.name), entities }));
     await expect(init).rejects.toThrow(PrimaryRelationshipError);
     await expect(init).rejects.toThrow(PrimaryRelationshipError.tableNameTooLong(Parent.name, 'primary', table, 54).message);
     await expect(init).rejects.toThrow('{ tableName:');
@@ -143,7 +152,7 @@ describe.each(databases)("primary tables' names within PostgreSQL's 63-byte iden
     // 13 characters of 2 bytes each: 20 + 1 + 13 + 8 = 42 characters, but 55 bytes
     const { Parent, Child, entities } = family(`Wide${db.name}`, { parentTable, childTable: 'é'.repeat(13) });
     addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
-    await expect(MikroORM.init(defineCoasterConfig<AbstractSqlDriver>({ ...optionsFor(db.name), entities }))).rejects.toThrow(
+    await expect(MikroORM.init(withPrimary({ ...optionsFor(db.name), entities }))).rejects.toThrow(
       "is 55 bytes long, but PostgreSQL cuts identifiers at 63 bytes",
     );
   });
@@ -152,7 +161,7 @@ describe.each(databases)("primary tables' names within PostgreSQL's 63-byte iden
     const longParent = 'q'.repeat(61); // its column: `<table>_id`, 64 bytes
     const { Parent, Child, entities } = family(`LongColumn${db.name}`, { parentTable: longParent });
     addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id', { tableName: 'long_column_primary' });
-    await expect(MikroORM.init(defineCoasterConfig<AbstractSqlDriver>({ ...optionsFor(db.name), entities }))).rejects.toThrow(
+    await expect(MikroORM.init(withPrimary({ ...optionsFor(db.name), entities }))).rejects.toThrow(
       PrimaryRelationshipError.columnNameTooLong(Parent.name, 'primary', `${longParent}_id`, 63).message,
     );
   });
@@ -163,7 +172,7 @@ describe.each(databases)("primary tables' names within PostgreSQL's 63-byte iden
     addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id');
     const table = `${parentTable}_${childTable}_primary`;
     expect(Buffer.byteLength(table)).toBe(54);
-    const { orm } = await db.init({ entities });
+    const { orm } = await db.init({ entities }, withPrimary);
     try {
       const em = orm.em.fork();
       const parent = em.create(Parent, {});
@@ -189,7 +198,7 @@ describe.each(databases)("primary tables' names within PostgreSQL's 63-byte iden
     const childTable = 'c'.repeat(40); // the default name would be 69 bytes
     const { Parent, Child, entities } = family(`Named${db.name}`, { parentTable, childTable });
     addPrimaryRelationship(Parent, 'primary', Child, 'owner', 'owner_id', { tableName: `named_primary_${db.name}` });
-    const { orm } = await db.init({ entities });
+    const { orm } = await db.init({ entities }, withPrimary);
     try {
       expect(orm.getMetadata().find(`${Parent.name}_primary`)?.tableName).toBe(`named_primary_${db.name}`);
       const em = orm.em.fork();

@@ -11,8 +11,9 @@ import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { emailEntities, UserEmail } from '../../example/emails.js';
 import { entities, Follow, Tag, User } from '../../example/entities.js';
-import { CoasterMigrationGenerator, type CoasterOptions, defineCoasterConfig } from '../../src/index.js';
-import { closeOrm, databases, postgresAdmin, postgresUrlFor, sqlite, type TestOrm } from '../support/databases.js';
+import type { CoasterOptions } from '../../src/index.js';
+import { CoasterMigrationGenerator } from '../../src/primary/index.js';
+import { closeOrm, databases, postgresAdmin, postgresUrlFor, sqlite, type TestOrm, withPrimary } from '../support/databases.js';
 
 const run = promisify(execFile);
 
@@ -108,7 +109,7 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
     expect(await cli(scratch, 'migration:create')).toContain('No changes required');
     expect(await migrationFiles(scratch)).toEqual([file]);
 
-    orm = await MikroORM.init<AbstractSqlDriver>(defineCoasterConfig({ ...scratch.options, entities: [...entities, ...emailEntities] }));
+    orm = await MikroORM.init<AbstractSqlDriver>(withPrimary({ ...scratch.options, entities: [...entities, ...emailEntities] }));
     const em = orm.em.fork();
     const [ada, grace] = ['ada', 'grace'].map(n => em.create(User, { email: `${n}@example.com`, name: n }));
     const [adaEmail, graceEmail] = [ada, grace].map(user => em.create(UserEmail, { address: user.email, user }));
@@ -130,7 +131,7 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
     scratch = await scratchFor(name);
     await cli(scratch, 'migration:create');
     await cli(scratch, 'migration:up');
-    orm = await MikroORM.init<AbstractSqlDriver>(defineCoasterConfig({ ...scratch.options, entities: [...entities, ...emailEntities] }));
+    orm = await MikroORM.init<AbstractSqlDriver>(withPrimary({ ...scratch.options, entities: [...entities, ...emailEntities] }));
     const em = orm.em.fork();
     const ada = em.create(User, { email: 'ada@example.com', name: 'ada' });
     ada.primaryEmail = em.create(UserEmail, { address: ada.email, user: ada });
@@ -170,7 +171,7 @@ describe.each(['sqlite', 'postgresql'] as const)('JavaScript migrations through 
     expect(down).toContain(name === 'sqlite' ? 'drop table if exists \\`user_user_email_primary\\`' : 'drop function if exists "user_user_email_primary_validate"();');
 
     expect(await cli(scratch, 'migration:up')).toContain('Successfully migrated up');
-    orm = await MikroORM.init<AbstractSqlDriver>(defineCoasterConfig({ ...scratch.options, entities: [...entities, ...emailEntities] }));
+    orm = await MikroORM.init<AbstractSqlDriver>(withPrimary({ ...scratch.options, entities: [...entities, ...emailEntities] }));
     const em = orm.em.fork();
     const [ada, grace] = ['ada', 'grace'].map(n => em.create(User, { email: `${n}@example.com`, name: n }));
     const adaEmail = em.create(UserEmail, { address: ada.email, user: ada });
@@ -196,7 +197,7 @@ describe('CoasterMigrationGenerator.around', () => {
         return `// written by HeaderGenerator\n${super.generateMigrationFile(className, diff)}`;
       }
     }
-    const options = defineCoasterConfig({ driver: SqliteDriver, dbName: ':memory:', entities: [...entities, ...emailEntities], extensions: [Migrator], migrations: { generator: HeaderGenerator, snapshot: false } });
+    const options = withPrimary({ driver: SqliteDriver, dbName: ':memory:', entities: [...entities, ...emailEntities], extensions: [Migrator], migrations: { generator: HeaderGenerator, snapshot: false } });
     const generator = options.migrations?.generator;
     expect(generator?.prototype).toBeInstanceOf(CoasterMigrationGenerator);
     expect(CoasterMigrationGenerator.around(generator)).toBe(generator);
@@ -239,7 +240,7 @@ describe('down migrations on sqlite (SQLite-only: MikroORM writes none there)', 
 
   /** The SQL of the migration from the `before` entities to the `after` ones, and its database after up and down. */
   async function migrate(before: EntitySchema[], after: EntitySchema[]) {
-    const [old, current] = (await Promise.all([sqlite.init({ entities: before }), sqlite.init({ entities: after })])).map(({ orm }) => orm);
+    const [old, current] = (await Promise.all([sqlite.init({ entities: before }, withPrimary), sqlite.init({ entities: after }, withPrimary)])).map(({ orm }) => orm);
     orms.push(old, current);
     const { up, down } = await current.schema.getUpdateSchemaMigrationSQL({ wrap: false, fromSchema: old.schema.getTargetSchema() });
     return { up, down, old, current };
@@ -287,7 +288,7 @@ describe.each(databases)("the example app's committed migrations on $name", db =
         }),
     );
     expect(migrationsList.length).toBeGreaterThan(0);
-    ({ orm } = await db.init({ entities: [...entities, ...emailEntities], extensions: [Migrator], migrations: { migrationsList, snapshot: false } }));
+    ({ orm } = await db.init({ entities: [...entities, ...emailEntities], extensions: [Migrator], migrations: { migrationsList, snapshot: false } }, withPrimary));
     await orm.schema.dropSchema();
     await orm.migrator.up();
     expect(await orm.schema.getUpdateSchemaSQL()).toBe('');

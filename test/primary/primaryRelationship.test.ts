@@ -1,7 +1,7 @@
 import { ForeignKeyConstraintViolationException, wrap } from '@mikro-orm/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type PrimaryLink, PrimaryRelationshipError } from '../../src/index.js';
-import { closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
+import { type PrimaryLink, PrimaryRelationshipError } from '../../src/primary/index.js';
+import { closeOrm, databases, type QueryLog, type TestOrm, withPrimary } from '../support/databases.js';
 import { ChildForPrimary, LooseChild, LooseParent, looseEntities, ParentForPrimary, primaryEntities } from './entities.js';
 
 const table = 'parent_for_primary_child_for_primary_primary';
@@ -12,7 +12,7 @@ describe.each(databases)('primary relationships on $name', db => {
   let log: QueryLog;
 
   beforeEach(async () => {
-    ({ orm, log } = await db.init({ entities: primaryEntities }));
+    ({ orm, log } = await db.init({ entities: primaryEntities }, withPrimary));
   });
 
   afterEach(() => closeOrm(orm));
@@ -163,7 +163,7 @@ describe.each(databases)('primary relationships on $name', db => {
 
   it('sets the primary child of a new parent and child whose nullable relation MikroORM sets by a later update', async () => {
     await closeOrm(orm);
-    ({ orm, log } = await db.init({ entities: looseEntities }));
+    ({ orm, log } = await db.init({ entities: looseEntities }, withPrimary));
     const em = orm.em.fork();
     const parent = em.create(LooseParent, {});
     const child = em.create(LooseChild, { name: 'new child', parent });
@@ -183,7 +183,7 @@ describe.each(databases)('primary relationships on $name', db => {
 
   it('leaves the row alone when flushing parents MikroORM built with their constructor (forceEntityConstructor)', async () => {
     await closeOrm(orm);
-    ({ orm, log } = await db.init({ entities: primaryEntities, forceEntityConstructor: true }));
+    ({ orm, log } = await db.init({ entities: primaryEntities, forceEntityConstructor: true }, withPrimary));
     const { em, parent1, child1a } = await family();
     parent1.primaryChild = child1a;
     await em.flush();

@@ -6,8 +6,7 @@ import type { Knex } from '@mikro-orm/knex';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import type sqlite3 from 'sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { defineCoasterConfig } from '../../src/index.js';
-import { closeOrm, databases, postgresql, type TestOrm } from '../support/databases.js';
+import { closeOrm, databases, postgresql, type TestOrm, withPrimary } from '../support/databases.js';
 import { ChildForPrimary, ParentForPrimary, primaryEntities } from './entities.js';
 import { OddChild, OddParent, oddEntities } from './weirdEntities.js';
 
@@ -35,7 +34,7 @@ describe.each(databases)('primary tables in the schema on $name', db => {
       : [`${table}_trigger`, `${table}_validate`];
 
   it('createSchema() creates the trigger, dropSchema() removes it, refreshDatabase() and updateSchema() recreate it', async () => {
-    ({ orm } = await db.init({ entities: primaryEntities }));
+    ({ orm } = await db.init({ entities: primaryEntities }, withPrimary));
     expect(await triggerObjects()).toEqual(expected);
 
     await orm.schema.dropSchema();
@@ -50,7 +49,7 @@ describe.each(databases)('primary tables in the schema on $name', db => {
   });
 
   it('quotes table and column names that need it', async () => {
-    ({ orm } = await db.init({ entities: oddEntities }));
+    ({ orm } = await db.init({ entities: oddEntities }, withPrimary));
     const em = orm.em.fork();
     const [first, second] = ['first', 'second'].map(() => em.create(OddParent, {}));
     const mine = em.create(OddChild, { name: 'mine', parent: first });
@@ -73,7 +72,7 @@ describe.each(databases)('primary tables in the schema on $name', db => {
 
 describe('SQLite connections', () => {
   it('enforce foreign keys', async () => {
-    const { orm } = await databases[0].init({ entities: primaryEntities });
+    const { orm } = await databases[0].init({ entities: primaryEntities }, withPrimary);
     try {
       expect(await orm.em.fork().execute('pragma foreign_keys')).toEqual([{ foreign_keys: 1 }]);
     } finally {
@@ -86,7 +85,7 @@ describe('SQLite connections', () => {
     /** `pragma foreign_keys` as the application's afterCreate saw it on each new connection. */
     const created: number[] = [];
     const orm = await MikroORM.init(
-      defineCoasterConfig({
+      withPrimary({
         driver: SqliteDriver,
         dbName: join(dir, 'pool.sqlite'),
         entities: primaryEntities,
@@ -128,7 +127,7 @@ describe('SQLite connections', () => {
 
 describe('primary tables in a configured schema on postgresql', () => {
   it("qualifies the table, trigger and function with the ORM's `schema` option", async () => {
-    const { orm } = await postgresql.init({ entities: primaryEntities, schema: 'app' });
+    const { orm } = await postgresql.init({ entities: primaryEntities, schema: 'app' }, withPrimary);
     try {
       const em = orm.em.fork();
       const [mine, theirs] = ['mine', 'theirs'].map(name => em.create(ParentForPrimary, { name }));

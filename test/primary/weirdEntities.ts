@@ -1,5 +1,5 @@
 import { Collection, Entity, ManyToOne, OneToMany, PrimaryKey, Property } from '@mikro-orm/core';
-import { PrimaryRelationship } from '../../src/index.js';
+import { PrimaryRelationship } from '../../src/primary/index.js';
 
 /**
  * A parent and child whose tables and columns need quoting (double quotes, spaces, upper case), with

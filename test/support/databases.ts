@@ -6,6 +6,7 @@ import { SqliteDriver } from '@mikro-orm/sqlite';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { type CoasterEntityManager, type CoasterOptions, defineCoasterConfig } from '../../src/index.js';
+import { withPrimaryRelationships } from '../../src/primary/index.js';
 
 export type TestOrm = MikroORM<AbstractSqlDriver, CoasterEntityManager>;
 
@@ -43,6 +44,12 @@ class RecordingLogger extends DefaultLogger {
   }
 }
 
+/** How a suite turns options into the ORM's: `defineCoasterConfig`, or {@link withPrimary} for primary relationships. */
+export type Configure = (options: CoasterOptions) => CoasterOptions;
+
+/** `defineCoasterConfig` with primary relationships too, for the suites of entities that declare one. */
+export const withPrimary: Configure = options => withPrimaryRelationships(defineCoasterConfig(options));
+
 /** One database the suites run against; every suite is parameterised over {@link databases}. */
 export interface TestDatabase {
   name: 'sqlite' | 'postgresql';
@@ -50,15 +57,15 @@ export interface TestDatabase {
    * Initialises an ORM on a new, empty database of its own (an in-memory SQLite database, or a
    * PostgreSQL database created for it) with the schema created. {@link closeOrm} drops it.
    */
-  init(options: Partial<CoasterOptions>): Promise<{ orm: TestOrm; log: QueryLog }>;
+  init(options: Partial<CoasterOptions>, configure?: Configure): Promise<{ orm: TestOrm; log: QueryLog }>;
 }
 
 const dropAfterClose = new WeakMap<TestOrm, () => Promise<void>>();
 
-async function initOrm(options: CoasterOptions, drop: () => Promise<void>) {
+async function initOrm(options: CoasterOptions, drop: () => Promise<void>, configure: Configure = defineCoasterConfig) {
   const log = new QueryLog();
   const orm = await MikroORM.init<AbstractSqlDriver, CoasterEntityManager>(
-    defineCoasterConfig({
+    configure({
       ...options,
       loggerFactory: loggerOptions => new RecordingLogger(loggerOptions, log),
     }),
@@ -89,18 +96,19 @@ export async function postgresAdmin(sql: string): Promise<void> {
 
 export const sqlite: TestDatabase = {
   name: 'sqlite',
-  init: options =>
-    initOrm({ ...options, driver: SqliteDriver, dbName: ':memory:' }, async () => undefined),
+  init: (options, configure) =>
+    initOrm({ ...options, driver: SqliteDriver, dbName: ':memory:' }, async () => undefined, configure),
 };
 
 export const postgresql: TestDatabase = {
   name: 'postgresql',
-  async init(options) {
+  async init(options, configure) {
     const dbName = `coaster_test_${randomBytes(6).toString('hex')}`;
     await postgresAdmin(`create database "${dbName}"`);
     return initOrm(
       { ...options, driver: PostgreSqlDriver, clientUrl: postgresUrlFor(dbName) },
       () => postgresAdmin(`drop database if exists "${dbName}" with (force)`),
+      configure,
     );
   },
 };

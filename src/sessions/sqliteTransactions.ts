@@ -1,0 +1,106 @@
+import type { ExceptionConverter, Options } from '@mikro-orm/core';
+import {
+  BetterSqliteKnexDialect,
+  LibSqlKnexDialect,
+  SqliteKnexDialect,
+  type AbstractSqlDriver,
+  type Knex,
+} from '@mikro-orm/knex';
+import { afterHook } from '../shared/afterHook.js';
+import { dialectOf } from '../shared/dialect.js';
+import { extendOptions } from '../shared/options.js';
+import { runningOnEveryConnection } from '../shared/sqliteConnections.js';
+import { ManagedSessionError } from './ManagedSessionError.js';
+
+/**
+ * How long a statement on SQLite waits for another connection's lock (`pragma busy_timeout`, in
+ * milliseconds) before it fails with SQLITE_BUSY, on every connection of an ORM made by `withManagedSessions`.
+ */
+const SQLITE_BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * The part of knex's SQLite transaction (`Transaction_Sqlite`, knex internals) that starts it: once it holds
+ * a connection, a top-level transaction sets `trxClient` and calls `begin()`, which sends `BEGIN;`.
+ */
+interface KnexSqliteTransaction {
+  begin(connection: unknown): Promise<unknown>;
+  trxClient: { query(connection: unknown, sql: string): Promise<unknown> };
+}
+
+/**
+ * A knex SQLite client class, as MikroORM's SQLite drivers pass it to `knex({ client })`. MikroORM declares
+ * its client classes over knex's untyped (`any`) ones, so their instance type is `any` here too; the one
+ * method used is typed where it is called.
+ */
+type KnexSqliteDialect = new (...args: any[]) => any;
+
+/** The knex client class of each MikroORM SQLite driver, by the database package the driver depends on. */
+const DIALECTS: Record<string, KnexSqliteDialect> = {
+  sqlite3: SqliteKnexDialect,
+  'better-sqlite3': BetterSqliteKnexDialect,
+  libsql: LibSqlKnexDialect,
+};
+
+/**
+ * `Dialect` with its top-level write transactions started by `BEGIN IMMEDIATE`, which takes SQLite's
+ * write lock at once, waiting for it up to the busy timeout. A plain (deferred) `BEGIN` takes it at the
+ * transaction's first write, and when another connection wrote meanwhile SQLite cannot wait there: it
+ * fails with SQLITE_BUSY at once, whatever the busy timeout. Read-only transactions keep `BEGIN`.
+ * A `BEGIN IMMEDIATE` that times out rejects with the error MikroORM raises for SQLITE_BUSY
+ * (`LockWaitTimeoutException`, made by `exceptions`).
+ */
+function beginningImmediate(Dialect: KnexSqliteDialect, exceptions: ExceptionConverter): KnexSqliteDialect {
+  return class ImmediateDialect extends Dialect {
+    transaction(container: unknown, config: Knex.TransactionConfig | undefined, outerTx: unknown): KnexSqliteTransaction {
+      const transaction: KnexSqliteTransaction = super.transaction(container, config, outerTx);
+      if (!outerTx && !config?.readOnly) {
+        // Replaces knex's `BEGIN;` before it is sent: knex calls begin() only after acquiring a connection.
+        // Sent through trxClient, not knex's own Transaction.query(), which would swallow a failed BEGIN and
+        // hand the caller a transaction that is already over: this rejection fails the transaction instead.
+        transaction.begin = connection =>
+          transaction.trxClient.query(connection, 'BEGIN IMMEDIATE;').catch((error: Error) => {
+            throw exceptions.convertException(error);
+          });
+      }
+      return transaction;
+    }
+  };
+}
+
+/**
+ * Returns `options` set up for a SQLite file shared by several connections or processes, for
+ * `withManagedSessions`: on SQLite, every pooled connection gets `pragma busy_timeout` of
+ * {@link SQLITE_BUSY_TIMEOUT_MS} (before the application's own `pool.afterCreate`), and every top-level
+ * transaction that is not `readOnly` begins with `BEGIN IMMEDIATE` (through `driverOptions.client`, over
+ * the application's own client class if it gave one). Other databases are left as they are.
+ *
+ * @throws {ManagedSessionError} at `MikroORM.init` when the SQLite driver is not one of MikroORM's own
+ *   (`@mikro-orm/sqlite`, `@mikro-orm/better-sqlite`, `@mikro-orm/libsql`) and gives no `driverOptions.client`.
+ */
+export function withSqliteConnections<O extends Options<AbstractSqlDriver>>(options: O): O {
+  const discovery = options.discovery ?? {};
+  return extendOptions<Options<AbstractSqlDriver>>(options, {
+    discovery: {
+      ...discovery,
+      afterDiscovered: (storage, platform) =>
+        afterHook(discovery.afterDiscovered?.(storage, platform), () => {
+          // discovery comes before MikroORM opens the pool and builds the knex client, and only then is the platform known
+          if (dialectOf(platform) !== 'sqlite') {
+            return;
+          }
+          const config = platform.getConfig();
+          config.set('pool', runningOnEveryConnection(config.get('pool'), `busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`));
+          const driverOptions = config.get('driverOptions') ?? {};
+          const dependencies = config.getDriver().getDependencies();
+          const Dialect =
+            typeof driverOptions.client === 'function'
+              ? (driverOptions.client as KnexSqliteDialect)
+              : DIALECTS[dependencies.find(name => name in DIALECTS) ?? ''];
+          if (!Dialect) {
+            throw ManagedSessionError.unknownSqliteDriver(dependencies);
+          }
+          config.set('driverOptions', { ...driverOptions, client: beginningImmediate(Dialect, platform.getExceptionConverter()) });
+        }),
+    },
+  }) as O;
+}

@@ -1,0 +1,185 @@
+import { wrap, type Configuration, type EntityData, type EntityManager, type UnitOfWork } from '@mikro-orm/core';
+import type { DatabaseSchema, SqlSchemaGenerator } from '@mikro-orm/knex';
+import type { Migrator } from '@mikro-orm/migrations';
+import { MikroOrmInternalError } from './errors.js';
+
+/*
+ * Every use this library makes of MikroORM's private, protected, underscored or `@internal` API, in one
+ * place: each function says why no public API serves, and checks the shape it relies on, so that a MikroORM
+ * release that renames or removes it fails here with MikroOrmInternalError naming it, rather than somewhere
+ * downstream as a TypeError or, worse, silently. test/shared/internals.test.ts exercises each of them.
+ * Nothing else in src/ casts through `unknown` or reads `__` properties.
+ */
+
+/** `value`, the internal `name`, when `ok` says it has the shape relied on; else {@link MikroOrmInternalError}. */
+function internal<T>(name: string, value: T, ok: boolean): NonNullable<T> {
+  if (!ok) {
+    throw MikroOrmInternalError.missing(name);
+  }
+  return value as NonNullable<T>;
+}
+
+/**
+ * Forgets the service MikroORM cached under `name` (`Configuration.cache`, private). `MikroORM.init` connects,
+ * and with `ensureDatabase` builds and caches the default schema generator, before it registers `extensions`;
+ * `registerExtension` does not replace a cached instance, and there is no public way to drop it.
+ *
+ * @example
+ * ```ts
+ * forgetCachedService(orm.config, '@mikro-orm/schema-generator');
+ * ```
+ */
+export function forgetCachedService(config: Configuration, name: string): void {
+  const { cache } = config as unknown as { cache?: Map<string, unknown> };
+  internal('Configuration.cache', cache, cache instanceof Map).delete(name);
+}
+
+/** The schemas MikroORM compares for an update. */
+export interface SchemasForComparison {
+  fromSchema: DatabaseSchema;
+  toSchema: DatabaseSchema;
+}
+
+/**
+ * `SqlSchemaGenerator.prepareSchemaForComparison` (private): the database's (or `options.fromSchema`) and the
+ * entities' schemas, prepared exactly as `getUpdateSchemaMigrationSQL` prepares them (schema filters, the
+ * ignored tables, the platform's defaults), which no public method returns, for computing SQLite's down diff.
+ *
+ * @example
+ * ```ts
+ * const { fromSchema, toSchema } = await schemasForComparison(this, options);
+ * ```
+ */
+export function schemasForComparison(
+  generator: SqlSchemaGenerator,
+  options: Parameters<SqlSchemaGenerator['getUpdateSchemaMigrationSQL']>[0],
+): Promise<SchemasForComparison> {
+  const { prepareSchemaForComparison } = generator as unknown as {
+    prepareSchemaForComparison?: (options: Parameters<SqlSchemaGenerator['getUpdateSchemaMigrationSQL']>[0]) => Promise<SchemasForComparison>;
+  };
+  const prepare = internal('SqlSchemaGenerator.prepareSchemaForComparison', prepareSchemaForComparison, typeof prepareSchemaForComparison === 'function');
+  return prepare.call(generator, options);
+}
+
+/**
+ * `Migrator.getSchemaFromSnapshot` (protected): the schema the last migration left, from the snapshot file,
+ * which the Migrator diffs against when it creates a migration; a generator is not handed it.
+ *
+ * @example
+ * ```ts
+ * const fromSchema = schemaFromSnapshot(migrator); // undefined without a snapshot
+ * ```
+ */
+export function schemaFromSnapshot(migrator: Migrator): DatabaseSchema | undefined {
+  const { getSchemaFromSnapshot } = migrator as unknown as { getSchemaFromSnapshot?: () => DatabaseSchema | undefined };
+  const read = internal('Migrator.getSchemaFromSnapshot', getSchemaFromSnapshot, typeof getSchemaFromSnapshot === 'function');
+  return read.call(migrator);
+}
+
+/**
+ * What MikroORM knows of an entity instance, from its wrapped entity's underscored fields; `undefined` for an
+ * instance of a class no ORM has discovered yet (MikroORM adds the wrapper at discovery). The public
+ * `wrap(entity)` offers `isManaged()`, but not whether the entity was ever loaded (`__originalEntityData`),
+ * which properties were (`__loadedProperties`), nor its ORM (`__config`, `__em`) before it is managed.
+ *
+ * @example
+ * ```ts
+ * const state = entityState(entity);
+ * const isNew = !state || !(state.managed || state.loaded);
+ * ```
+ */
+export function entityState(entity: object): EntityState | undefined {
+  const wrapped = wrap(entity, true);
+  if (wrapped === entity) {
+    return undefined; // `wrap` returns the entity itself when it has no wrapper
+  }
+  internal('WrappedEntity.__loadedProperties', wrapped.__loadedProperties, wrapped.__loadedProperties instanceof Set);
+  return {
+    managed: wrapped.__managed === true,
+    loaded: wrapped.__originalEntityData !== undefined,
+    loadedProperties: wrapped.__loadedProperties,
+    config: internal('WrappedEntity.__config', wrapped.__config, typeof wrapped.__config?.get === 'function'),
+    em: wrapped.__em,
+  };
+}
+
+/** What {@link entityState} tells of an entity. */
+export interface EntityState {
+  /** Whether an EntityManager manages it. */
+  managed: boolean;
+  /** Whether it was loaded from (or written to) the database, fully or partly. */
+  loaded: boolean;
+  /** The properties that were loaded. */
+  loadedProperties: ReadonlySet<string>;
+  /** The configuration of the ORM that discovered its class. */
+  config: Configuration;
+  /** The EntityManager it belongs to, if any (none while MikroORM's constructor-based hydration runs). */
+  em?: EntityManager;
+}
+
+/**
+ * Whether MikroORM's hydrator is assigning `entity`'s properties right now (the wrapped entity's `hydrator`,
+ * not even typed: the typings' `__hydrator` does not exist at run time). A property setter needs it to tell
+ * MikroORM loading a row from the application assigning a value; `helper(entity).__em` is not set yet while
+ * MikroORM hydrates an entity it built with its constructor, so the EntityManager's hydrator would miss it.
+ *
+ * @example
+ * ```ts
+ * if (isBeingHydrated(parent)) return markStored(parent, child);
+ * ```
+ */
+export function isBeingHydrated(entity: object): boolean {
+  const { hydrator } = wrap(entity, true) as unknown as { hydrator?: { isRunning?: () => boolean } };
+  return internal('WrappedEntity.hydrator.isRunning', hydrator, typeof hydrator?.isRunning === 'function').isRunning!();
+}
+
+/**
+ * Marks `entity` changed (`__touched`), so that the next flush computes its change set, as MikroORM's own
+ * property accessors do on assignment. A property declared `persist: false` has no column, so no public way
+ * makes the flush look at its entity (and its subscribers' `onFlush` see it).
+ *
+ * @example
+ * ```ts
+ * markTouched(parent); // parent.primaryEmail changed
+ * ```
+ */
+export function markTouched(entity: object): void {
+  const wrapped = wrap(entity, true);
+  internal('WrappedEntity.__touched', wrapped, typeof wrapped.__touched === 'boolean').__touched = true;
+}
+
+/**
+ * Runs `fn` with `entity` marked as being processed (`__processing`), as MikroORM marks an entity while it
+ * creates or merges it, so that a flush's cascade (a managed parent whose collection holds the entity)
+ * skips it. `failsafeAdd` flushes everything but the entity it inserts on its own; MikroORM has no public
+ * way to leave one entity out of a flush.
+ *
+ * @example
+ * ```ts
+ * await whileProcessing(entity, () => em.flush());
+ * ```
+ */
+export async function whileProcessing<T>(entity: object, fn: () => Promise<T>): Promise<T> {
+  const wrapped = internal('WrappedEntity.__processing', wrap(entity, true), typeof wrap(entity, true).__processing === 'boolean');
+  wrapped.__processing = true;
+  try {
+    return await fn();
+  } finally {
+    wrapped.__processing = false;
+  }
+}
+
+/**
+ * Registers `entity` in the identity map with `data` as its loaded state (`UnitOfWork.register`,
+ * `@internal`), as `em.upsert` does for the entity it returns: the fast path inserts the row itself, and
+ * MikroORM has no public way to make an entity managed with a snapshot (`em.merge` would take the entity's
+ * current values as loaded, including ones the database changed).
+ *
+ * @example
+ * ```ts
+ * registerManaged(em.getUnitOfWork(false), entity, em.getComparator().prepareEntity(entity));
+ * ```
+ */
+export function registerManaged<T extends object>(uow: UnitOfWork, entity: T, data: EntityData<T>): void {
+  internal('UnitOfWork.register', uow, typeof uow.register === 'function').register(entity, data, { refresh: true });
+}

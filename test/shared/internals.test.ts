@@ -1,0 +1,99 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Configuration, wrap } from '@mikro-orm/core';
+import { DatabaseSchema, type SqlSchemaGenerator } from '@mikro-orm/knex';
+import { Migrator } from '@mikro-orm/migrations';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MikroOrmInternalError } from '../../src/index.js';
+import {
+  entityState,
+  forgetCachedService,
+  isBeingHydrated,
+  markTouched,
+  registerManaged,
+  schemaFromSnapshot,
+  schemasForComparison,
+  whileProcessing,
+} from '../../src/shared/internals.js';
+import { closeOrm, databases, type TestOrm } from '../support/databases.js';
+import { Tag, raceEntities } from '../support/entities.js';
+
+/**
+ * Every MikroORM internal that src/shared/internals.ts reaches, on the installed MikroORM: each test fails with
+ * MikroOrmInternalError naming the internal when a release removes or renames it.
+ */
+describe.each(databases)('MikroORM internals on $name', db => {
+  let orm: TestOrm;
+
+  beforeAll(async () => {
+    ({ orm } = await db.init({ entities: raceEntities }));
+  });
+  afterAll(() => closeOrm(orm));
+
+  it('Configuration.cache: forgetting a cached service makes MikroORM build it again', () => {
+    const generator = orm.config.getExtension('@mikro-orm/schema-generator');
+    expect(orm.config.getExtension('@mikro-orm/schema-generator')).toBe(generator);
+    forgetCachedService(orm.config, '@mikro-orm/schema-generator');
+    expect(orm.config.getExtension('@mikro-orm/schema-generator')).not.toBe(generator);
+    expect(() => forgetCachedService({} as Configuration, 'x')).toThrow(MikroOrmInternalError.missing('Configuration.cache').message);
+  });
+
+  it('SqlSchemaGenerator.prepareSchemaForComparison: the database and entity schemas', async () => {
+    const { fromSchema, toSchema } = await schemasForComparison(orm.schema, {});
+    expect(fromSchema).toBeInstanceOf(DatabaseSchema);
+    expect(fromSchema.getTables().map(table => table.name)).toContain('tag');
+    expect(toSchema.getTables().map(table => table.name)).toContain('tag');
+    await expect(async () => schemasForComparison({} as SqlSchemaGenerator, {})).rejects.toThrow(
+      MikroOrmInternalError.missing('SqlSchemaGenerator.prepareSchemaForComparison').message,
+    );
+  });
+
+  it('Migrator.getSchemaFromSnapshot: the snapshot file as a schema, none without one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coaster-snapshot-'));
+    try {
+      const migrator = new Migrator(orm.em);
+      Object.assign(migrator, { snapshotPath: join(dir, '.snapshot.json') });
+      expect(schemaFromSnapshot(migrator)).toBeUndefined();
+      const { fromSchema } = await schemasForComparison(orm.schema, {});
+      await writeFile(join(dir, '.snapshot.json'), JSON.stringify(fromSchema));
+      expect(schemaFromSnapshot(migrator)?.getTables().map(table => table.name)).toContain('tag');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    expect(() => schemaFromSnapshot({} as Migrator)).toThrow(MikroOrmInternalError.missing('Migrator.getSchemaFromSnapshot').message);
+  });
+
+  it('the wrapped entity: __managed, __originalEntityData, __loadedProperties, __config, __em, hydrator', async () => {
+    expect(entityState({})).toBeUndefined(); // no wrapper: not an entity of a discovered class
+    const em = orm.em.fork();
+    const tag = em.create(Tag, { name: 'news' });
+    expect(entityState(tag)).toMatchObject({ managed: false, loaded: false, config: orm.config });
+    expect(isBeingHydrated(tag)).toBe(false);
+    await em.flush();
+    expect(entityState(tag)).toMatchObject({ managed: true, loaded: true, config: orm.config, em });
+    const loaded = await orm.em.fork().findOneOrFail(Tag, tag.id, { fields: ['id'] });
+    const state = entityState(loaded)!;
+    expect([state.managed, state.loaded, [...state.loadedProperties]]).toEqual([true, true, ['id']]);
+  });
+
+  it('the wrapped entity: __touched, __processing', async () => {
+    const em = orm.em.fork();
+    const tag = await em.findOneOrFail(Tag, { name: 'news' });
+    expect(wrap(tag).isTouched()).toBe(false);
+    markTouched(tag);
+    expect(wrap(tag).isTouched()).toBe(true);
+    const during = await whileProcessing(tag, async () => wrap(tag, true).__processing);
+    expect([during, wrap(tag, true).__processing]).toEqual([true, false]);
+  });
+
+  it('UnitOfWork.register: managed with the given snapshot, so a flush sends nothing', async () => {
+    const em = orm.em.fork();
+    const tag = Object.assign(new Tag(), { id: 1000, name: 'registered' });
+    registerManaged(em.getUnitOfWork(false), tag, { id: 1000, name: 'registered' });
+    expect(em.getUnitOfWork().getById(Tag.name, 1000)).toBe(tag);
+    expect(wrap(tag).isManaged()).toBe(true);
+    em.getUnitOfWork().computeChangeSets();
+    expect(em.getUnitOfWork().getChangeSets()).toEqual([]);
+  });
+});
