@@ -19,6 +19,7 @@ import type { Response } from 'express';
 import config from '../../mikro-orm.config.js';
 import { CoasterEntityManager, ManagedSession, getOrm, type CoasterOptions } from '../../src/index.js';
 import { CoasterMikroOrmModule } from '../../src/nestjs/index.js';
+import { withPrimaryRelationships } from '../../src/primary/index.js';
 import { consoleMailer, errorReply, parseSignUp, showUser, signUp, type Mailer, type Reply } from '../api.js';
 import { Tag } from '../entities.js';
 
@@ -83,11 +84,12 @@ function send(response: Response, { status, body }: Reply): unknown {
 
 /**
  * The Nest app of the example API on the database of `options` (MikroORM options, through
- * `CoasterMikroOrmModule.forRoot`), not yet listening; `app.close()` closes its ORM.
+ * `CoasterMikroOrmModule.forRoot` and `withPrimaryRelationships`), not yet listening; `app.close()` closes its ORM.
  */
 export async function createNestApp(options: CoasterOptions, mailer: Mailer = consoleMailer): Promise<INestApplication> {
   @Module({
-    imports: [CoasterMikroOrmModule.forRoot(options)],
+    // the example's User has a primary email: its ORM needs the primary relationships' wiring
+    imports: [CoasterMikroOrmModule.forRoot(withPrimaryRelationships(options))],
     controllers: [UsersController, TagsController],
     providers: [{ provide: MAILER, useValue: mailer }],
   })
