@@ -53,9 +53,9 @@ function checkValue(method: string, meta: EntityMetadata, key: string, value: un
   findOperatorOrArray(method, value, path, prop);
   switch (prop.kind) {
     case ReferenceKind.EMBEDDED:
-      if (Utils.isPlainObject(value) && prop.targetMeta) {
+      if (Utils.isPlainObject(value)) {
         for (const [innerKey, inner] of Object.entries(value)) {
-          checkValue(method, prop.targetMeta, innerKey, inner, `${path}.${innerKey}`);
+          checkValue(method, prop.targetMeta!, innerKey, inner, `${path}.${innerKey}`);
         }
       }
       return;

@@ -7,6 +7,8 @@
 import {
   Check,
   CheckConstraintViolationException,
+  Embeddable,
+  Embedded,
   Entity,
   ForeignKeyConstraintViolationException,
   IsolationLevel,
@@ -71,7 +73,30 @@ class Product {
   label!: string;
 }
 
-const entities = [...raceEntities, Member, Post, Product];
+/** A venue's address, stored in the venue's own columns. */
+@Embeddable()
+class VenueAddress {
+  @Property({ type: 'string' })
+  city!: string;
+
+  @Property({ type: 'string', nullable: true })
+  street?: string;
+}
+
+/** A venue located by an embedded address: `where` may name the embeddable's properties. */
+@Entity()
+class Venue {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  name!: string;
+
+  @Embedded(() => VenueAddress)
+  address!: VenueAddress;
+}
+
+const entities = [...raceEntities, Member, Post, Product, Venue];
 
 /** Inserts rows through an EntityManager of their own. */
 async function seed<T extends object>(orm: TestOrm, entity: new () => T, ...data: RequiredEntityData<T>[]): Promise<void> {
@@ -236,6 +261,24 @@ describe.each(databases)('race-safe inserts at the edges on $name', db => {
         const error = await orm.em.fork().findOrCreate(Account, { addresses: [] } as never).catch(e => e);
         expect(error).toBeInstanceOf(CoasterUsageError);
         expect(error.message).toMatch(/cannot filter on or create from the collection 'addresses'/);
+      });
+
+      it('an embeddable as a plain object finds and creates; its unknown keys and operators are refused', async () => {
+        const created = await orm.em.fork().getOrCreate(Venue, { name: 'hall', address: { city: 'Oslo' } });
+        const found = await orm.em.fork().getOrCreate(Venue, { name: 'hall', address: { city: 'Oslo' } });
+        expect([created.created, found.created, found.entity.id]).toEqual([true, false, created.entity.id]);
+        expect((await orm.em.fork().find(Venue, {})).map(venue => ({ ...venue.address }))).toEqual([{ city: 'Oslo', street: null }]);
+        log.clear();
+        for (const [where, message] of [
+          [{ name: 'hall', address: { town: 'Oslo' } }, /'address.town' is not a property of VenueAddress/],
+          [{ name: 'hall', address: { city: { $like: 'O%' } } }, /'address.city.\$like' is a query operator/],
+        ] as const) {
+          const error = await orm.em.fork().findOrCreate(Venue, where as never).catch(e => e);
+          expect(error).toBeInstanceOf(CoasterUsageError);
+          expect(error.message).toMatch(message);
+        }
+        expect(log.queries).toEqual([]);
+        expect(await orm.em.fork().count(Venue)).toBe(1);
       });
 
       it('a relation given as an entity, a primary key or a primary-key object finds and creates', async () => {
