@@ -6,24 +6,18 @@ import {
   wrap,
   type ChangeSet,
   type Dictionary,
-  type EntityData,
   type EntityDictionary,
   type EntityMetadata,
   type FilterQuery,
 } from '@mikro-orm/core';
-import type { QueryBuilder, SqlEntityManager } from '@mikro-orm/knex';
+import type { SqlEntityManager } from '@mikro-orm/knex';
 import { registerManaged } from '../shared/internals.js';
 import type { FailsafeAddOptions } from './failsafeAddOptions.js';
 import type { FastPathDialect } from './insertPath.js';
+import { insertStatement, selectStatement, type Statement } from './statements.js';
 
 /** The savepoint the fast path opens inside a transaction; always released before it returns. */
 const SAVEPOINT = 'failsafe_add';
-
-/** One SQL statement with `?` placeholders, as MikroORM's query builder renders it. */
-interface Statement {
-  sql: string;
-  params: readonly unknown[];
-}
 
 /**
  * Inserts a new, unmanaged `entity` with `insert ... on conflict do nothing returning *`, leaving it as a
@@ -119,41 +113,6 @@ async function prepareInsert<T extends object>(em: SqlEntityManager, meta: Entit
     em.getValidator().validateRequired(entity);
   }
   return changeSet;
-}
-
-/** The insert MikroORM's query builder renders for `payload` (already in database form), returning every column. */
-function insertStatement<T extends object>(
-  em: SqlEntityManager,
-  meta: EntityMetadata<T>,
-  payload: EntityData<T>,
-  schema: string | undefined,
-  onConflictDoNothing: boolean,
-): Statement {
-  const qb = em.getDriver().createQueryBuilder<T>(meta.className, em.getTransactionContext(), 'write', false, undefined, undefined, em);
-  qb.withSchema(schema).insert(payload as T);
-  if (onConflictDoNothing) {
-    qb.onConflict().ignore();
-  }
-  qb.returning('*' as never);
-  return renderedWithPlaceholders(qb);
-}
-
-/** The select `em.find(entity, filters, { limit: 2 })` sends, the entity's enabled filters applied. */
-async function selectStatement<T extends object>(
-  em: SqlEntityManager,
-  meta: EntityMetadata<T>,
-  filters: FilterQuery<T>,
-  schema: string | undefined,
-): Promise<Statement> {
-  const qb = em.createQueryBuilder<T, 't0'>(meta.className, 't0').withSchema(schema).select('*').where(filters).limit(2);
-  await qb.applyFilters();
-  return renderedWithPlaceholders(qb);
-}
-
-/** A query builder's SQL with `?` placeholders (as MikroORM logs and formats it) and its values. */
-function renderedWithPlaceholders<T extends object>(qb: Pick<QueryBuilder<T>, 'getKnexQuery'>): Statement {
-  const { sql, bindings } = qb.getKnexQuery().toSQL();
-  return { sql, params: bindings };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { wrap, type Configuration, type EntityData, type EntityManager, type UnitOfWork } from '@mikro-orm/core';
+import { wrap, type Configuration, type EntityData, type EntityManager, type FilterQuery, type UnitOfWork } from '@mikro-orm/core';
 import type { DatabaseSchema, SqlSchemaGenerator } from '@mikro-orm/knex';
 import type { Migrator } from '@mikro-orm/migrations';
 import { MikroOrmInternalError } from './errors.js';
@@ -182,4 +182,21 @@ export async function whileProcessing<T>(entity: object, fn: () => Promise<T>): 
  */
 export function registerManaged<T extends object>(uow: UnitOfWork, entity: T, data: EntityData<T>): void {
   internal('UnitOfWork.register', uow, typeof uow.register === 'function').register(entity, data, { refresh: true });
+}
+
+/**
+ * The condition that the filters enabled for `entityName` add to a read (`EntityManager.applyFilters`,
+ * `@internal`), as `QueryBuilder.applyFilters` adds it: `{}` when none apply. The query builder's public
+ * `applyFilters` only adds the condition to a builder, which cannot tell whether it added any without
+ * rendering its SQL (what the fast path's statement templates avoid), and the filters an EntityManager was
+ * given by `addFilter` are private to it.
+ *
+ * @example
+ * ```ts
+ * const condition = await enabledFilterCondition(em, meta.className); // {} when no filter applies
+ * ```
+ */
+export async function enabledFilterCondition(em: EntityManager, entityName: string): Promise<FilterQuery<object>> {
+  const apply = internal('EntityManager.applyFilters', em.applyFilters, typeof em.applyFilters === 'function');
+  return (await apply.call(em, entityName, {}, {}, 'read')) ?? {};
 }

@@ -1,12 +1,13 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Configuration, wrap } from '@mikro-orm/core';
+import { type Configuration, type EntityManager, wrap } from '@mikro-orm/core';
 import { DatabaseSchema, type SqlSchemaGenerator } from '@mikro-orm/knex';
 import { Migrator } from '@mikro-orm/migrations';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MikroOrmInternalError } from '../../src/index.js';
 import {
+  enabledFilterCondition,
   entityState,
   forgetCachedService,
   isBeingHydrated,
@@ -95,5 +96,16 @@ describe.each(databases)('MikroORM internals on $name', db => {
     expect(wrap(tag).isManaged()).toBe(true);
     em.getUnitOfWork().computeChangeSets();
     expect(em.getUnitOfWork().getChangeSets()).toEqual([]);
+  });
+
+  it('EntityManager.applyFilters: {} without an enabled filter, the condition of those enabled', async () => {
+    const em = orm.em.fork();
+    expect(await enabledFilterCondition(em, Tag.name)).toEqual({});
+    em.addFilter('red', { color: 'red' }, Tag);
+    expect(await enabledFilterCondition(em, Tag.name)).toEqual({ color: 'red' });
+    expect(await enabledFilterCondition(orm.em.fork(), Tag.name)).toEqual({});
+    await expect(async () => enabledFilterCondition({} as EntityManager, Tag.name)).rejects.toThrow(
+      MikroOrmInternalError.missing('EntityManager.applyFilters').message,
+    );
   });
 });

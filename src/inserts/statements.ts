@@ -1,0 +1,217 @@
+import { ReferenceKind, Utils, type Dictionary, type EntityData, type EntityMetadata, type EntityProperty, type FilterQuery } from '@mikro-orm/core';
+import type { QueryBuilder, SqlEntityManager } from '@mikro-orm/knex';
+import { enabledFilterCondition } from '../shared/internals.js';
+
+/** One SQL statement with `?` placeholders, as MikroORM's query builder renders it, and its values. */
+export interface Statement {
+  sql: string;
+  params: readonly unknown[];
+}
+
+/** A statement whose placeholders take the values of `keys`, in that order, then `constants`. */
+interface Template {
+  sql: string;
+  keys: readonly string[];
+  constants: readonly unknown[];
+}
+
+/*
+ * The fast path's statements, rendered by MikroORM's query builder, with the simple ones kept as templates.
+ *
+ * Building a query builder and rendering it costs more Node CPU than the round trip the fast path saves, so a statement
+ * whose shape repeats is rendered once. A shape is the statement, the schema, and the ordered keys of the values
+ * with each value's kind; only values of plain columns qualify (see `plainColumn`), whose values the query
+ * builder passes to the database unchanged, as bindings. For the first call of a shape this library writes the
+ * template itself and keeps it only if it is the query builder's SQL, placeholders included, and formats with
+ * that call's values to exactly what the query builder's does; otherwise the shape is remembered as one the
+ * query builder renders every time. Either way the SQL sent is the query builder's.
+ */
+
+/** Templates per entity, by shape; `null` for a shape whose template did not match the query builder's SQL. */
+const templates = new WeakMap<EntityMetadata, Map<string, Template | null>>();
+
+/** The shapes kept per entity; later ones are rendered by the query builder every time. */
+const MAX_SHAPES = 64;
+
+/**
+ * The insert MikroORM's query builder renders for `payload` (already in database form), returning every
+ * column, with `on conflict do nothing` if `ignoreConflicts`.
+ *
+ * @example
+ * ```ts
+ * insertStatement(em, meta, { name: 'news' }, undefined, true);
+ * // { sql: 'insert into "tag" ("name") values (?) on conflict do nothing returning *', params: ['news'] }
+ * ```
+ */
+export function insertStatement<T extends object>(
+  em: SqlEntityManager,
+  meta: EntityMetadata<T>,
+  payload: EntityData<T>,
+  schema: string | undefined,
+  ignoreConflicts: boolean,
+): Statement {
+  const render = () => {
+    const qb = em.getDriver().createQueryBuilder<T>(meta.className, em.getTransactionContext(), 'write', false, undefined, undefined, em);
+    qb.withSchema(schema).insert(payload as T);
+    if (ignoreConflicts) {
+      qb.onConflict().ignore();
+    }
+    qb.returning('*' as never);
+    return rendered(qb);
+  };
+  return fromTemplate(em, meta, ignoreConflicts ? 'insert, ignoring conflicts' : 'insert', schema, payload, render, keys => {
+    // knex lists an insert's columns sorted by name
+    const sorted = [...keys].sort((a, b) => (columnOf(meta, a) < columnOf(meta, b) ? -1 : 1));
+    const columns = sorted.map(key => em.getPlatform().quoteIdentifier(columnOf(meta, key))).join(', ');
+    const conflict = ignoreConflicts ? ' on conflict do nothing' : '';
+    return {
+      sql: `insert into ${tableOf(em, meta, schema)} (${columns}) values (${sorted.map(() => '?').join(', ')})${conflict} returning *`,
+      keys: sorted,
+      constants: [],
+    };
+  });
+}
+
+/**
+ * The select `em.find(entity, filters, { limit: 2 })` sends, with the entity's enabled filters applied.
+ *
+ * @example
+ * ```ts
+ * await selectStatement(em, meta, { name: 'news' }, undefined);
+ * // { sql: 'select "t0".* from "tag" as "t0" where "t0"."name" = ? limit 2', params: ['news'] }
+ * ```
+ */
+export async function selectStatement<T extends object>(
+  em: SqlEntityManager,
+  meta: EntityMetadata<T>,
+  filters: FilterQuery<T>,
+  schema: string | undefined,
+): Promise<Statement> {
+  const enabled = await enabledFilterCondition(em, meta.className);
+  const render = () => {
+    const qb = em.createQueryBuilder<T, 't0'>(meta.className, 't0').withSchema(schema).select('*').where(filters).limit(2);
+    if (!Utils.isEmpty(enabled)) {
+      qb.andWhere(enabled as FilterQuery<T>);
+    }
+    return rendered(qb);
+  };
+  if (!Utils.isPlainObject(filters) || !Utils.isEmpty(enabled) || Object.values(filters).includes(null)) {
+    return render(); // an operator, an entity's filter, or `is null`: not a column equal to a value
+  }
+  return fromTemplate(em, meta, 'select', schema, filters, render, keys => {
+    const quote = (name: string) => em.getPlatform().quoteIdentifier(name);
+    const where = keys.map(key => `${quote('t0')}.${quote(columnOf(meta, key))} = ?`).join(' and ');
+    return { sql: `select ${quote('t0')}.* from ${tableOf(em, meta, schema)} as ${quote('t0')} where ${where} limit ?`, keys, constants: [2] };
+  });
+}
+
+/** A query builder's SQL with `?` placeholders (as MikroORM logs and formats it) and its values. */
+function rendered<T extends object>(qb: Pick<QueryBuilder<T>, 'getKnexQuery'>): Statement {
+  const { sql, bindings } = qb.getKnexQuery().toSQL();
+  return { sql, params: bindings };
+}
+
+/**
+ * The statement for `values`: from its shape's template when there is one, else rendered by the query builder
+ * (`render`), in which case `template` is tried as the shape's template (see the comment at the top).
+ */
+function fromTemplate(
+  em: SqlEntityManager,
+  meta: EntityMetadata,
+  statement: string,
+  schema: string | undefined,
+  values: Dictionary,
+  render: () => Statement,
+  template: (keys: readonly string[]) => Template,
+): Statement {
+  const keys = Object.keys(values);
+  const shape = shapeOf(meta, keys, values);
+  if (shape === undefined) {
+    return render();
+  }
+  let shapes = templates.get(meta);
+  if (!shapes) {
+    shapes = new Map();
+    templates.set(meta, shapes);
+  }
+  const key = `${statement}\0${schema ?? ''}\0${shape}`;
+  const known = shapes.get(key);
+  if (known) {
+    return { sql: known.sql, params: paramsOf(known, values) };
+  }
+  const statementSQL = render();
+  if (known === undefined && shapes.size < MAX_SHAPES) {
+    const candidate = template(keys);
+    const platform = em.getPlatform();
+    const params = paramsOf(candidate, values);
+    const same = candidate.sql === statementSQL.sql && platform.formatQuery(candidate.sql, params) === platform.formatQuery(statementSQL.sql, [...statementSQL.params]);
+    shapes.set(key, same ? candidate : null);
+  }
+  return statementSQL;
+}
+
+/** The values a template's placeholders take for `values`. */
+function paramsOf(template: Template, values: Dictionary): unknown[] {
+  return [...template.keys.map(key => values[key]), ...template.constants];
+}
+
+/** The shape of `values` (their keys and kinds) if every one is a plain column's; else `undefined`. */
+function shapeOf(meta: EntityMetadata, keys: readonly string[], values: Dictionary): string | undefined {
+  if (keys.length === 0) {
+    return undefined;
+  }
+  const parts: string[] = [];
+  for (const key of keys) {
+    const kind = valueKind(values[key]);
+    const prop = meta.properties[key] as EntityProperty | undefined;
+    if (kind === undefined || !prop || !plainColumn(prop)) {
+      return undefined;
+    }
+    parts.push(`${key}:${kind}`);
+  }
+  return parts.join('\0');
+}
+
+/** The kind of a value the database gets as it is: `null`, a string, number, boolean, bigint or Date. */
+function valueKind(value: unknown): string | undefined {
+  if (value === null) {
+    return 'null';
+  }
+  switch (typeof value) {
+    case 'string':
+    case 'number':
+    case 'boolean':
+    case 'bigint':
+      return typeof value;
+    default:
+      return value instanceof Date ? 'date' : undefined;
+  }
+}
+
+/**
+ * Whether `prop` is one column whose values the query builder binds unchanged: a scalar, or a to-one relation
+ * by a single primary key, without a custom type (which converts values, in JavaScript or in SQL) on either.
+ */
+function plainColumn(prop: EntityProperty): boolean {
+  if (prop.fieldNames?.length !== 1 || prop.fieldNames[0].includes('?') || prop.customType || prop.customTypes) {
+    return false;
+  }
+  if (prop.kind === ReferenceKind.SCALAR) {
+    return true;
+  }
+  const toOne = prop.kind === ReferenceKind.MANY_TO_ONE || (prop.kind === ReferenceKind.ONE_TO_ONE && prop.owner);
+  const primaryKeys = prop.targetMeta?.getPrimaryProps() ?? [];
+  return toOne && primaryKeys.length === 1 && !primaryKeys[0].customType;
+}
+
+/** The column of the property `key` (a plain column: see {@link plainColumn}). */
+function columnOf(meta: EntityMetadata, key: string): string {
+  return meta.properties[key as keyof typeof meta.properties].fieldNames[0];
+}
+
+/** The entity's table, quoted, schema-qualified as the query builder qualifies it. */
+function tableOf(em: SqlEntityManager, meta: EntityMetadata, schema: string | undefined): string {
+  const platform = em.getPlatform();
+  const name = schema ?? (meta.schema === '*' ? undefined : meta.schema) ?? em.schema ?? em.config.get('schema');
+  return platform.quoteIdentifier(name && name !== platform.getDefaultSchemaName() ? `${name}.${meta.tableName}` : meta.tableName);
+}

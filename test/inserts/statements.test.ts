@@ -1,0 +1,215 @@
+/**
+ * The fast path's statement templates (src/inserts/statements.ts): a shape the query builder rendered once is
+ * sent from its template, as the same SQL; values of custom types, operators, enabled filters, templates that
+ * differ from the query builder's SQL and shapes past the cap keep going through the query builder.
+ */
+import { Entity, ManyToOne, type Opt, PrimaryKey, Property, Unique, wrap } from '@mikro-orm/core';
+import { QueryBuilder, QueryType } from '@mikro-orm/knex';
+import { beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
+import { selectStatement } from '../../src/inserts/statements.js';
+import { closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
+import { Account, Tag, raceEntities } from '../support/entities.js';
+
+/** Columns of every kind a template takes: string, boolean, date, integer, null, a foreign key; and JSON, which it does not. */
+@Entity()
+class Meetup {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  slug!: string;
+
+  @Property({ type: 'boolean' })
+  published!: boolean;
+
+  @Property({ type: 'datetime' })
+  startsAt!: Date;
+
+  @Property({ type: 'integer' })
+  seats!: number;
+
+  @Property({ type: 'string', nullable: true })
+  note?: string | null;
+
+  @ManyToOne(() => Account, { nullable: true })
+  host?: Account | null;
+
+  @Property({ type: 'json', nullable: true })
+  agenda?: Opt<string[]> | null;
+}
+
+/** Seven optional columns: 127 shapes of filters. */
+@Entity()
+class Wide {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string', nullable: true }) c1?: string;
+  @Property({ type: 'string', nullable: true }) c2?: string;
+  @Property({ type: 'string', nullable: true }) c3?: string;
+  @Property({ type: 'string', nullable: true }) c4?: string;
+  @Property({ type: 'string', nullable: true }) c5?: string;
+  @Property({ type: 'string', nullable: true }) c6?: string;
+  @Property({ type: 'string', nullable: true }) c7?: string;
+}
+
+/** The query builder's own rendering, before the tests spy on it. */
+const render = QueryBuilder.prototype.getKnexQuery;
+
+const startsAt = new Date('2026-12-02T10:00:00.000Z');
+
+describe.each(databases)('statement templates on $name', db => {
+  let orm: TestOrm;
+  let log: QueryLog;
+  let renders: MockInstance;
+
+  // an ORM per test: templates are kept per entity metadata, so each test starts with none
+  beforeEach(async () => {
+    ({ orm, log } = await db.init({ entities: [...raceEntities, Meetup, Wide] }));
+    renders = vi.spyOn(QueryBuilder.prototype, 'getKnexQuery');
+    log.clear();
+    return async () => {
+      renders.mockRestore();
+      await closeOrm(orm);
+    };
+  });
+
+  /** The rows of `meetup`, as the database holds them. */
+  async function storedMeetups() {
+    const rows = await orm.em.fork().find(Meetup, {}, { orderBy: { id: 'asc' } });
+    return rows.map(m => ({ slug: m.slug, published: m.published, startsAt: m.startsAt.toISOString(), seats: m.seats, note: m.note, host: m.host?.id ?? null }));
+  }
+
+  /**
+   * What `fn` resolves to, and how many inserts and selects the query builder rendered meanwhile. Updates are
+   * left out: failsafeAdd flushes what else is pending first, and MikroORM on SQLite updates a `datetime` it
+   * loaded (here, the duplicate's row) with the same value at the next flush.
+   */
+  async function counted<T>(fn: () => Promise<T>): Promise<[T, number]> {
+    renders.mockClear();
+    const result = await fn();
+    const rendered = renders.mock.contexts as QueryBuilder<object>[];
+    return [result, rendered.filter(qb => qb.type === QueryType.INSERT || qb.type === QueryType.SELECT).length];
+  }
+
+  it('a repeated shape is sent from its template: the same SQL, no query builder, the same rows and identity map', async () => {
+    const em = orm.em.fork();
+    const host = em.create(Account, { name: 'acme' });
+    await em.flush();
+    log.clear();
+    const add = (slug: string, values: { published: boolean; seats: number; note: string | null }) =>
+      counted(() => em.failsafeAdd(em.create(Meetup, { slug, startsAt, host, ...values }, { persist: false }), { slug }));
+
+    const [first, firstRenders] = await add('first', { published: true, seats: 3, note: null });
+    expect(firstRenders).toBe(2); // the insert and the select
+    const firstSQL = [...log.queries];
+    log.clear();
+
+    const [second, secondRenders] = await add('second', { published: false, seats: 4, note: null });
+    expect(secondRenders).toBe(0);
+    expect(log.queries).toEqual(firstSQL);
+    expect(await storedMeetups()).toEqual([
+      { slug: 'first', published: true, startsAt: startsAt.toISOString(), seats: 3, note: null, host: host.id },
+      { slug: 'second', published: false, startsAt: startsAt.toISOString(), seats: 4, note: null, host: host.id },
+    ]);
+    for (const meetup of [first, second]) {
+      expect(em.getUnitOfWork().getById(Meetup.name, meetup.id)).toBe(meetup);
+      expect(wrap(meetup, true).__originalEntityData).toMatchObject({ slug: meetup.slug, seats: meetup.seats });
+    }
+
+    // a duplicate: the managed row comes back, unchanged, and the rejected instance is not managed
+    const rejected = em.create(Meetup, { slug: 'first', startsAt, published: false, seats: 9 }, { persist: false });
+    const [duplicate, duplicateRenders] = await counted(() => em.failsafeAdd(rejected, { slug: 'first' }));
+    expect(duplicate).toBe(first);
+    expect(duplicateRenders).toBe(1); // another shape of insert (no host, no note); the same select
+    expect(first.seats).toBe(3);
+    expect(wrap(rejected, true).isManaged()).toBe(false);
+
+    // a value of another kind is another shape: a string where the first calls had null
+    expect((await add('third', { published: true, seats: 5, note: 'bring snacks' }))[1]).toBe(1);
+    expect((await add('fourth', { published: true, seats: 6, note: 'no snacks' }))[1]).toBe(0);
+    expect((await storedMeetups()).map(m => [m.slug, m.seats, m.note])).toEqual([
+      ['first', 3, null],
+      ['second', 4, null],
+      ['third', 5, 'bring snacks'],
+      ['fourth', 6, 'no snacks'],
+    ]);
+    log.clear();
+    await em.flush();
+    expect(log.queries).toEqual([]); // every entity's snapshot is what the database holds
+  });
+
+  it('filters by a foreign key and several columns take a template too', async () => {
+    const em = orm.em.fork();
+    const host = em.create(Account, { name: 'acme' });
+    await em.flush();
+    const add = (slug: string) =>
+      counted(() => em.failsafeAdd(em.create(Meetup, { slug, startsAt, host, published: true, seats: 1 }, { persist: false }), { slug, host: host.id }));
+    const [first, firstRenders] = await add('a');
+    expect(firstRenders).toBe(2);
+    expect(await add('a')).toEqual([first, 0]);
+    expect((await add('b'))[1]).toBe(0);
+    expect(log.queries.join('\n')).toMatch(/where .t0.\..slug. = \? and .t0.\..host_id. = \? limit \?/);
+    expect((await storedMeetups()).map(m => [m.slug, m.host])).toEqual([
+      ['a', host.id],
+      ['b', host.id],
+    ]);
+  });
+
+  it('values of a custom type, and filters with operators, go through the query builder every time', async () => {
+    const em = orm.em.fork();
+    const add = (slug: string) =>
+      counted(() => em.failsafeAdd(em.create(Meetup, { slug, startsAt, published: true, seats: 1, agenda: ['talks'] }, { persist: false }), { slug: { $eq: slug } }));
+    expect((await add('a'))[1]).toBe(2);
+    expect((await add('b'))[1]).toBe(2);
+    const stored = await orm.em.fork().find(Meetup, {}, { orderBy: { id: 'asc' } });
+    expect(stored.map(m => [m.slug, m.agenda])).toEqual([
+      ['a', ['talks']],
+      ['b', ['talks']],
+    ]);
+  });
+
+  it('a filter enabled after the template was kept applies to the select', async () => {
+    const em = orm.em.fork();
+    const add = (color: string) => counted(() => em.failsafeAdd(em.create(Tag, { name: 'news', color }, { persist: false }), { name: 'news' }));
+    const [red] = await add('red');
+    em.addFilter('red', { color: 'red' }, Tag);
+    log.clear();
+    // the insert from its template; the select rendered, with the filter's condition
+    expect(await add('blue')).toEqual([red, 1]);
+    expect(log.queries.join('\n')).toMatch(/where .t0.\..name. = \? and .t0.\..color. = \? limit \?/);
+  });
+
+  it('a template that differs from what the query builder renders is never used', async () => {
+    renders.mockImplementation(function (this: QueryBuilder<object>) {
+      const query = render.call(this);
+      const toSQL = query.toSQL.bind(query);
+      const differently = () => Object.assign(toSQL(), { sql: `${toSQL().sql} /* rendered differently */` });
+      return Object.assign(query, { toSQL: differently });
+    });
+    const em = orm.em.fork();
+    const add = (name: string) => counted(() => em.failsafeAdd(em.create(Tag, { name }, { persist: false }), { name }));
+    const [a, aRenders] = await add('a');
+    const [b, bRenders] = await add('b');
+    expect([aRenders, bRenders]).toEqual([2, 2]);
+    expect(await add('a')).toEqual([a, 2]);
+    expect(log.queries.filter(q => q.includes('insert')).every(q => q.includes('/* rendered differently */'))).toBe(true);
+    expect((await orm.em.fork().find(Tag, {}, { orderBy: { id: 'asc' } })).map(t => t.name)).toEqual([a.name, b.name]);
+  });
+
+  it('keeps 64 shapes per entity; others are rendered every time', async () => {
+    const em = orm.em.fork();
+    const meta = em.getMetadata().get<Wide>(Wide.name);
+    const columns = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7'] as const;
+    const shapes = Array.from({ length: 65 }, (_, i) => Object.fromEntries(columns.filter((_, bit) => ((i + 1) >> bit) & 1).map(c => [c, 'x'])));
+    const select = (filters: Record<string, string>) => counted(() => selectStatement(em, meta, filters, undefined));
+    for (const filters of shapes) {
+      expect((await select(filters))[1]).toBe(1);
+    }
+    expect((await select(shapes[0]))[1]).toBe(0); // kept
+    const [past, pastRenders] = await select(shapes[64]); // past the cap
+    expect(pastRenders).toBe(1);
+    expect(past.params).toEqual(['x', 'x', 2]); // c1 and c7
+  });
+});
