@@ -19,7 +19,7 @@ import {
 } from '@mikro-orm/core';
 import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
 import { dialectOf } from '../shared/dialect.js';
-import { whileProcessing } from '../shared/internals.js';
+import { contextEntityManager, whileProcessing } from '../shared/internals.js';
 import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
@@ -128,7 +128,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
   failsafeAdd<T extends object>(entity: T, filters: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T>;
   failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T | undefined>;
   async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options: FailsafeAddOptions = {}): Promise<T | undefined> {
-    const em = this.getContext(false);
+    const em = contextEntityManager(this);
     const meta = em.entityMetadata('failsafeAdd', entity);
     em.assertInsertableAlone('failsafeAdd', meta, entity);
     await em.flushAllBut(meta, entity);
@@ -223,7 +223,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     data?: EntityData<T>,
     options?: FailsafeAddOptions,
   ): Promise<T> {
-    const { entity } = await this.getContext(false).findOrInsert('findOrCreate', entityName, where, data, options);
+    const { entity } = await contextEntityManager(this).findOrInsert('findOrCreate', entityName, where, data, options);
     return entity;
   }
 
@@ -242,7 +242,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     data?: EntityData<T>,
     options?: FailsafeAddOptions,
   ): Promise<FindOrCreateResult<T>> {
-    return this.getContext(false).findOrInsert('getOrCreate', entityName, where, data, options);
+    return contextEntityManager(this).findOrInsert('getOrCreate', entityName, where, data, options);
   }
 
   /**

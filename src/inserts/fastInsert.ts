@@ -11,7 +11,7 @@ import {
   type FilterQuery,
 } from '@mikro-orm/core';
 import type { SqlEntityManager } from '@mikro-orm/knex';
-import { registerManaged } from '../shared/internals.js';
+import { postgresRoutine, registerManaged } from '../shared/internals.js';
 import type { FailsafeAddOptions } from './failsafeAddOptions.js';
 import type { FastPathDialect } from './insertPath.js';
 import { insertStatement, selectStatement, type Statement } from './statements.js';
@@ -90,7 +90,7 @@ export async function fastInsert<T extends object>(
  * ```
  */
 export function isHiddenConflict(error: unknown): error is DriverException {
-  return error instanceof DriverException && error.code === '40001' && (error as DriverException & { routine?: string }).routine === 'ExecCheckTupleVisible';
+  return error instanceof DriverException && error.code === '40001' && postgresRoutine(error) === 'ExecCheckTupleVisible';
 }
 
 /**

@@ -8,6 +8,7 @@ import {
 } from '@mikro-orm/knex';
 import { afterHook } from '../shared/afterHook.js';
 import { dialectOf } from '../shared/dialect.js';
+import { beginWith } from '../shared/internals.js';
 import { extendOptions } from '../shared/options.js';
 import { runningOnEveryConnection } from '../shared/sqliteConnections.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
@@ -17,15 +18,6 @@ import { ManagedSessionError } from './ManagedSessionError.js';
  * milliseconds) before it fails with SQLITE_BUSY, on every connection of an ORM made by `withManagedSessions`.
  */
 const SQLITE_BUSY_TIMEOUT_MS = 5000;
-
-/**
- * The part of knex's SQLite transaction (`Transaction_Sqlite`, knex internals) that starts it: once it holds
- * a connection, a top-level transaction sets `trxClient` and calls `begin()`, which sends `BEGIN;`.
- */
-interface KnexSqliteTransaction {
-  begin(connection: unknown): Promise<unknown>;
-  trxClient: { query(connection: unknown, sql: string): Promise<unknown> };
-}
 
 /**
  * A knex SQLite client class, as MikroORM's SQLite drivers pass it to `knex({ client })`. MikroORM declares
@@ -51,18 +43,10 @@ const DIALECTS: Record<string, KnexSqliteDialect> = {
  */
 function beginningImmediate(Dialect: KnexSqliteDialect, exceptions: ExceptionConverter): KnexSqliteDialect {
   return class ImmediateDialect extends Dialect {
-    transaction(container: unknown, config: Knex.TransactionConfig | undefined, outerTx: unknown): KnexSqliteTransaction {
-      const transaction: KnexSqliteTransaction = super.transaction(container, config, outerTx);
-      if (!outerTx && !config?.readOnly) {
-        // Replaces knex's `BEGIN;` before it is sent: knex calls begin() only after acquiring a connection.
-        // Sent through trxClient, not knex's own Transaction.query(), which would swallow a failed BEGIN and
-        // hand the caller a transaction that is already over: this rejection fails the transaction instead.
-        transaction.begin = connection =>
-          transaction.trxClient.query(connection, 'BEGIN IMMEDIATE;').catch((error: Error) => {
-            throw exceptions.convertException(error);
-          });
-      }
-      return transaction;
+    transaction(container: unknown, config: Knex.TransactionConfig | undefined, outerTx: unknown): object {
+      const transaction: object = super.transaction(container, config, outerTx);
+      // a failed BEGIN IMMEDIATE rejects, failing the transaction (knex would hand over one already over)
+      return outerTx || config?.readOnly ? transaction : beginWith(transaction, 'BEGIN IMMEDIATE;', error => exceptions.convertException(error));
     }
   };
 }

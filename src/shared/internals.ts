@@ -1,10 +1,11 @@
-import { wrap, type Configuration, type EntityData, type EntityManager, type FilterQuery, type UnitOfWork } from '@mikro-orm/core';
+import { wrap, type Configuration, type DriverException, type EntityData, type EntityManager, type FilterQuery, type UnitOfWork } from '@mikro-orm/core';
 import type { DatabaseSchema, SqlSchemaGenerator } from '@mikro-orm/knex';
 import type { Migrator } from '@mikro-orm/migrations';
 import { MikroOrmInternalError } from './errors.js';
 
 /*
- * Every use this library makes of MikroORM's private, protected, underscored or `@internal` API, in one
+ * Every use this library makes of MikroORM's private, protected, underscored or `@internal` API (and of the
+ * undeclared parts of the knex and node-postgres objects MikroORM hands over), in one
  * place: each function says why no public API serves, and checks the shape it relies on, so that a MikroORM
  * release that renames or removes it fails here with MikroOrmInternalError naming it, rather than somewhere
  * downstream as a TypeError or, worse, silently. test/shared/internals.test.ts exercises each of them.
@@ -199,4 +200,69 @@ export function registerManaged<T extends object>(uow: UnitOfWork, entity: T, da
 export async function enabledFilterCondition(em: EntityManager, entityName: string): Promise<FilterQuery<object>> {
   const apply = internal('EntityManager.applyFilters', em.applyFilters, typeof em.applyFilters === 'function');
   return (await apply.call(em, entityName, {}, {}, 'read')) ?? {};
+}
+
+/**
+ * The EntityManager that `em`'s methods act on (`EntityManager.getContext`, `@internal`): the one of the
+ * current transaction, else of the current request context, else `em` itself, as every public
+ * EntityManager method resolves it. `TransactionContext.getEntityManager` and `RequestContext.getEntityManager`
+ * are public, but choosing between them as MikroORM does also depends on the private `useContext` flag of
+ * forks and on the `context` option.
+ *
+ * @example
+ * ```ts
+ * const em = contextEntityManager(this); // the request's fork when called on the global EntityManager
+ * ```
+ */
+export function contextEntityManager<E extends EntityManager>(em: E): E {
+  return internal('EntityManager.getContext', em.getContext, typeof em.getContext === 'function').call(em, false);
+}
+
+/**
+ * The executor routine that raised a PostgreSQL error (node-postgres's `DatabaseError.routine`), which
+ * MikroORM's `DriverException` copies from the driver's error with its other own properties but does not
+ * declare. It is how a 40001 raised by ON CONFLICT for a row the snapshot cannot see (`ExecCheckTupleVisible`)
+ * differs from every other serialization failure; PostgreSQL gives no other code or field for it.
+ *
+ * @example
+ * ```ts
+ * if (error.code === '40001' && postgresRoutine(error) === 'ExecCheckTupleVisible') { ... }
+ * ```
+ */
+export function postgresRoutine(error: DriverException): string {
+  const { routine } = error as DriverException & { routine?: string };
+  return internal('DriverException.routine (node-postgres DatabaseError.routine)', routine, typeof routine === 'string');
+}
+
+/** What {@link beginWith} needs of a knex SQLite transaction; knex's typings do not declare it. */
+interface KnexSqliteTransaction {
+  begin?: (connection: unknown) => Promise<unknown>;
+  trxClient?: { query?: (connection: unknown, sql: string) => Promise<unknown> };
+}
+
+/**
+ * Makes a knex SQLite transaction (`Transaction_Sqlite`, knex internals) start with `sql` instead of `BEGIN;`:
+ * knex sets its `trxClient` and calls its `begin(connection)` once it holds a connection, for a top-level
+ * transaction only. The statement is sent through `trxClient`, not knex's own `Transaction.query()`, which
+ * would swallow a failed BEGIN and hand the caller a transaction that is already over; `onError` maps the
+ * rejection. knex offers no option for the statement that begins a transaction.
+ *
+ * @example
+ * ```ts
+ * beginWith(super.transaction(container, config, outerTx), 'BEGIN IMMEDIATE;', error => exceptions.convertException(error));
+ * ```
+ */
+export function beginWith<T extends object>(transaction: T, sql: string, onError: (error: Error) => Error): T {
+  const knexTransaction = transaction as KnexSqliteTransaction;
+  internal('knex Transaction.begin', knexTransaction.begin, typeof knexTransaction.begin === 'function');
+  knexTransaction.begin = async connection => {
+    const client = knexTransaction.trxClient;
+    const query = internal('knex Transaction.trxClient.query', client?.query, typeof client?.query === 'function');
+    try {
+      return await query.call(client, connection, sql);
+    } catch (error) {
+      throw onError(error as Error);
+    }
+  };
+  return transaction;
 }

@@ -1,17 +1,20 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Configuration, type EntityManager, wrap } from '@mikro-orm/core';
+import { type Configuration, DriverException, type EntityManager, RequestContext, wrap } from '@mikro-orm/core';
 import { DatabaseSchema, type SqlSchemaGenerator } from '@mikro-orm/knex';
 import { Migrator } from '@mikro-orm/migrations';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MikroOrmInternalError } from '../../src/index.js';
 import {
+  beginWith,
+  contextEntityManager,
   enabledFilterCondition,
   entityState,
   forgetCachedService,
   isBeingHydrated,
   markTouched,
+  postgresRoutine,
   registerManaged,
   schemaFromSnapshot,
   schemasForComparison,
@@ -106,6 +109,39 @@ describe.each(databases)('MikroORM internals on $name', db => {
     expect(await enabledFilterCondition(orm.em.fork(), Tag.name)).toEqual({});
     await expect(async () => enabledFilterCondition({} as EntityManager, Tag.name)).rejects.toThrow(
       MikroOrmInternalError.missing('EntityManager.applyFilters').message,
+    );
+  });
+
+  it('EntityManager.getContext: the request context\'s fork, else the EntityManager itself', async () => {
+    const fork = orm.em.fork();
+    expect(contextEntityManager(fork)).toBe(fork);
+    await RequestContext.create(fork, async () => {
+      expect(contextEntityManager(orm.em)).toBe(RequestContext.getEntityManager(orm.em.name));
+      expect(contextEntityManager(orm.em)).not.toBe(orm.em);
+    });
+    expect(() => contextEntityManager({} as EntityManager)).toThrow(MikroOrmInternalError.missing('EntityManager.getContext').message);
+  });
+
+  it('the driver error\'s routine: named on PostgreSQL\'s errors, missing (MikroOrmInternalError) on others', async () => {
+    const error = (await orm.em.fork().execute('select * from no_such_table').catch((e: unknown) => e)) as DriverException;
+    expect(error).toBeInstanceOf(DriverException);
+    if (db.name === 'postgresql') {
+      expect(postgresRoutine(error)).toBe('parserOpenTable');
+    } else {
+      expect(() => postgresRoutine(error)).toThrow(MikroOrmInternalError.missing('DriverException.routine (node-postgres DatabaseError.routine)').message);
+    }
+  });
+
+  it('knex Transaction.begin and trxClient: the statement that begins it replaced', async () => {
+    const sent: string[] = [];
+    const transaction = { begin: async () => sent.push('BEGIN;'), trxClient: { query: async (_: unknown, sql: string) => sent.push(sql) } };
+    await beginWith(transaction, 'BEGIN IMMEDIATE;', error => error).begin();
+    expect(sent).toEqual(['BEGIN IMMEDIATE;']);
+    const failing = { begin: async () => undefined, trxClient: { query: async () => Promise.reject(new Error('busy')) } };
+    await expect(beginWith(failing, 'BEGIN IMMEDIATE;', error => new Error(`mapped: ${error.message}`)).begin()).rejects.toThrow('mapped: busy');
+    expect(() => beginWith({}, 'BEGIN IMMEDIATE;', error => error)).toThrow(MikroOrmInternalError.missing('knex Transaction.begin').message);
+    await expect(beginWith({ begin: async () => undefined }, 'BEGIN IMMEDIATE;', error => error).begin()).rejects.toThrow(
+      MikroOrmInternalError.missing('knex Transaction.trxClient.query').message,
     );
   });
 });
