@@ -19,7 +19,7 @@ interface Template {
  * The fast path's statements, rendered by MikroORM's query builder, with the simple ones kept as templates.
  *
  * Building a query builder and rendering it costs more Node CPU than the round trip the fast path saves, so a statement
- * whose shape repeats is rendered once. A shape is the statement, the schema, and the ordered keys of the values
+ * whose shape repeats is rendered once. A shape is the statement, the table, and the ordered keys of the values
  * with each value's kind; only values of plain columns qualify (see `plainColumn`), whose values the query
  * builder passes to the database unchanged, as bindings. For the first call of a shape this library writes the
  * template itself and keeps it only if it is the query builder's SQL, placeholders included, and formats with
@@ -59,13 +59,13 @@ export function insertStatement<T extends object>(
     qb.returning('*' as never);
     return rendered(qb);
   };
-  return fromTemplate(em, meta, ignoreConflicts ? 'insert, ignoring conflicts' : 'insert', schema, payload, render, keys => {
+  return fromTemplate(em, meta, ignoreConflicts ? 'insert, ignoring conflicts' : 'insert', schema, payload, render, (keys, table) => {
     // knex lists an insert's columns sorted by name
     const sorted = [...keys].sort((a, b) => (columnOf(meta, a) < columnOf(meta, b) ? -1 : 1));
     const columns = sorted.map(key => em.getPlatform().quoteIdentifier(columnOf(meta, key))).join(', ');
     const conflict = ignoreConflicts ? ' on conflict do nothing' : '';
     return {
-      sql: `insert into ${tableOf(em, meta, schema)} (${columns}) values (${sorted.map(() => '?').join(', ')})${conflict} returning *`,
+      sql: `insert into ${table} (${columns}) values (${sorted.map(() => '?').join(', ')})${conflict} returning *`,
       keys: sorted,
       constants: [],
     };
@@ -98,10 +98,10 @@ export async function selectStatement<T extends object>(
   if (!Utils.isPlainObject(filters) || !Utils.isEmpty(enabled) || Object.values(filters).includes(null)) {
     return render(); // an operator, an entity's filter, or `is null`: not a column equal to a value
   }
-  return fromTemplate(em, meta, 'select', schema, filters, render, keys => {
+  return fromTemplate(em, meta, 'select', schema, filters, render, (keys, table) => {
     const quote = (name: string) => em.getPlatform().quoteIdentifier(name);
     const where = keys.map(key => `${quote('t0')}.${quote(columnOf(meta, key))} = ?`).join(' and ');
-    return { sql: `select ${quote('t0')}.* from ${tableOf(em, meta, schema)} as ${quote('t0')} where ${where} limit ?`, keys, constants: [2] };
+    return { sql: `select ${quote('t0')}.* from ${table} as ${quote('t0')} where ${where} limit ?`, keys, constants: [2] };
   });
 }
 
@@ -122,7 +122,7 @@ function fromTemplate(
   schema: string | undefined,
   values: Dictionary,
   render: () => Statement,
-  template: (keys: readonly string[]) => Template,
+  template: (keys: readonly string[], table: string) => Template,
 ): Statement {
   const keys = Object.keys(values);
   const shape = shapeOf(meta, keys, values);
@@ -134,14 +134,16 @@ function fromTemplate(
     shapes = new Map();
     templates.set(meta, shapes);
   }
-  const key = `${statement}\0${schema ?? ''}\0${shape}`;
+  // the table as the query builder names it: `schema` given, the entity's, the EntityManager's or the ORM's
+  const table = tableOf(em, meta, schema);
+  const key = `${statement}\0${table}\0${shape}`;
   const known = shapes.get(key);
   if (known) {
     return { sql: known.sql, params: paramsOf(known, values) };
   }
   const statementSQL = render();
   if (known === undefined && shapes.size < MAX_SHAPES) {
-    const candidate = template(keys);
+    const candidate = template(keys, table);
     const platform = em.getPlatform();
     const params = paramsOf(candidate, values);
     const same = candidate.sql === statementSQL.sql && platform.formatQuery(candidate.sql, params) === platform.formatQuery(statementSQL.sql, [...statementSQL.params]);
@@ -209,9 +211,9 @@ function columnOf(meta: EntityMetadata, key: string): string {
   return meta.properties[key as keyof typeof meta.properties].fieldNames[0];
 }
 
-/** The entity's table, quoted, schema-qualified as the query builder qualifies it. */
+/** The entity's table, quoted, schema-qualified as the query builder qualifies it (`QueryBuilder.getSchema`). */
 function tableOf(em: SqlEntityManager, meta: EntityMetadata, schema: string | undefined): string {
   const platform = em.getPlatform();
-  const name = schema ?? (meta.schema === '*' ? undefined : meta.schema) ?? em.schema ?? em.config.get('schema');
+  const name = schema ?? (meta.schema === '*' ? undefined : meta.schema) ?? em.schema ?? em.config.getSchema(true);
   return platform.quoteIdentifier(name && name !== platform.getDefaultSchemaName() ? `${name}.${meta.tableName}` : meta.tableName);
 }

@@ -213,3 +213,32 @@ describe.each(databases)('statement templates on $name', db => {
     expect(past.params).toEqual(['x', 'x', 2]); // c1 and c7
   });
 });
+
+describe('statement templates per schema on postgresql', () => {
+  it('a fork with a schema of its own gets a template of its own', async () => {
+    const { orm, log } = await databases.find(db => db.name === 'postgresql')!.init({ entities: raceEntities });
+    try {
+      for (const schema of ['tenant_a', 'tenant_b']) {
+        await orm.em.execute(`create schema ${schema}; create table ${schema}.tag (like public.tag including all)`);
+      }
+      // an instance made with `new` has no schema of its own: the query builder takes the fork's
+      const add = (schema: string | undefined, name: string) => orm.em.fork({ schema }).failsafeAdd(Object.assign(new Tag(), { name }), { name });
+      for (const schema of [undefined, 'tenant_a', 'tenant_b']) {
+        for (const name of ['news', 'sports', 'news']) {
+          await add(schema, name);
+        }
+      }
+      expect(log.queries.filter(q => q.startsWith('insert')).map(q => q.match(/insert into ("\w+"\.)?"tag"/)![0])).toEqual([
+        ...Array(3).fill('insert into "tag"'),
+        ...Array(3).fill('insert into "tenant_a"."tag"'),
+        ...Array(3).fill('insert into "tenant_b"."tag"'),
+      ]);
+      for (const schema of ['public', 'tenant_a', 'tenant_b']) {
+        const rows = await orm.em.fork().execute(`select name from "${schema}"."tag" order by id`);
+        expect(rows.map(row => row.name)).toEqual(['news', 'sports']);
+      }
+    } finally {
+      await closeOrm(orm);
+    }
+  });
+});
