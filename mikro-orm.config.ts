@@ -1,5 +1,4 @@
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
-import { Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { emailEntities } from './example/emails.js';
@@ -21,7 +20,6 @@ export default withPrimaryRelationships(
     ...(databaseUrl
       ? { driver: PostgreSqlDriver, clientUrl: databaseUrl }
       : { driver: SqliteDriver, dbName: process.env.SQLITE_PATH ?? 'example.sqlite' }),
-    extensions: [Migrator],
     migrations: {
       path: process.env.MIGRATIONS_PATH ?? `migrations/${databaseUrl ? 'postgresql' : 'sqlite'}`,
       emit: (process.env.MIGRATIONS_EMIT ?? 'ts') as 'ts' | 'js' | 'cjs',

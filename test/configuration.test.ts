@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Entity, EntitySchema, MikroORM, type Opt, type Options, PrimaryKey, Property, Unique } from '@mikro-orm/core';
-import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import type { AbstractSqlDriver, EntityManager } from '@mikro-orm/knex';
 import { Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
@@ -17,7 +17,7 @@ import {
   defineCoasterConfig,
   withEntityDecorators,
 } from '../src/index.js';
-import { CoasterMigrationGenerator, CoasterSchemaGenerator, PrimaryRelationshipError, withPrimaryRelationships } from '../src/primary/index.js';
+import { CoasterMigrator, CoasterSchemaGenerator, PrimaryRelationshipError, withPrimaryRelationships } from '../src/primary/index.js';
 import { PrimaryRelationshipSubscriber } from '../src/primary/PrimaryRelationshipSubscriber.js';
 import { ChildForPrimary, ParentForPrimary, primaryEntities } from './primary/entities.js';
 import { postgresAdmin, postgresUrlFor } from './support/databases.js';
@@ -246,9 +246,34 @@ describe.each(names)('defineCoasterConfig, on %s', name => {
     await expect(MikroORM.init({ ...withoutTimestamps, extensions: [Migrator] })).rejects.toThrow(
       CoasterConfigError.optionReplaced('Primary relationships', 'extensions', 'CoasterSchemaGenerator').message,
     );
-    await expect(MikroORM.init({ ...withoutTimestamps, migrations: { path: 'migrations' } })).rejects.toThrow(
-      CoasterConfigError.optionReplaced('Primary relationships', 'migrations', 'generator: CoasterMigrationGenerator').message,
+    await expect(MikroORM.init({ ...withoutTimestamps, extensions: [...(withoutTimestamps.extensions ?? []), Migrator] })).rejects.toThrow(
+      CoasterConfigError.optionReplaced('Primary relationships', 'extensions', 'CoasterMigrator, after any Migrator').message,
     );
+  });
+
+  it("rejects at MikroORM.init a Migrator of the application's that CoasterMigrator would replace, takes one extending CoasterMigrator", async () => {
+    class AuditedMigrator extends Migrator {
+      static override register(orm: MikroORM): void {
+        orm.config.registerExtension('@mikro-orm/migrator', () => new AuditedMigrator(orm.em as EntityManager));
+      }
+    }
+    const message = CoasterConfigError.migratorNotCoasterMigrator('AuditedMigrator').message;
+    expect(message).toContain('Make AuditedMigrator extend CoasterMigrator');
+    const options = (extensions: Options['extensions']) =>
+      withPrimaryRelationships(defineCoasterConfig<AbstractSqlDriver>({ ...unconnected(name), entities: primaryEntities, extensions }));
+    await expect(MikroORM.init(options([AuditedMigrator]))).rejects.toThrow(message);
+    const spread = options([]);
+    await expect(MikroORM.init({ ...spread, extensions: [...(spread.extensions ?? []), AuditedMigrator] })).rejects.toThrow(message);
+    // an ORM without primary relationships too: CoasterMigrator would replace it all the same
+    await expect(
+      MikroORM.init(withPrimaryRelationships(defineCoasterConfig<AbstractSqlDriver>({ ...unconnected(name), entities: [Label], extensions: [AuditedMigrator] }))),
+    ).rejects.toThrow(message);
+
+    class AuditedCoasterMigrator extends CoasterMigrator {}
+    const own = options([Migrator, AuditedCoasterMigrator]);
+    expect(own.extensions).toEqual([Migrator, AuditedCoasterMigrator, CoasterSchemaGenerator]);
+    const orm = await open(name, connection => ({ ...own, ...connection }));
+    expect(orm.migrator).toBeInstanceOf(AuditedCoasterMigrator);
   });
 
   it('configures inserts, timestamps, lazy defaults and upserts, and nothing of primary relationships', async () => {
@@ -274,8 +299,8 @@ describe.each(names)('defineCoasterConfig, on %s', name => {
       expect(defineCoasterConfig(options)).toBe(options);
       expect(withPrimaryRelationships(options)).toBe(options);
       expect([...(options.subscribers ?? [])].map(s => s.constructor.name).sort()).toEqual(['PrimaryRelationshipSubscriber', 'TimestampSubscriber']);
-      expect(options.extensions).toEqual([CoasterSchemaGenerator]);
-      expect(options.migrations?.generator).toBe(CoasterMigrationGenerator);
+      expect(options.extensions).toEqual([CoasterSchemaGenerator, CoasterMigrator]);
+      expect(options.migrations?.generator).toBeUndefined();
       expect(options.entities?.map(e => (e instanceof EntitySchema ? e.meta.className : (e as Function).name))).toContain('ParentForPrimary_primaryChild');
     }
     const orm = await open(name, options => withPrimaryRelationships(defineCoasterConfig({ ...options, entities: [Entry, ...primaryEntities] })));

@@ -1,14 +1,16 @@
 import type { MikroORM } from '@mikro-orm/core';
 import { SchemaComparator, type SchemaDifference, SqlSchemaGenerator, type TableDifference } from '@mikro-orm/knex';
 import { forgetCachedService, schemasForComparison } from '../shared/internals.js';
-import { primaryTablesOf } from './primaryTables.js';
-import { createTriggerSQL, dropTriggerSQL, type PrimaryTableNames } from './primaryTriggers.js';
+import type { CoasterMigrator } from './CoasterMigrator.js';
+import { primaryTableNamesOf, primaryTableOf, primaryTablesOf } from './primaryTables.js';
+import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
 
 /**
  * MikroORM's schema generator, plus the triggers of primary relationships: `createSchema()`,
  * `refreshDatabase()` and `updateSchema()` create them with their tables, and `dropSchema()` drops
  * PostgreSQL's functions (the triggers go with their tables). Registered by `withPrimaryRelationships`
- * through the `extensions` option, so `orm.schema` is one of these. On SQLite, where MikroORM writes
+ * through the `extensions` option, so `orm.schema` is one of these, and {@link CoasterMigrator} computes
+ * migrations with one, so `migration:create` writes the triggers too. On SQLite, where MikroORM writes
  * no down migrations, `getUpdateSchemaMigrationSQL()` also gives the down SQL when it can be
  * reverted safely (see {@link CoasterSchemaGenerator.getUpdateSchemaMigrationSQL}).
  *
@@ -37,14 +39,20 @@ export class CoasterSchemaGenerator extends SqlSchemaGenerator {
     return this.append(sql, primaryTablesOf(this.metadata).flatMap(table => dropTriggerSQL(this.platform, table)));
   }
 
+  /**
+   * MikroORM's SQL for `schemaDiff`, plus the triggers (and PostgreSQL's functions) of the primary tables it
+   * creates and, with `dropTables` and not `safe`, the functions of those it drops (their triggers go with
+   * them): the entities' primary tables, and those of relationships they no longer declare, which the tables'
+   * comments mark in schema snapshots and PostgreSQL's database (SQLite keeps no comments).
+   */
   override async diffToSQL(schemaDiff: SchemaDifference, options: Parameters<SqlSchemaGenerator['diffToSQL']>[1]): Promise<string> {
     const sql = await super.diffToSQL(schemaDiff, options);
-    const named = (tables: SchemaDifference['newTables']) => (table: PrimaryTableNames) =>
-      Object.values(tables).some(t => t.name === table.table && (!table.schema || t.schema === table.schema));
-    const primaryTables = primaryTablesOf(this.metadata);
-    const dropped = options.dropTables && !options.safe ? primaryTables.filter(named(schemaDiff.removedTables)) : [];
+    const known = primaryTablesOf(this.metadata);
+    const created = Object.values(schemaDiff.newTables).flatMap(table => primaryTableNamesOf(this.platform, known, table) ?? []);
+    const dropped =
+      options.dropTables && !options.safe ? Object.values(schemaDiff.removedTables).flatMap(table => primaryTableOf(this.platform, known, table) ?? []) : [];
     return this.append(sql, [
-      ...primaryTables.filter(named(schemaDiff.newTables)).flatMap(table => createTriggerSQL(this.platform, table)),
+      ...created.flatMap(table => createTriggerSQL(this.platform, table)),
       ...dropped.flatMap(table => dropTriggerSQL(this.platform, table)),
     ]);
   }
@@ -58,7 +66,10 @@ export class CoasterSchemaGenerator extends SqlSchemaGenerator {
    * foreign keys or checks of an existing table: SQLite can only rebuild such a table (copy,
    * drop, rename), which inside a migration's transaction cannot turn foreign keys off, so the drop
    * would delete or refuse the rows referencing it and lose the table's triggers. It also stays
-   * empty when it would add back a `not null` column without a default, which SQLite refuses.
+   * empty when it would add back a `not null` column without a default, which SQLite refuses, and when
+   * it would recreate a table the up drops: SQLite keeps no table comments, so a schema read from the
+   * database (as the Migrator's snapshot is after `migration:up`) cannot tell a primary table, whose
+   * trigger the down would have to recreate, from another.
    *
    * @example
    * ```ts
@@ -79,11 +90,13 @@ export class CoasterSchemaGenerator extends SqlSchemaGenerator {
     const comparator = new SchemaComparator(this.platform);
     const diffUp = comparator.compare(fromSchema, toSchema);
     const diffDown = comparator.compare(toSchema, fromSchema, diffUp);
-    const revertible = Object.values(diffDown.changedTables).every(
-      table =>
-        rebuildingChanges.every(key => Object.keys(table[key]).length === 0) &&
-        Object.values(table.addedColumns).every(column => column.nullable || column.default != null),
-    );
+    const revertible =
+      Object.keys(diffDown.newTables).length === 0 &&
+      Object.values(diffDown.changedTables).every(
+        table =>
+          rebuildingChanges.every(key => Object.keys(table[key]).length === 0) &&
+          Object.values(table.addedColumns).every(column => column.nullable || column.default != null),
+      );
     return {
       up: await this.diffToSQL(diffUp, options),
       down: revertible

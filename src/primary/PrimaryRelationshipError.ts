@@ -73,6 +73,18 @@ export class PrimaryRelationshipError extends CoasterError {
     );
   }
 
+  /**
+   * A table whose comment marks it as a primary table, which a migration recreates, lacks the single-column
+   * primary key (the parent) and foreign key (the child) its trigger is built from.
+   */
+  static unrecognisedPrimaryTable(table: string): PrimaryRelationshipError {
+    return new PrimaryRelationshipError(
+      `The table '${table}' has the comment of a primary relationship's table, but not its single-column primary key ` +
+        `and foreign key to the child, so the trigger a migration would recreate with it cannot be written. Remove the ` +
+        `comment from a table that is not a primary table, or restore its keys in the schema snapshot.`,
+    );
+  }
+
   /** The database is neither PostgreSQL nor SQLite. */
   static unsupportedPlatform(platform: string): PrimaryRelationshipError {
     return new PrimaryRelationshipError(

@@ -1,7 +1,7 @@
 /**
  * Primary relationships, the `mikro-orm-coaster/primary` entry point: a parent's primary child, stored in
  * a `<parent>_<child>_primary` table whose trigger refuses a child of another parent, and
- * `withPrimaryRelationships`, the options transformer that wires it (schema and migration generators
+ * `withPrimaryRelationships`, the options transformer that wires it (schema generator and Migrator
  * included, so this entry point needs `@mikro-orm/migrations`).
  *
  * @example
@@ -17,5 +17,5 @@
 export { addPrimaryRelationship, PrimaryRelationship, type PrimaryLink, type PrimaryRelationshipOptions } from './primaryRelationship.js';
 export { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 export { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
-export { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
+export { CoasterMigrator } from './CoasterMigrator.js';
 export { withPrimaryRelationships } from './withPrimaryRelationships.js';

@@ -18,7 +18,7 @@ import {
 import { createdAtProperty, updatedAtProperty } from '../entity-decorators/timestamps.js';
 import { entityState, isBeingHydrated, markTouched } from '../shared/internals.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
-import { type PrimaryTableNames, qualified, quoteIdentifier, triggerDialect, validateFunctionName } from './primaryTriggers.js';
+import { type PrimaryTableNames, primaryTableComment, qualified, quoteIdentifier, triggerDialect, validateFunctionName } from './primaryTriggers.js';
 
 /**
  * A row of a primary table: which child is the parent's primary one. The entity behind it, named
@@ -137,6 +137,7 @@ export class PrimaryRelationshipDefinition {
     Object.defineProperty(Link, 'name', { value: `${parent.name}_${property}` });
     this.link = new EntitySchema<PrimaryLink>({
       class: Link,
+      comment: primaryTableComment(parentColumn),
       properties: {
         parent: { kind: 'm:1', entity: () => parent, primary: true, deleteRule: 'cascade' },
         child: { kind: 'm:1', entity: child, deleteRule: 'cascade' },

@@ -29,6 +29,26 @@ export interface PrimaryTableNames {
   childParentColumn: string;
 }
 
+/** How a primary table's comment starts: it marks the table as one, in the schema snapshot and the database. */
+const commentPrefix = 'mikro-orm-coaster primary relationship, child column naming the parent: ';
+
+/**
+ * The comment of a primary table, `mikro-orm-coaster primary relationship, child column naming the parent: <column>`:
+ * it marks the table as a primary one where the entities no longer say so (a migration that drops the table of
+ * a relationship removed from them drops PostgreSQL's function too), and records the one name its trigger needs
+ * that the table's own keys do not give (a down migration recreating the table recreates the trigger). The
+ * column is URI-encoded (an identity for letters, digits and `_`): MikroORM writes comments as string literals,
+ * which a backslash would break.
+ */
+export function primaryTableComment(childParentColumn: string): string {
+  return `${commentPrefix}${encodeURIComponent(childParentColumn)}`;
+}
+
+/** The child's parent column a primary table's comment records; `undefined` for a comment that is not one. */
+export function childParentColumnOf(comment: string | undefined): string | undefined {
+  return comment?.startsWith(commentPrefix) ? decodeURIComponent(comment.slice(commentPrefix.length)) : undefined;
+}
+
 /** Quotes an identifier for PostgreSQL and SQLite alike: double quotes, embedded ones doubled. */
 export function quoteIdentifier(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;

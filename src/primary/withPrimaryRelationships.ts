@@ -1,9 +1,10 @@
 import type { AnyEntity, Configuration, EntityMetadata, EntitySchema, MetadataStorage, Options, Platform } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import { Migrator } from '@mikro-orm/migrations';
 import { afterHook } from '../shared/afterHook.js';
 import { dialectOf } from '../shared/dialect.js';
 import { CoasterConfigError } from '../shared/CoasterConfigError.js';
-import { CoasterMigrationGenerator } from './CoasterMigrationGenerator.js';
+import { CoasterMigrator } from './CoasterMigrator.js';
 import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { checkDiscoveredRelationships, configuredRelationships, discoverPrimaryRelationship, primaryRelationshipsFor } from './primaryRelationship.js';
 import { PrimaryRelationshipSubscriber } from './PrimaryRelationshipSubscriber.js';
@@ -13,6 +14,21 @@ import { runningOnEveryConnection } from '../shared/sqliteConnections.js';
 /** Whether `value` is `base` or a class extending it. */
 function isClass(value: unknown, base: Function): boolean {
   return value === base || (typeof value === 'function' && value.prototype instanceof base);
+}
+
+/**
+ * Throws {@link CoasterConfigError} when the ORM's extensions hold a Migrator of the application's that
+ * extends MikroORM's rather than {@link CoasterMigrator}: the CoasterMigrator that {@link withPrimaryRelationships}
+ * adds after it would replace it.
+ */
+function checkMigrator(config: Configuration): void {
+  const own = config
+    .get('extensions')
+    .filter((extension): extension is typeof Migrator => isClass(extension, Migrator))
+    .find(migrator => migrator !== Migrator && !isClass(migrator, CoasterMigrator));
+  if (own) {
+    throw CoasterConfigError.migratorNotCoasterMigrator(own.name);
+  }
 }
 
 /**
@@ -27,23 +43,27 @@ function checkOptions(storage: MetadataStorage, config: Configuration): void {
   if (![...config.get('subscribers')].some(s => s instanceof PrimaryRelationshipSubscriber)) {
     throw CoasterConfigError.optionReplaced(feature, 'subscribers', 'a PrimaryRelationshipSubscriber');
   }
-  if (!config.get('extensions').some(extension => isClass(extension, CoasterSchemaGenerator))) {
+  const extensions = config.get('extensions');
+  if (!extensions.some(extension => isClass(extension, CoasterSchemaGenerator))) {
     throw CoasterConfigError.optionReplaced(feature, 'extensions', 'CoasterSchemaGenerator');
   }
-  if (!isClass(config.get('migrations').generator, CoasterMigrationGenerator)) {
-    throw CoasterConfigError.optionReplaced(feature, 'migrations', 'generator: CoasterMigrationGenerator');
+  // the last Migrator listed registers last, and is the ORM's
+  if (!isClass(extensions.findLast(extension => isClass(extension, Migrator)), CoasterMigrator)) {
+    throw CoasterConfigError.optionReplaced(feature, 'extensions', 'CoasterMigrator, after any Migrator');
   }
 }
 
 /**
  * Returns `options` with what primary relationships need from the ORM: the primary tables' entities, the
  * discovery hooks that name them, the flush subscriber that writes them, the schema generator that
- * creates their triggers and the migration generator that emits them; on SQLite, a `pool.afterCreate`
- * that turns foreign keys on for every connection (the primary tables' foreign keys and ON DELETE CASCADE
- * rely on them). The caller's hooks, subscribers, extensions and `pool.afterCreate` are kept, and a
- * `migrations.generator` of theirs writes the files, with the triggers added (see
- * {@link CoasterMigrationGenerator.around}). Options that replace these after it (spread over its
- * result) make `MikroORM.init` throw {@link CoasterConfigError}. `defineCoasterConfig` does not apply
+ * creates their triggers and the Migrator whose migrations do ({@link CoasterSchemaGenerator} and
+ * {@link CoasterMigrator}, in `extensions`); on SQLite, a `pool.afterCreate` that turns foreign keys on
+ * for every connection (the primary tables' foreign keys and ON DELETE CASCADE rely on them). The
+ * caller's hooks, subscribers, extensions, `pool.afterCreate` and `migrations` options are kept;
+ * CoasterMigrator comes after their extensions, so it replaces a MikroORM `Migrator` listed there, and
+ * `MikroORM.init` throws {@link CoasterConfigError} for a Migrator of theirs that does not extend
+ * CoasterMigrator. Options that replace these after it (spread over its result) make `MikroORM.init`
+ * throw {@link CoasterConfigError} too. `defineCoasterConfig` does not apply
  * it, so an application without primary relationships needs no `@mikro-orm/migrations`; an ORM whose
  * entities declare one without it fails at `MikroORM.init` with `PrimaryRelationshipError`.
  * Options it already went through are returned as they are, and it may wrap `defineCoasterConfig`'s
@@ -78,6 +98,7 @@ function addPrimaryRelationships<O extends Options<AbstractSqlDriver>>(options: 
       afterDiscovered: (storage, platform) =>
         afterHook(discovery.afterDiscovered?.(storage, platform), () => {
           checkDiscoveredRelationships(storage, platform);
+          checkMigrator(platform.getConfig());
           checkOptions(storage, platform.getConfig());
           // discovery comes before MikroORM opens the pool, and only then is the platform known. MikroORM turns
           // foreign keys on once, when it connects, so a connection the pool opens later would not enforce them.
@@ -87,8 +108,12 @@ function addPrimaryRelationships<O extends Options<AbstractSqlDriver>>(options: 
         }),
     },
     subscribers: [...(options.subscribers ?? []), new PrimaryRelationshipSubscriber()],
-    extensions: [...(options.extensions ?? []), CoasterSchemaGenerator],
-    migrations: { ...options.migrations, generator: CoasterMigrationGenerator.around(options.migrations?.generator) },
+    // after the application's extensions, so that it replaces a Migrator listed there, unless one extends it
+    extensions: [
+      ...(options.extensions ?? []),
+      CoasterSchemaGenerator,
+      ...(options.extensions?.some(extension => isClass(extension, CoasterMigrator)) ? [] : [CoasterMigrator]),
+    ],
   }) as O;
   for (const key of ['entities', 'entitiesTs'] as const) {
     let list = options[key];

@@ -35,6 +35,18 @@ export class CoasterConfigError extends CoasterError {
     );
   }
 
+  /**
+   * The ORM's `extensions` hold a Migrator of the application's that extends MikroORM's Migrator, not
+   * CoasterMigrator, which primary relationships register as the ORM's Migrator.
+   */
+  static migratorNotCoasterMigrator(migrator: string): CoasterConfigError {
+    return new CoasterConfigError(
+      `Primary relationships make CoasterMigrator (from mikro-orm-coaster/primary) the ORM's Migrator, so that ` +
+        `migrations create and drop their triggers, which would replace ${migrator} in the ORM's extensions. Make ` +
+        `${migrator} extend CoasterMigrator instead of MikroORM's Migrator.`,
+    );
+  }
+
   /** `optInTransactions` reached `MikroORM.init`, which ignores it. */
   static optInTransactionsIgnored(): CoasterConfigError {
     return new CoasterConfigError(

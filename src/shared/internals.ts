@@ -1,5 +1,5 @@
 import { wrap, type Configuration, type DriverException, type EntityData, type EntityManager, type FilterQuery, type UnitOfWork } from '@mikro-orm/core';
-import type { DatabaseSchema, SqlSchemaGenerator } from '@mikro-orm/knex';
+import { type DatabaseSchema, SqlSchemaGenerator } from '@mikro-orm/knex';
 import type { Migrator } from '@mikro-orm/migrations';
 import { MikroOrmInternalError } from './errors.js';
 
@@ -63,18 +63,19 @@ export function schemasForComparison(
 }
 
 /**
- * `Migrator.getSchemaFromSnapshot` (protected): the schema the last migration left, from the snapshot file,
- * which the Migrator diffs against when it creates a migration; a generator is not handed it.
+ * Makes `migrator` use `generator` for the SQL of its migrations and its schema snapshot
+ * (`Migrator.schemaGenerator`, private and read-only). The Migrator builds a plain `SqlSchemaGenerator` in its
+ * constructor and takes none, neither as an argument nor from the ORM's extensions, so a subclass cannot hand it
+ * one through any public API.
  *
  * @example
  * ```ts
- * const fromSchema = schemaFromSnapshot(migrator); // undefined without a snapshot
+ * useSchemaGenerator(this, new CoasterSchemaGenerator(em)); // in CoasterMigrator's constructor
  * ```
  */
-export function schemaFromSnapshot(migrator: Migrator): DatabaseSchema | undefined {
-  const { getSchemaFromSnapshot } = migrator as unknown as { getSchemaFromSnapshot?: () => DatabaseSchema | undefined };
-  const read = internal('Migrator.getSchemaFromSnapshot', getSchemaFromSnapshot, typeof getSchemaFromSnapshot === 'function');
-  return read.call(migrator);
+export function useSchemaGenerator(migrator: Migrator, generator: SqlSchemaGenerator): void {
+  const fields = migrator as unknown as { schemaGenerator?: SqlSchemaGenerator };
+  internal('Migrator.schemaGenerator', fields, fields.schemaGenerator instanceof SqlSchemaGenerator).schemaGenerator = generator;
 }
 
 /**

@@ -3,7 +3,20 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { type Constructor, EntitySchema, type EntitySchemaMetadata, ForeignKeyConstraintViolationException, type MigrationDiff, MikroORM } from '@mikro-orm/core';
+import {
+  Collection,
+  type Constructor,
+  Entity,
+  EntitySchema,
+  type EntitySchemaMetadata,
+  ForeignKeyConstraintViolationException,
+  ManyToOne,
+  type MigrationDiff,
+  MikroORM,
+  OneToMany,
+  type Options,
+  PrimaryKey,
+} from '@mikro-orm/core';
 import { type AbstractSqlDriver, DatabaseSchema } from '@mikro-orm/knex';
 import { type Migration, Migrator, TSMigrationGenerator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
@@ -12,7 +25,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { emailEntities, UserEmail } from '../../example/emails.js';
 import { entities, Follow, Tag, User } from '../../example/entities.js';
 import type { CoasterOptions } from '../../src/index.js';
-import { CoasterMigrationGenerator } from '../../src/primary/index.js';
+import { addPrimaryRelationship, CoasterMigrator } from '../../src/primary/index.js';
 import { closeOrm, databases, postgresAdmin, postgresUrlFor, sqlite, type TestOrm, withPrimary } from '../support/databases.js';
 
 const run = promisify(execFile);
@@ -67,16 +80,19 @@ async function migrationFiles(scratch: Scratch, emit: Emit = 'ts'): Promise<stri
   return (await readdir(scratch.migrations)).filter(file => file.endsWith(`.${emit}`)).sort();
 }
 
-/** Counts the primary table, its trigger(s) and (on PostgreSQL) its function: 3 of them on both databases. */
-const primaryObjects = {
-  sqlite:
-    `select count(*) as count from sqlite_master where name in ` +
-    `('user_user_email_primary', 'user_user_email_primary_trigger_insert', 'user_user_email_primary_trigger_update')`,
+/** Counts a primary table, its trigger(s) and (on PostgreSQL) its function: 3 of them on both databases. */
+const primaryObjects = (table: string) => ({
+  sqlite: `select count(*) as count from sqlite_master where name in ('${table}', '${table}_trigger_insert', '${table}_trigger_update')`,
   postgresql:
-    `select (select count(*) from pg_class where relname = 'user_user_email_primary') + ` +
-    `(select count(*) from pg_trigger where tgname = 'user_user_email_primary_trigger') + ` +
-    `(select count(*) from pg_proc where proname = 'user_user_email_primary_validate') as count`,
-};
+    `select (select count(*) from pg_class where relname = '${table}') + ` +
+    `(select count(*) from pg_trigger where tgname = '${table}_trigger') + ` +
+    `(select count(*) from pg_proc where proname = '${table}_validate') as count`,
+});
+
+/** How many of {@link primaryObjects} the ORM's database has. */
+async function countPrimaryObjects(orm: MikroORM<AbstractSqlDriver>, name: 'sqlite' | 'postgresql', table = 'user_user_email_primary'): Promise<number> {
+  return Number((await orm.em.fork().execute<{ count: number | string }[]>(primaryObjects(table)[name]))[0].count);
+}
 
 describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroORM CLI on %s', name => {
   let scratch: Scratch | undefined;
@@ -99,7 +115,7 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
       expect(code).toContain('create or replace function "user_user_email_primary_validate"()');
       expect(down).toContain('drop function if exists "user_user_email_primary_validate"();');
     } else {
-      // MikroORM writes no down migrations for SQLite; CoasterMigrationGenerator drops what up created, children first
+      // MikroORM writes no down migrations for SQLite; CoasterSchemaGenerator's drops what up created, children first
       expect(down.match(/drop table if exists \\`\w+\\`/g)).toEqual(
         ['follow', 'user_user_email_primary', 'user_email', 'user', 'tag'].map(table => `drop table if exists \\\`${table}\\\``),
       );
@@ -137,10 +153,9 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
     ada.primaryEmail = em.create(UserEmail, { address: ada.email, user: ada });
     em.create(Follow, { user: ada, tag: em.create(Tag, { name: 'orm' }) }); // its foreign keys do not cascade
     await em.flush();
-    const count = async () => Number((await orm!.em.fork().execute<{ count: number | string }[]>(primaryObjects[name]))[0].count);
-    expect(await count()).toBe(3);
+    expect(await countPrimaryObjects(orm, name)).toBe(3);
     await cli(scratch, 'migration:down');
-    expect(await count()).toBe(0);
+    expect(await countPrimaryObjects(orm, name)).toBe(0);
   });
 });
 
@@ -182,30 +197,26 @@ describe.each(['sqlite', 'postgresql'] as const)('JavaScript migrations through 
     await expect(
       em.execute(`insert into "user_user_email_primary" ("user_id", "user_email_id") values (${grace.id}, ${adaEmail.id})`),
     ).rejects.toThrow(ForeignKeyConstraintViolationException);
-    const count = async () => Number((await orm!.em.fork().execute<{ count: number | string }[]>(primaryObjects[name]))[0].count);
-    expect(await count()).toBe(3);
+    expect(await countPrimaryObjects(orm, name)).toBe(3);
 
     expect(await cli(scratch, 'migration:down')).toContain('Successfully migrated down');
-    expect(await count()).toBe(0);
+    expect(await countPrimaryObjects(orm, name)).toBe(0);
   });
 });
 
-describe('CoasterMigrationGenerator.around', () => {
-  it('adds the triggers to what a generator of your own writes, once', async () => {
+describe('a migrations.generator of your own', () => {
+  it('writes the file, and the triggers are in it', async () => {
     class HeaderGenerator extends TSMigrationGenerator {
       override generateMigrationFile(className: string, diff: MigrationDiff) {
         return `// written by HeaderGenerator\n${super.generateMigrationFile(className, diff)}`;
       }
     }
     const options = withPrimary({ driver: SqliteDriver, dbName: ':memory:', entities: [...entities, ...emailEntities], extensions: [Migrator], migrations: { generator: HeaderGenerator, snapshot: false } });
-    const generator = options.migrations?.generator;
-    expect(generator?.prototype).toBeInstanceOf(CoasterMigrationGenerator);
-    expect(CoasterMigrationGenerator.around(generator)).toBe(generator);
-    expect(CoasterMigrationGenerator.around(HeaderGenerator)).toBe(generator);
-    expect(CoasterMigrationGenerator.around(undefined)).toBe(CoasterMigrationGenerator);
+    expect(options.migrations?.generator).toBe(HeaderGenerator);
     const orm = await MikroORM.init(options);
     try {
-      const path = join('.tmp', `around-${randomBytes(6).toString('hex')}`);
+      expect(orm.migrator).toBeInstanceOf(CoasterMigrator);
+      const path = join('.tmp', `generator-${randomBytes(6).toString('hex')}`);
       const { code } = await orm.migrator.createMigration(path);
       await rm(path, { recursive: true, force: true });
       expect(code.startsWith('// written by HeaderGenerator\n')).toBe(true);
@@ -213,6 +224,97 @@ describe('CoasterMigrationGenerator.around', () => {
     } finally {
       await orm.close(true);
     }
+  });
+});
+
+/** An owner's favourite pet, a primary relationship, and the same tables without it. */
+@Entity({ tableName: 'owner' })
+class Owner {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @OneToMany(() => Pet, pet => pet.owner)
+  pets = new Collection<Pet>(this);
+
+  favourite!: Pet | null;
+}
+
+@Entity({ tableName: 'pet' })
+class Pet {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @ManyToOne(() => Owner, { fieldName: 'owner_ref', deleteRule: 'cascade' })
+  owner!: Owner;
+}
+
+addPrimaryRelationship(Owner, 'favourite', Pet, 'owner', 'owner_ref');
+
+const withoutFavourite = [
+  new EntitySchema({ name: 'OwnerWithoutFavourite', tableName: 'owner', properties: { id: { type: 'integer', primary: true } } }),
+  new EntitySchema({
+    name: 'PetWithoutFavourite',
+    tableName: 'pet',
+    properties: {
+      id: { type: 'integer', primary: true },
+      owner: { kind: 'm:1', entity: 'OwnerWithoutFavourite', fieldName: 'owner_ref', deleteRule: 'cascade' },
+    },
+  }),
+];
+
+describe.each(['sqlite', 'postgresql'] as const)('a primary relationship removed from the entities, on %s', name => {
+  let scratch: Scratch | undefined;
+  const orms: MikroORM<AbstractSqlDriver>[] = [];
+
+  afterEach(async () => {
+    await Promise.all(orms.splice(0).map(orm => orm.close(true)));
+    await scratch?.drop();
+  });
+
+  it("is dropped by the next migration, PostgreSQL's function too; on PostgreSQL its down recreates table, function and trigger", async () => {
+    const { options, migrations } = (scratch = await scratchFor(name, 'cjs'));
+    const init = async (entityList: Options['entities']) => {
+      const orm = await MikroORM.init<AbstractSqlDriver>(withPrimary({ ...options, entities: entityList, migrations: { path: migrations, emit: 'cjs' } }));
+      orms.push(orm);
+      return orm;
+    };
+    const before = await init([Owner, Pet]);
+    // named, as both are created within a second, and their file names would be the same timestamp
+    await before.migrator.createMigration(undefined, false, false, '1_favourite');
+    await before.migrator.up();
+    const em = before.em.fork();
+    const owner = em.create(Owner, {});
+    owner.favourite = em.create(Pet, { owner });
+    await em.flush();
+    expect(await countPrimaryObjects(before, name, 'owner_pet_primary')).toBe(3);
+
+    // the entities no longer declare it: only the table's comment, in the snapshot, says what it was
+    const after = await init(withoutFavourite);
+    const { code } = await after.migrator.createMigration(undefined, false, false, '2_no_favourite');
+    const [up, down = ''] = code.split('async down()');
+    expect(up).toMatch(/drop table if exists \\?[`"]owner_pet_primary\\?[`"]/);
+    if (name === 'postgresql') {
+      expect(up).toContain('drop function if exists "owner_pet_primary_validate"();');
+      expect(down).toContain('create table "owner_pet_primary"');
+      expect(down).toContain('create or replace function "owner_pet_primary_validate"()');
+      expect(down).toContain('create trigger "owner_pet_primary_trigger" before insert or update on "owner_pet_primary"');
+    } else {
+      expect(down).toBe(''); // SQLite keeps no table comments: a dropped table is not recreated (see CoasterSchemaGenerator)
+    }
+    await after.migrator.up();
+    expect(await countPrimaryObjects(after, name, 'owner_pet_primary')).toBe(0);
+
+    if (name === 'sqlite') {
+      await expect(after.migrator.down()).rejects.toThrow('This migration cannot be reverted');
+      return;
+    }
+    await after.migrator.down();
+    expect(await countPrimaryObjects(after, name, 'owner_pet_primary')).toBe(3);
+    const [mine, other] = await after.em.fork().execute<{ id: number }[]>('insert into "owner" ("id") values (default), (default) returning "id"');
+    const [otherPet] = await after.em.fork().execute<{ id: number }[]>(`insert into "pet" ("owner_ref") values (${other.id}) returning "id"`);
+    await expect(
+      after.em.fork().execute(`insert into "owner_pet_primary" ("owner_id", "pet_id") values (${mine.id}, ${otherPet.id})`),
+    ).rejects.toThrow(ForeignKeyConstraintViolationException);
   });
 });
 
@@ -267,6 +369,12 @@ describe('down migrations on sqlite (SQLite-only: MikroORM writes none there)', 
   ])('has none when the up %s (SQLite would have to rebuild the table or refuses the column)', async (_, after) => {
     const { up, down } = await migrate(authors(), after);
     expect(up).not.toBe('');
+    expect(down).toBe('');
+  });
+
+  it('has none when the up drops a table (SQLite keeps no table comments to tell whether it was a primary table)', async () => {
+    const { up, down } = await migrate(authors({}, [publisher]), authors());
+    expect(up).toContain('drop table if exists `publisher`;');
     expect(down).toBe('');
   });
 });

@@ -2,11 +2,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ForeignKeyConstraintViolationException, MikroORM } from '@mikro-orm/core';
-import type { Knex } from '@mikro-orm/knex';
+import { DatabaseTable, type Knex } from '@mikro-orm/knex';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import type sqlite3 from 'sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeOrm, databases, postgresql, type TestOrm, withPrimary } from '../support/databases.js';
+import { PrimaryRelationshipError } from '../../src/primary/index.js';
+import { primaryTableNamesOf, primaryTablesOf } from '../../src/primary/primaryTables.js';
+import { childParentColumnOf, primaryTableComment } from '../../src/primary/primaryTriggers.js';
 import { ChildForPrimary, ParentForPrimary, primaryEntities } from './entities.js';
 import { OddChild, OddParent, oddEntities } from './weirdEntities.js';
 
@@ -67,6 +70,25 @@ describe.each(databases)('primary tables in the schema on $name', db => {
     const flush = other.flush();
     await expect(flush).rejects.toThrow(ForeignKeyConstraintViolationException);
     await expect(flush).rejects.toThrow('The target is not affiliated with this parent');
+  });
+
+  it("records its trigger's names in its comment and keys, which the schema snapshot keeps, odd names included", async () => {
+    ({ orm } = await db.init({ entities: oddEntities }, withPrimary));
+    const platform = orm.em.getPlatform();
+    const [names] = primaryTablesOf(orm.getMetadata());
+    expect(names.childParentColumn).toBe('the "parent" id');
+    // what the Migrator's snapshot holds (MikroORM cannot read tables whose names hold double quotes back from
+    // PostgreSQL; the migration test reads the comment back from the database)
+    const schema = orm.schema.getTargetSchema();
+    const primaryTable = schema.getTable(names.table)!;
+    expect(primaryTable.comment).toBe(primaryTableComment('the "parent" id'));
+    expect(primaryTableNamesOf(platform, [], primaryTable)).toEqual({ ...names, parentPrimaryKey: undefined });
+    // other tables are not primary ones, a table whose comment says it is but lacks its keys is refused
+    expect(primaryTableNamesOf(platform, [], schema.getTable('odd child')!)).toBeUndefined();
+    const keyless = new DatabaseTable(platform, 'keyless');
+    keyless.comment = primaryTable.comment;
+    expect(() => primaryTableNamesOf(platform, [], keyless)).toThrow(PrimaryRelationshipError.unrecognisedPrimaryTable('keyless').message);
+    expect(childParentColumnOf(primaryTableComment('a\\b%c'))).toBe('a\\b%c');
   });
 });
 

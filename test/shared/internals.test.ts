@@ -1,8 +1,5 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type Configuration, DriverException, type EntityManager, RequestContext, wrap } from '@mikro-orm/core';
-import { DatabaseSchema, type SqlSchemaGenerator } from '@mikro-orm/knex';
+import { DatabaseSchema, SqlSchemaGenerator } from '@mikro-orm/knex';
 import { Migrator } from '@mikro-orm/migrations';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MikroOrmInternalError } from '../../src/index.js';
@@ -16,8 +13,8 @@ import {
   markTouched,
   postgresRoutine,
   registerManaged,
-  schemaFromSnapshot,
   schemasForComparison,
+  useSchemaGenerator,
   whileProcessing,
 } from '../../src/shared/internals.js';
 import { closeOrm, databases, type TestOrm } from '../support/databases.js';
@@ -53,19 +50,17 @@ describe.each(databases)('MikroORM internals on $name', db => {
     );
   });
 
-  it('Migrator.getSchemaFromSnapshot: the snapshot file as a schema, none without one', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'coaster-snapshot-'));
-    try {
-      const migrator = new Migrator(orm.em);
-      Object.assign(migrator, { snapshotPath: join(dir, '.snapshot.json') });
-      expect(schemaFromSnapshot(migrator)).toBeUndefined();
-      const { fromSchema } = await schemasForComparison(orm.schema, {});
-      await writeFile(join(dir, '.snapshot.json'), JSON.stringify(fromSchema));
-      expect(schemaFromSnapshot(migrator)?.getTables().map(table => table.name)).toContain('tag');
-    } finally {
-      await rm(dir, { recursive: true, force: true });
+  it('Migrator.schemaGenerator: the generator the Migrator computes its migrations with', async () => {
+    class MarkingGenerator extends SqlSchemaGenerator {
+      override async getUpdateSchemaMigrationSQL(): Promise<{ up: string; down: string }> {
+        return { up: 'select 42;', down: '' };
+      }
     }
-    expect(() => schemaFromSnapshot({} as Migrator)).toThrow(MikroOrmInternalError.missing('Migrator.getSchemaFromSnapshot').message);
+    const migrator = new Migrator(orm.em);
+    expect(await migrator.checkMigrationNeeded()).toBe(false); // the schema is the entities'
+    useSchemaGenerator(migrator, new MarkingGenerator(orm.em));
+    expect(await migrator.checkMigrationNeeded()).toBe(true);
+    expect(() => useSchemaGenerator({} as Migrator, orm.schema)).toThrow(MikroOrmInternalError.missing('Migrator.schemaGenerator').message);
   });
 
   it('the wrapped entity: __managed, __originalEntityData, __loadedProperties, __config, __em, hydrator', async () => {
