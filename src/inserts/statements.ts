@@ -18,8 +18,8 @@ interface Template {
 /*
  * The fast path's statements, rendered by MikroORM's query builder, with the simple ones kept as templates.
  *
- * Building a query builder and rendering it costs more Node CPU than the round trip the fast path saves, so a statement
- * whose shape repeats is rendered once. A shape is the statement, the table, and the ordered keys of the values
+ * Building a query builder and rendering it costs more Node CPU than the round trip the fast path saves, so a
+ * statement whose shape repeats is rendered once. A shape is the statement, the table, and the ordered keys of the values
  * with each value's kind; only values of plain columns qualify (see `plainColumn`), whose values the query
  * builder passes to the database unchanged, as bindings. For the first call of a shape this library writes the
  * template itself and keeps it only if it is the query builder's SQL, placeholders included, and formats with
@@ -78,7 +78,7 @@ export function insertStatement<T extends object>(
  * @example
  * ```ts
  * await selectStatement(em, meta, { name: 'news' }, undefined);
- * // { sql: 'select "t0".* from "tag" as "t0" where "t0"."name" = ? limit 2', params: ['news'] }
+ * // { sql: 'select "t0".* from "tag" as "t0" where "t0"."name" = ? limit ?', params: ['news', 2] }
  * ```
  */
 export async function selectStatement<T extends object>(
