@@ -1,10 +1,16 @@
 /**
  * `npm run bench`: what the race-safe helpers cost on PostgreSQL, each beside a baseline measured in
- * the same run. Uses $COASTER_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test) to
- * create a scratch database, or a throwaway server when nothing answers there.
+ * the same run, then failsafeAdd's fast path against its savepoint path on SQLite. Uses
+ * $COASTER_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test) to create a scratch
+ * database, or a throwaway server when nothing answers there; SQLite uses files in a temporary folder.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { MikroORM, type EventSubscriber } from '@mikro-orm/core';
+import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
+import { SqliteDriver } from '@mikro-orm/sqlite';
 import pg from 'pg';
 import { BenchTag as Tag } from './entities.js';
 import { type CoasterEntityManager, defineCoasterConfig } from '../src/index.js';
@@ -65,7 +71,10 @@ async function compare(
 }
 
 /** Runs `fn` in a transaction that is rolled back, so every case starts from the same table. */
-async function inRolledBackTransaction(orm: MikroORM<PostgreSqlDriver, Em>, fn: (em: Em) => Promise<void>) {
+async function inRolledBackTransaction<D extends AbstractSqlDriver>(
+  orm: MikroORM<D, CoasterEntityManager<D>>,
+  fn: (em: CoasterEntityManager<D>) => Promise<void>,
+) {
   const em = orm.em.fork();
   await em.begin();
   try {
@@ -73,6 +82,22 @@ async function inRolledBackTransaction(orm: MikroORM<PostgreSqlDriver, Em>, fn: 
   } finally {
     await em.rollback();
   }
+}
+
+/** Prints `rows` as a table of medians, ratios and targets. */
+function printRows(database: string, rows: Row[]): void {
+  console.log(`${database}, ${ITERATIONS} iterations per side, medians in milliseconds\n`);
+  console.table(
+    rows.map(r => ({
+      case: r.case,
+      baseline: r.baseline,
+      'baseline ms': r.baselineMs.toFixed(3),
+      'subject ms': r.subjectMs.toFixed(3),
+      ratio: (r.subjectMs / r.baselineMs).toFixed(2),
+      target: r.target === undefined ? '' : `<= ${r.target}`,
+      met: r.target === undefined ? '' : r.subjectMs / r.baselineMs <= r.target ? 'yes' : 'NO',
+    })),
+  );
 }
 
 /** A flush subscriber: an ORM with one inserts on failsafeAdd's savepoint path, as before the fast path. */
@@ -231,18 +256,7 @@ async function main(): Promise<void> {
       1.1,
     );
 
-    console.log(`PostgreSQL, ${ITERATIONS} iterations per side, medians in milliseconds\n`);
-    console.table(
-      rows.map(r => ({
-        case: r.case,
-        baseline: r.baseline,
-        'baseline ms': r.baselineMs.toFixed(3),
-        'subject ms': r.subjectMs.toFixed(3),
-        ratio: (r.subjectMs / r.baselineMs).toFixed(2),
-        target: r.target === undefined ? '' : `<= ${r.target}`,
-        met: r.target === undefined ? '' : r.subjectMs / r.baselineMs <= r.target ? 'yes' : 'NO',
-      })),
-    );
+    printRows('PostgreSQL', rows);
 
     const count = (prefix: string) => orm.em.fork().count(Tag, { name: { $like: `${prefix}%` } });
     const floorWorker: Worker = async keys => {
@@ -295,4 +309,47 @@ async function main(): Promise<void> {
   }
 }
 
+type SqliteEm = CoasterEntityManager<SqliteDriver>;
+
+/**
+ * failsafeAdd on SQLite, where the fast path sends `insert ... on conflict do nothing returning *` alone
+ * (and the select only after a conflict): against the savepoint path, in and outside a transaction, for a
+ * new and an existing row. Each ORM has a database file of its own in a temporary folder.
+ */
+async function sqliteRows(): Promise<Row[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'coaster-bench-'));
+  const options = { driver: SqliteDriver, entities: [Tag] };
+  const orm = await MikroORM.init<SqliteDriver, SqliteEm>(defineCoasterConfig({ ...options, dbName: join(dir, 'fast.sqlite') }));
+  const savepointOrm = await MikroORM.init<SqliteDriver, SqliteEm>(
+    defineCoasterConfig({ ...options, dbName: join(dir, 'savepoint.sqlite'), subscribers: [new FlushListener()] }),
+  );
+  try {
+    await orm.schema.createSchema();
+    await savepointOrm.schema.createSchema();
+    const rows: Row[] = [];
+    const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
+      rows.push({ case: name, baseline, baselineMs, subjectMs, target });
+    const add = (em: SqliteEm, name: string) => em.failsafeAdd(em.create(Tag, { name }, { persist: false }), { name });
+    /** The four cases, `fast` and `slow` being EntityManagers of the two ORMs, in or outside a transaction. */
+    const cases = async (where: string, fast: SqliteEm, slow: SqliteEm) => {
+      await add(fast, 'existing');
+      await add(slow, 'existing');
+      const reset = () => {
+        fast.clear();
+        slow.clear();
+      };
+      row(`${where}: failsafeAdd, new row`, 'savepoint path', await compare(i => add(slow, `${where}-${i}`), i => add(fast, `${where}-${i}`), reset), 1);
+      row(`${where}: failsafeAdd, existing row`, 'savepoint path', await compare(() => add(slow, 'existing'), () => add(fast, 'existing'), reset), 1);
+    };
+    await inRolledBackTransaction(orm, fast => inRolledBackTransaction(savepointOrm, slow => cases('in a transaction', fast, slow)));
+    await cases('outside', orm.em.fork(), savepointOrm.em.fork());
+    return rows;
+  } finally {
+    await orm.close();
+    await savepointOrm.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 await main();
+printRows('SQLite (files)', await sqliteRows());
