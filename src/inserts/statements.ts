@@ -19,9 +19,10 @@ interface Template {
  * The fast path's statements, rendered by MikroORM's query builder, with the simple ones kept as templates.
  *
  * Building a query builder and rendering it costs more Node CPU than the round trip the fast path saves, so a
- * statement whose shape repeats is rendered once. A shape is the statement, the table, and the ordered keys of the values
- * with each value's kind; only values of plain columns qualify (see `plainColumn`), whose values the query
- * builder passes to the database unchanged, as bindings. For the first call of a shape this library writes the
+ * statement whose shape repeats is rendered once. A shape is the statement, the schemas its table may come
+ * from (the one given and the EntityManager's), and the ordered keys of the values with each value's kind;
+ * only values of plain columns qualify (see `plainColumn`), whose values the query builder passes to the
+ * database unchanged, as bindings. For the first call of a shape this library writes the
  * template itself and keeps it only if it is the query builder's SQL, placeholders included, and formats with
  * that call's values to exactly what the query builder's does; otherwise the shape is remembered as one the
  * query builder renders every time. Either way the SQL sent is the query builder's.
@@ -134,16 +135,15 @@ function fromTemplate(
     shapes = new Map();
     templates.set(meta, shapes);
   }
-  // the table as the query builder names it: `schema` given, the entity's, the EntityManager's or the ORM's
-  const table = tableOf(em, meta, schema);
-  const key = `${statement}\0${table}\0${shape}`;
+  // what the query builder's choice of schema depends on besides the entity and the ORM, fixed per `meta`
+  const key = `${statement}\0${schema ?? ''}\0${em.schema ?? ''}\0${shape}`;
   const known = shapes.get(key);
   if (known) {
     return { sql: known.sql, params: paramsOf(known, values) };
   }
   const statementSQL = render();
   if (known === undefined && shapes.size < MAX_SHAPES) {
-    const candidate = template(keys, table);
+    const candidate = template(keys, tableOf(em, meta, schema));
     const platform = em.getPlatform();
     const params = paramsOf(candidate, values);
     const same = candidate.sql === statementSQL.sql && platform.formatQuery(candidate.sql, params) === platform.formatQuery(statementSQL.sql, [...statementSQL.params]);
@@ -211,7 +211,11 @@ function columnOf(meta: EntityMetadata, key: string): string {
   return meta.properties[key as keyof typeof meta.properties].fieldNames[0];
 }
 
-/** The entity's table, quoted, schema-qualified as the query builder qualifies it (`QueryBuilder.getSchema`). */
+/**
+ * The entity's table, quoted and schema-qualified as MikroORM 6.6's query builder qualifies it (the schema
+ * given, else the entity's, the EntityManager's or the ORM's). Should a release choose otherwise, templates
+ * stop matching the query builder's SQL and are not kept: the statements are then rendered every time.
+ */
 function tableOf(em: SqlEntityManager, meta: EntityMetadata, schema: string | undefined): string {
   const platform = em.getPlatform();
   const name = schema ?? (meta.schema === '*' ? undefined : meta.schema) ?? em.schema ?? em.config.getSchema(true);

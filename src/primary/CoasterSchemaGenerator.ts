@@ -1,7 +1,6 @@
 import type { MikroORM } from '@mikro-orm/core';
 import { SchemaComparator, type SchemaDifference, SqlSchemaGenerator, type TableDifference } from '@mikro-orm/knex';
 import { forgetCachedService, schemasForComparison } from '../shared/internals.js';
-import type { CoasterMigrator } from './CoasterMigrator.js';
 import { primaryTableNamesOf, primaryTableOf, primaryTablesOf } from './primaryTables.js';
 import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
 
@@ -9,7 +8,7 @@ import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
  * MikroORM's schema generator, plus the triggers of primary relationships: `createSchema()`,
  * `refreshDatabase()` and `updateSchema()` create them with their tables, and `dropSchema()` drops
  * PostgreSQL's functions (the triggers go with their tables). Registered by `withPrimaryRelationships`
- * through the `extensions` option, so `orm.schema` is one of these, and {@link CoasterMigrator} computes
+ * through the `extensions` option, so `orm.schema` is one of these, and `CoasterMigrator` computes
  * migrations with one, so `migration:create` writes the triggers too. On SQLite, where MikroORM writes
  * no down migrations, `getUpdateSchemaMigrationSQL()` also gives the down SQL when it can be
  * reverted safely (see {@link CoasterSchemaGenerator.getUpdateSchemaMigrationSQL}).

@@ -215,7 +215,7 @@ describe.each(databases)('statement templates on $name', db => {
 });
 
 describe('statement templates per schema on postgresql', () => {
-  it('a fork with a schema of its own gets a template of its own', async () => {
+  it('a fork with a schema of its own, or an entity with one, gets a template of its own', async () => {
     const { orm, log } = await databases.find(db => db.name === 'postgresql')!.init({ entities: raceEntities });
     try {
       for (const schema of ['tenant_a', 'tenant_b']) {
@@ -228,14 +228,22 @@ describe('statement templates per schema on postgresql', () => {
           await add(schema, name);
         }
       }
+      // an entity made by a fork with another schema keeps its own: the query builder prefers it to the fork's
+      const elsewhere = orm.em.fork({ schema: 'tenant_a' }).create(Tag, { name: 'weather' }, { persist: false });
+      await orm.em.fork({ schema: 'tenant_b' }).failsafeAdd(elsewhere, { name: 'weather' });
       expect(log.queries.filter(q => q.startsWith('insert')).map(q => q.match(/insert into ("\w+"\.)?"tag"/)![0])).toEqual([
         ...Array(3).fill('insert into "tag"'),
         ...Array(3).fill('insert into "tenant_a"."tag"'),
         ...Array(3).fill('insert into "tenant_b"."tag"'),
+        'insert into "tenant_a"."tag"',
       ]);
-      for (const schema of ['public', 'tenant_a', 'tenant_b']) {
+      for (const [schema, names] of [
+        ['public', ['news', 'sports']],
+        ['tenant_a', ['news', 'sports', 'weather']],
+        ['tenant_b', ['news', 'sports']],
+      ] as const) {
         const rows = await orm.em.fork().execute(`select name from "${schema}"."tag" order by id`);
-        expect(rows.map(row => row.name)).toEqual(['news', 'sports']);
+        expect(rows.map(row => row.name)).toEqual(names);
       }
     } finally {
       await closeOrm(orm);

@@ -127,7 +127,20 @@ describe.each(databases)('MikroORM internals on $name', db => {
     }
   });
 
-  it('knex Transaction.begin and trxClient: the statement that begins it replaced', async () => {
+  it('knex Transaction.begin and trxClient: SQLite transactions of the ORM begin immediately', async () => {
+    const sent: string[] = [];
+    const knex = orm.em.getConnection().getKnex();
+    const record = (query: { sql: string }) => sent.push(query.sql);
+    knex.on('query', record);
+    try {
+      await orm.em.fork().transactional(async em => em.execute('select 1'));
+    } finally {
+      knex.off('query', record);
+    }
+    expect(sent[0]).toBe(db.name === 'sqlite' ? 'BEGIN IMMEDIATE;' : 'BEGIN;');
+  });
+
+  it('knex Transaction.begin and trxClient: shapes refused with MikroOrmInternalError, a failed BEGIN mapped', async () => {
     const sent: string[] = [];
     const transaction = { begin: async () => sent.push('BEGIN;'), trxClient: { query: async (_: unknown, sql: string) => sent.push(sql) } };
     await beginWith(transaction, 'BEGIN IMMEDIATE;', error => error).begin();
