@@ -88,7 +88,7 @@ import type { DynamicModule } from '@nestjs/common';
 @Entity()
 export class Tag {
   @PrimaryKey({ type: 'integer' }) id!: number;
-  @Property({ type: 'string' }) name!: string;
+  @Property({ type: 'string', unique: true }) name!: string;
   @CreatedAt() createdAt!: Date;
   @ManyToOne(() => Tag, { nullable: true }) parent?: Tag;
   @PrimaryRelationship(() => Tag, 'parent', 'parent_id') primaryChild!: Tag | null;

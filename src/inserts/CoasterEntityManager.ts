@@ -26,6 +26,7 @@ import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from '
 import { type FailsafeAddOptions } from './failsafeAddOptions.js';
 import { fastInsert, isHiddenConflict } from './fastInsert.js';
 import { insertPath } from './insertPath.js';
+import { checkUniqueWhere } from './uniqueWhere.js';
 import { withCommitLevel } from '../sessions/onCommit.js';
 import { timestampedUpsert, timestampedUpsertMany } from '../entity-decorators/timestampUpsert.js';
 
@@ -199,6 +200,10 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *   of the related row, unknown properties and an empty `where` throw {@link CoasterUsageError} before
    *   any SQL.
    * - `data` is used only on create and may not contradict `where` ({@link CoasterUsageError}).
+   * - A unique key declared in the entity's metadata must cover `where`: the primary key, a `unique`
+   *   property or an `@Unique` group, all of whose properties `where` gives non-null values (it may give
+   *   more). Otherwise two racing calls would both insert, so {@link CoasterUsageError} is thrown before any
+   *   SQL, unless `options.checkUnique` is `false` (for a constraint that exists only in the database).
    * - Several rows matching `where` throw {@link MultipleResultsError}; it never picks one.
    * - The whole call reads from the primary, never from a `replicas` connection, so it cannot miss a row
    *   that was just written or find one just deleted.
@@ -326,6 +331,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
   ): Promise<FindOrCreateResult<T>> {
     const meta = this.getMetadata().get<T>(Utils.className(entityName));
     checkCreatableWhere(method, meta, where, data);
+    if (options?.checkUnique !== false) {
+      checkUniqueWhere(method, meta, where);
+    }
     const filters = where as FilterQuery<T>;
     const existing = await this.findUnique(method, meta, filters);
     if (existing) {

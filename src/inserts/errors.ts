@@ -206,6 +206,25 @@ export class CoasterUsageError extends CoasterError {
     );
   }
 
+  /**
+   * No unique key of the entity covers the `where` of `findOrCreate` / `getOrCreate`, so nothing stops two
+   * racing calls from both inserting. `paths` are the properties `where` gives non-null values (embedded
+   * ones as `address.city`), `keys` the entity's unique keys as its metadata declares them.
+   */
+  static whereNotUnique(method: string, entityName: string, where: unknown, paths: string[], keys: string[]): CoasterUsageError {
+    const fix =
+      paths.length > 0
+        ? `Declare the constraint: @Unique({ properties: ${describe(paths)} }) on ${entityName}, or unique: true on a property`
+        : `Give the properties of one of those keys non-null values`;
+    return new CoasterUsageError(
+      `${method}(${entityName}, ${describe(where)}) is race-safe only when a unique constraint covers \`where\`, but ` +
+        `none of ${entityName}'s unique keys (${keys.join('; ')}) has all its properties in \`where\` with non-null ` +
+        `values (unique constraints let NULLs repeat): two concurrent calls could both insert, and every later call ` +
+        `would find two rows. Nothing was sent. ${fix}; or, if the constraint exists only in the database, pass ` +
+        `{ checkUnique: false } in the options. A @Unique({ expression }) cannot be checked, so it covers nothing.`,
+    );
+  }
+
   /** `addAndCommit` was called without the filters it needs to recover. */
   static filtersRequired(method: string): CoasterUsageError {
     return new CoasterUsageError(

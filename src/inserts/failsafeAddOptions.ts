@@ -6,6 +6,7 @@
  * await em.transactional(async tx => {
  *   for (const name of names) await tx.failsafeAdd(tx.create(Tag, { name }), { name }, { savepoint: false });
  * });
+ * await em.findOrCreate(Tag, { slug }, { name }, { checkUnique: false }); // a unique index the entity does not declare
  * ```
  */
 export interface FailsafeAddOptions {
@@ -19,4 +20,16 @@ export interface FailsafeAddOptions {
    * take the savepoint path. Default: `true`.
    */
   savepoint?: boolean;
+
+  /**
+   * `false` lets `findOrCreate` / `getOrCreate` run with a `where` that no unique key declared in the
+   * entity's metadata covers (primary key, `unique` property, `@Unique` with properties); by default
+   * such a call throws `CoasterUsageError` before any SQL. Pass it only when the database has a unique
+   * constraint over the `where`'s columns that the entity does not declare (one created by a migration
+   * or raw SQL, or a `@Unique({ expression })`). The trade-off: without such a constraint nothing stops
+   * two concurrent calls from both inserting; both report success, and every later call with that
+   * `where` throws `MultipleResultsError`. Ignored by `failsafeAdd` and `addAndCommit`, whose filters only
+   * locate the row after a conflict. Default: `true`.
+   */
+  checkUnique?: boolean;
 }

@@ -21,7 +21,9 @@ export class Account {
   @PrimaryKey({ type: 'integer' })
   id!: number;
 
+  /** Unique, so that `findOrCreate(Account, { name })` is race-safe. */
   @Property({ type: 'string' })
+  @Unique()
   name!: string;
 
   @OneToMany(() => Address, address => address.account)
