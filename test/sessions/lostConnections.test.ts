@@ -21,7 +21,7 @@ let testOrm: TestOrm | undefined;
 
 /** A database of its own on `db` with the session entities, made the process-wide ORM with `initOrm`. */
 async function start(options: Partial<CoasterOptions> = {}, db: TestDatabase = postgresql): Promise<{ orm: TestOrm; log: QueryLog }> {
-  const { orm, log } = await db.init({ entities: sessionEntities, pool: { min: 0, max: 2 }, ...options });
+  const { orm, log } = await db.init({ entities: sessionEntities, ...options });
   testOrm = orm;
   await initOrm(orm);
   return { orm, log };
@@ -157,8 +157,10 @@ describe('a managed session whose COMMIT fails (PostgreSQL)', () => {
     expect(log.queries.filter(query => /^(commit|rollback)$/.test(query))).toEqual(['rollback', 'commit']);
     expect(await committedBodies()).toEqual(['other', 'session/2']);
   });
+});
 
-  it('inside a RequestContext, attaches a failed reload of the request\'s entities to the error that rolled it back', async () => {
+describe('a managed session inside a RequestContext (PostgreSQL)', () => {
+  it('rejects with the error that rolled it back when the reload of the request\'s entities fails, the reload\'s error attached', async () => {
     await start();
     const { id } = await managedSession(async em => em.create(Counter, { value: 0 }));
 
