@@ -17,8 +17,9 @@ import {
   type UpsertManyOptions,
   type UpsertOptions,
 } from '@mikro-orm/core';
-import { SqlEntityManager, type AbstractSqlDriver } from '@mikro-orm/knex';
+import { SqlEntityManager, type AbstractSqlDriver, type Knex } from '@mikro-orm/knex';
 import { dialectOf } from '../shared/dialect.js';
+import { cleanupErrorsOf } from '../shared/errors.js';
 import { contextEntityManager, whileProcessing } from '../shared/internals.js';
 import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
@@ -28,6 +29,7 @@ import { fastInsert, isHiddenConflict } from './fastInsert.js';
 import { insertPath } from './insertPath.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
 import { withCommitLevel } from '../sessions/onCommit.js';
+import { TransactionEnd } from '../shared/transactionEnd.js';
 import { timestampedUpsert, timestampedUpsertMany } from '../entity-decorators/timestampUpsert.js';
 
 /** What {@link CoasterEntityManager.getOrCreate} resolves to. */
@@ -99,7 +101,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    If this EntityManager already manages an entity with the same primary key, no insert is sent: that
    *    is the duplicate, and it keeps its place and its changes.
    * 6. Every other error, including foreign key, NOT NULL and CHECK violations, rolls the savepoint back
-   *    and propagates as MikroORM's exception, the caller's transaction still usable.
+   *    and propagates as MikroORM's exception, the caller's transaction still usable. If that rollback fails
+   *    too (the connection was lost while the insert waited), the first error still propagates, the
+   *    rollback's attached to it ({@link cleanupErrorsOf}); a conflict is then not recovered from either.
    * 7. The rejected instance is detached: a later `flush` never inserts it.
    * 8. Under REPEATABLE READ or SERIALIZABLE, when the filters match nothing and no row with any of the
    *    candidate's unique keys is visible, the conflicting row was committed after the snapshot:
@@ -158,7 +162,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       em.forget(meta, entity);
       // a conflict hidden by the snapshot is recovered only where a savepoint kept the transaction usable
       const hidden = isHiddenConflict(error) && (options.savepoint !== false || !em.isInTransaction());
-      if (!(error instanceof UniqueConstraintViolationException) && !hidden) {
+      // nor is any conflict whose savepoint (or transaction) could not be rolled back: what is left is unknown
+      if ((!(error instanceof UniqueConstraintViolationException) && !hidden) || cleanupErrorsOf(error).length > 0) {
         throw error;
       }
       return filters === undefined ? undefined : em.loadExisting(meta, entity, filters, error);
@@ -258,6 +263,10 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * it is an override because MikroORM's transaction events (`beforeTransactionStart`, ...) fire beside the
    * callback, not around it, so no subscriber can run the callback in the nested level's async context.
    *
+   * When the callback (or the flush after it) fails and the ROLLBACK or ROLLBACK TO SAVEPOINT that follows fails
+   * too (the connection was lost), it rejects with the callback's error, as MikroORM does, with the rollback's
+   * error attached ({@link cleanupErrorsOf}): knex reports that failure to no one else.
+   *
    * @example
    * ```ts
    * await managedSession(async em => {
@@ -269,7 +278,19 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * ```
    */
   override async transactional<T>(cb: (em: this) => T | Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    return withCommitLevel(this.config, options, () => super.transactional(cb, options));
+    const outer = this.getTransactionContext<Knex.Transaction>();
+    let end: TransactionEnd | undefined;
+    try {
+      return await withCommitLevel(this.config, options, () =>
+        super.transactional(em => {
+          end = TransactionEnd.of(em, outer);
+          return cb(em);
+        }, options),
+      );
+    } catch (error) {
+      end?.attachRollbackFailure(error);
+      throw error;
+    }
   }
 
   /**

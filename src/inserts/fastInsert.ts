@@ -11,6 +11,7 @@ import {
   type FilterQuery,
 } from '@mikro-orm/core';
 import type { SqlEntityManager } from '@mikro-orm/knex';
+import { attachCleanupError } from '../shared/errors.js';
 import { postgresRoutine, registerManaged } from '../shared/internals.js';
 import type { FailsafeAddOptions } from './failsafeAddOptions.js';
 import type { FastPathDialect } from './insertPath.js';
@@ -34,7 +35,8 @@ const SAVEPOINT = 'failsafe_add';
  * the same row is inserted again without ON CONFLICT, so that the database names the violated
  * constraint: that `UniqueConstraintViolationException` propagates for the caller's recovery (or the
  * row is inserted, if the conflicting one went away meanwhile). Errors propagate as MikroORM's
- * exceptions, the savepoint rolled back first; {@link isHiddenConflict} tells the one a snapshot causes.
+ * exceptions, the savepoint rolled back first (if that fails too, its error is attached to theirs: see
+ * `cleanupErrorsOf`); {@link isHiddenConflict} tells the one a snapshot causes.
  *
  * @example
  * ```ts
@@ -119,7 +121,8 @@ async function prepareInsert<T extends object>(em: SqlEntityManager, meta: Entit
  * Sends `statements` as one string (the simple query protocol runs them in order and returns each
  * result; node-postgres uses it because MikroORM inlines the values), inside a savepoint if asked. If
  * one fails, the rest are skipped; the savepoint is then rolled back and released and the error, as
- * MikroORM's exception, rethrown. Resolves to the rows of each statement.
+ * MikroORM's exception, rethrown, with the rollback's own error attached if that failed too (a lost
+ * connection fails both: see `CleanupErrors`). Resolves to the rows of each statement.
  */
 async function run(em: SqlEntityManager, statements: Statement[], savepoint: boolean): Promise<Dictionary[][]> {
   const all = savepoint
@@ -131,7 +134,9 @@ async function run(em: SqlEntityManager, statements: Statement[], savepoint: boo
     return savepoint ? results.slice(1, -1) : results;
   } catch (error) {
     if (savepoint) {
-      await em.execute(`rollback to savepoint ${SAVEPOINT}; release savepoint ${SAVEPOINT}`, [], 'run');
+      await em
+        .execute(`rollback to savepoint ${SAVEPOINT}; release savepoint ${SAVEPOINT}`, [], 'run')
+        .catch((cleanupError: unknown) => attachCleanupError(error, cleanupError));
     }
     throw error;
   }

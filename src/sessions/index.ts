@@ -10,4 +10,5 @@ export { ManagedSession } from './ManagedSessionDecorator.js';
 export { onCommit, type OnCommitCallback } from './onCommit.js';
 export { type OptInTransactionOptions } from './optInTransactions.js';
 export { ManagedSessionError } from './ManagedSessionError.js';
+export { CommitOutcomeUnknownError } from './CommitOutcomeUnknownError.js';
 export { withManagedSessions } from './withManagedSessions.js';

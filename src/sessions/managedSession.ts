@@ -8,9 +8,14 @@ import {
   TransactionPropagation,
   wrap,
   type IsolationLevel,
+  type Platform,
 } from '@mikro-orm/core';
 import type { CoasterEntityManager } from '../inserts/CoasterEntityManager.js';
 import { TransactionRetryError } from '../inserts/errors.js';
+import { dialectOf } from '../shared/dialect.js';
+import { attachCleanupError, sqlStateOf } from '../shared/errors.js';
+import { TransactionEnd } from '../shared/transactionEnd.js';
+import { CommitOutcomeUnknownError } from './CommitOutcomeUnknownError.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
 import { CommitCallbacks } from './onCommit.js';
 import { resolveOrm, type CoasterOrm, type OrmReference } from './orm.js';
@@ -47,9 +52,10 @@ export interface ManagedSessionOptions {
   /**
    * How many times to re-run the whole callback, in a new transaction and a new fork, after it failed with
    * a serialization failure or a deadlock (SQLSTATE 40001 or 40P01, which MikroORM raises as
-   * `DeadlockException`), a {@link TransactionRetryError}, or, on SQLite, a busy database (SQLITE_BUSY, which
-   * MikroORM raises as `LockWaitTimeoutException`: another connection held the write lock for longer than the
-   * busy timeout). No other error is ever retried.
+   * `DeadlockException`, from a statement or from the COMMIT), a {@link TransactionRetryError}, or, on SQLite, a
+   * busy database (SQLITE_BUSY, which MikroORM raises as `LockWaitTimeoutException`: another connection held
+   * the write lock for longer than the busy timeout). No other error is ever retried, and never a
+   * {@link CommitOutcomeUnknownError}: the work may have committed.
    * Default: `0` (no retry).
    */
   retries?: number;
@@ -82,7 +88,12 @@ const DEFAULT_RETRY_DELAY = 20;
  *
  * - On success the fork is flushed, the transaction commits, the {@link onCommit} callbacks run and the
  *   promise resolves to `fn`'s result.
- * - On error the transaction rolls back and the promise rejects with the very error `fn` threw.
+ * - On error the transaction rolls back and the promise rejects with the very error `fn` threw. If the
+ *   rollback fails too (the connection was lost), its error is attached to that one (`cleanupErrorsOf`).
+ * - If the COMMIT fails without an answer from the database (the connection was lost during it), whether
+ *   the transaction committed is unknown: the promise rejects with {@link CommitOutcomeUnknownError}, the
+ *   driver's error as its `cause`; it is never retried and no `onCommit` callback runs. A COMMIT the database
+ *   refused (a deferred constraint, a serialization failure) rolled back: the promise rejects with its error.
  * - Either way the fork is cleared and its connection goes back to the pool.
  * - Inside `fn`, the global `getOrm().em` (MikroORM's `TransactionContext`) and
  *   `RequestContext.getEntityManager()` resolve to the session, so helpers need no `em` argument.
@@ -109,6 +120,8 @@ const DEFAULT_RETRY_DELAY = 20;
  *   opened outside any managed session; inside a `RequestContext` of another ORM under the same name; from
  *   work that outlived its session; when a nested session is given transaction options; inside a session of
  *   another ORM that itself runs inside a session of this ORM; when `retries` is not a whole number >= 0.
+ * @throws {CommitOutcomeUnknownError} when the COMMIT failed without the database's answer (a lost connection),
+ *   so whether the session's work committed is unknown.
  */
 export async function managedSession<T>(fn: SessionCallback<T>, options: ManagedSessionOptions = {}): Promise<T> {
   const orm = resolveOrm('managedSession()', options.orm);
@@ -142,19 +155,39 @@ export async function managedSession<T>(fn: SessionCallback<T>, options: Managed
   }
 }
 
+/** The SQLSTATEs of a serialization failure (40001) and a deadlock (40P01). */
+const SERIALIZATION_FAILURES = new Set(['40001', '40P01']);
+
 /**
  * Whether a failed attempt's whole transaction was rolled back for a reason that running it again can
  * cure: a serialization failure or deadlock, a row hidden by the snapshot, or SQLite's write lock held
  * elsewhere for longer than the busy timeout (SQLITE_BUSY, or better-sqlite3's extended codes such as
- * SQLITE_BUSY_SNAPSHOT). MikroORM raises SQLITE_BUSY as `LockWaitTimeoutException` from a statement, but
- * passes the driver's error on unconverted from COMMIT. PostgreSQL's lock_timeout (55P03) is not retried.
+ * SQLITE_BUSY_SNAPSHOT). MikroORM raises these as `DeadlockException` and `LockWaitTimeoutException` from a
+ * statement, but passes the driver's error on unconverted from COMMIT (a SERIALIZABLE transaction's 40001
+ * comes there), hence the SQLSTATE and the code. PostgreSQL's lock_timeout (55P03) is not retried.
  */
 function isRetryable(error: unknown): boolean {
   return (
     error instanceof DeadlockException ||
     error instanceof TransactionRetryError ||
+    SERIALIZATION_FAILURES.has(sqlStateOf(error) ?? '') ||
     (error instanceof Error && 'code' in error && String(error.code).startsWith('SQLITE_BUSY'))
   );
+}
+
+/**
+ * Whether a COMMIT on `platform` that failed with `error` leaves the transaction's outcome unknown: the
+ * server sent no SQLSTATE (the connection failed before its answer), or one of class 08 (connection exception)
+ * or 57 (operator intervention: the backend was terminated, the server is shutting down), which end the
+ * session whatever became of the COMMIT. Any other answer refused the COMMIT, so the transaction rolled back.
+ * SQLite commits in the process: its outcome is always known.
+ */
+function commitOutcomeUnknown(error: unknown, platform: Platform): boolean {
+  if (dialectOf(platform) === 'sqlite') {
+    return false;
+  }
+  const state = sqlStateOf(error);
+  return state === undefined || state.startsWith('08') || state.startsWith('57');
 }
 
 /**
@@ -174,23 +207,33 @@ function surroundingRequest(orm: CoasterOrm): CoasterEntityManager | undefined {
  * Runs `fn` as the session level `level`, in a transaction of `em` with the session's options: MikroORM's
  * `em.transactional`, which hands `fn` a fork holding `em`'s entities and merges what it loaded back on
  * commit. `onFork` receives that fork.
+ * @throws {CommitOutcomeUnknownError} when the COMMIT failed without the database's answer.
  */
-function sessionTransaction<T>(
+async function sessionTransaction<T>(
   em: CoasterEntityManager,
   level: CommitCallbacks,
   fn: SessionCallback<T>,
   { isolationLevel, readOnly }: ManagedSessionOptions,
   onFork: (fork: CoasterEntityManager) => void = () => undefined,
 ): Promise<T> {
-  return CommitCallbacks.within(level, () =>
-    em.transactional(
-      fork => {
-        onFork(fork);
-        return fn(fork);
-      },
-      { isolationLevel, readOnly },
-    ),
-  );
+  let end: TransactionEnd | undefined;
+  try {
+    return await CommitCallbacks.within(level, () =>
+      em.transactional(
+        fork => {
+          end = TransactionEnd.of(fork);
+          onFork(fork);
+          return fn(fork);
+        },
+        { isolationLevel, readOnly },
+      ),
+    );
+  } catch (error) {
+    if (end?.failedWith(error) && commitOutcomeUnknown(error, em.getPlatform())) {
+      throw CommitOutcomeUnknownError.duringCommit(error);
+    }
+    throw error;
+  }
 }
 
 /** One attempt of an outermost session outside any request context: a request-context fork of its own, its transaction, and the clean-up. */
@@ -210,7 +253,8 @@ function outermostSession<T>(orm: CoasterOrm, level: CommitCallbacks, fn: Sessio
 /**
  * One attempt of an outermost session inside a request context: a transaction of the request's
  * EntityManager, so entities the request loaded before are written when the session changes them, and
- * those the session loads stay with the request. After a rollback, the request's entities are reloaded.
+ * those the session loads stay with the request. After a rollback, the request's entities are reloaded; if
+ * that fails (the database is gone), the attempt's error is rethrown with the reload's attached.
  */
 async function joinedSession<T>(
   em: CoasterEntityManager,
@@ -221,7 +265,7 @@ async function joinedSession<T>(
   try {
     return await sessionTransaction(em, level, fn, options);
   } catch (error) {
-    await reloadAfterRollback(em);
+    await reloadAfterRollback(em).catch((reloadError: unknown) => attachCleanupError(error, reloadError));
     throw error;
   }
 }

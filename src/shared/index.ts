@@ -1,7 +1,7 @@
 /**
- * What every feature shares: the base error class, the configuration error, and the error for a MikroORM
- * whose internals changed.
+ * What every feature shares: the base error class, the configuration error, the error for a MikroORM
+ * whose internals changed, and the clean-up errors an error can carry.
  * @module
  */
-export { CoasterError, MikroOrmInternalError } from './errors.js';
+export { CoasterError, MikroOrmInternalError, cleanupErrorsOf, type CleanupErrors } from './errors.js';
 export { CoasterConfigError } from './CoasterConfigError.js';

@@ -2,8 +2,9 @@ import type { AddressInfo } from 'node:net';
 import type { Server, ServerResponse } from 'node:http';
 import { Entity, PrimaryKey, Property, RequestContext, TransactionContext, type EntityManager } from '@mikro-orm/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeOrm, getOrm, initOrm, ManagedSessionError, onCommit } from '../../src/index.js';
+import { closeOrm, CommitOutcomeUnknownError, getOrm, initOrm, ManagedSessionError, onCommit } from '../../src/index.js';
 import type { RequestSessionOptions } from '../../src/sessions/requestSession.js';
+import { backendPid, terminateBackend } from './backends.js';
 import { closeOrm as closeTestOrm, databases, postgresql, type TestDatabase, type TestOrm } from './databases.js';
 import { Note } from './sessionEntities.js';
 
@@ -71,9 +72,10 @@ export interface NoteRequest<Own extends string = never> {
   status?: number;
   /**
    * `throw`: the handler throws; `failing onCommit`: it registers an onCommit callback that throws; `dangling`: it
-   * also writes a row that fails the COMMIT; `stream`: that, and it answers in chunks of text.
+   * also writes a row that fails the COMMIT; `stream`: that, and it answers in chunks of text; `connection lost`:
+   * it terminates its session's PostgreSQL backend, so the COMMIT meets a dead connection.
    */
-  then?: 'throw' | 'failing onCommit' | 'dangling' | 'stream' | Own;
+  then?: 'throw' | 'failing onCommit' | 'dangling' | 'stream' | 'connection lost' | Own;
 }
 
 /** What an app saw: the errors its error handler got, the onCommit callbacks' findings, the handlers' session forks. */
@@ -129,6 +131,9 @@ export async function insertNote<Own extends string>(
   if (then === 'dangling' || then === 'stream') {
     em.create(Pending, { noteId: 999_999 });
     await em.flush(); // the foreign key is deferred: the COMMIT fails, not this INSERT
+  }
+  if (then === 'connection lost') {
+    await terminateBackend(await backendPid(em)); // nothing is left to flush: the COMMIT is what fails
   }
   return { status, then, json: { id: note.id, inContext: RequestContext.getEntityManager() !== undefined } };
 }
@@ -261,6 +266,21 @@ export function describeRequestSessions({ name, responseName, start }: HttpInteg
       expect(seen.errors).toEqual([foreignKeyFailure]);
       expect(await committed()).toEqual({ notes: [], pending: 0 });
       expect(seen.onCommit).toEqual([]);
+    });
+
+    it('turns a COMMIT whose connection is lost into CommitOutcomeUnknownError for the error handler, and the next request works', async () => {
+      const { url, seen } = await start(postgresql);
+
+      const response = await post(url, { body: 'lost', then: 'connection lost' });
+      expect(response.status).toBe(500);
+      expect(await response.json()).toEqual({ error: 'CommitOutcomeUnknownError' });
+      expect(seen.errors).toEqual([expect.any(CommitOutcomeUnknownError)]);
+      expect((seen.errors[0] as Error).cause).toEqual(expect.objectContaining({ message: expect.stringMatching(/^COMMIT; - /) }));
+      expect(seen.onCommit).toEqual([]);
+      expect(await committed()).toEqual({ notes: [], pending: 0 }); // terminated before the COMMIT reached it: rolled back
+
+      expect((await post(url, { body: 'kept' })).status).toBe(201); // the pool replaced the dead connection
+      expect(await committed()).toEqual({ notes: ['kept'], pending: 0 });
     });
   });
 }
