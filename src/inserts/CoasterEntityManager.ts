@@ -86,9 +86,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    `insert ... on conflict do nothing returning *`, sent with the select of `filters` as one string on
    *    PostgreSQL, inside a savepoint only in a transaction (none with `options.savepoint: false`). A
    *    duplicate raises no error on the server. Entities whose flush it cannot reproduce ({@link insertPath}:
-   *    versioned, STI, embedded, deferrable uniques, primary relationships, onLoad hooks, flush subscribers,
-   *    new related entities, other drivers) are inserted by a flush in `transactional` with propagation
-   *    `NESTED`: a SAVEPOINT inside an open transaction, a transaction of its own otherwise.
+   *    versioned, STI, embedded, deferrable uniques, primary relationships, onLoad or afterCreate listeners,
+   *    flush subscribers, new related entities, other drivers) are inserted by a flush in `transactional`
+   *    with propagation `NESTED`: a SAVEPOINT inside an open transaction, a transaction of its own otherwise.
    * 4. On success the same instance is returned, now managed by this EntityManager.
    * 5. On a `UniqueConstraintViolationException` only the savepoint is rolled back; the caller's
    *    transaction and earlier work stay. With `filters`, the row they match is loaded (on the primary,
@@ -99,7 +99,10 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    is the duplicate, and it keeps its place and its changes.
    * 6. Every other error, including foreign key, NOT NULL and CHECK violations, rolls the savepoint back
    *    and propagates as MikroORM's exception, the caller's transaction still usable.
-   * 7. The rejected instance is detached: a later `flush` never inserts it.
+   * 7. The rejected instance is detached: a later `flush` never inserts it. A call that rejects leaves no
+   *    row behind: an `onCreate` or `beforeCreate` that throws does so before the insert is sent (on the
+   *    savepoint path, inside the savepoint, which is rolled back), and `afterCreate` runs inside the
+   *    savepoint path's nested transaction, so its error rolls the insert back.
    * 8. Under REPEATABLE READ or SERIALIZABLE, when the filters match nothing and no row with any of the
    *    candidate's unique keys is visible, the conflicting row was committed after the snapshot:
    *    {@link TransactionRetryError} (on the fast path, ON CONFLICT's 40001 for that hidden row is its cause). A visible row rethrows the violation (retrying cannot help).
