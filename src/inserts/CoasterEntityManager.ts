@@ -104,7 +104,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * 7. The rejected instance is detached: a later `flush` never inserts it. A call that rejects leaves no
    *    row behind: an `onCreate` or `beforeCreate` that throws does so before the insert is sent (on the
    *    savepoint path, inside the savepoint, which is rolled back), and `afterCreate` runs inside the
-   *    savepoint path's nested transaction, so its error rolls the insert back.
+   *    savepoint path's nested transaction, so its error rolls the insert back. Only a subscriber's
+   *    `afterTransactionCommit` comes too late: outside a transaction it runs after the savepoint path's
+   *    commit, and its error rejects the call with the row committed, as it rejects a plain `flush`.
    * 8. Under REPEATABLE READ or SERIALIZABLE, when the filters match nothing and no row with any of the
    *    candidate's unique keys is visible, the conflicting row was committed after the snapshot:
    *    {@link TransactionRetryError} (on the fast path, ON CONFLICT's 40001 for that hidden row is its cause). A visible row rethrows the violation (retrying cannot help).

@@ -3,7 +3,8 @@
  * entity or in a subscriber, rolls its insert back; an `onCreate` or `beforeCreate` that throws does so
  * before the insert is sent. Run on both databases and both insert paths, outside a transaction and inside
  * one whose other work commits; after each rejection the database, the identity map and a later flush
- * are checked, not only the error.
+ * are checked, not only the error. Last, the documented exception: a subscriber's
+ * `afterTransactionCommit`, which runs after the commit.
  */
 import {
   AfterCreate,
@@ -211,5 +212,27 @@ describe.each(databases)('a race-safe insert that rejects leaves no row on $name
       await em.failsafeAdd(em.create(Tag, { name: 'news' }, { persist: false }));
       expect(statements(log).some(q => q.includes('on conflict do nothing'))).toBe(path.name === 'fast');
     });
+  });
+});
+
+/** A subscriber whose `afterTransactionCommit` fails: it runs once the transaction is committed. */
+class AfterCommitBreaker implements EventSubscriber {
+  afterTransactionCommit(): void {
+    throw new Error('AfterCommitBreaker refused the commit');
+  }
+}
+
+describe.each(databases)("a subscriber's afterTransactionCommit on $name (documented: it runs too late)", db => {
+  it('outside a transaction: its error rejects the call, the row stays committed, the entity detached', async () => {
+    const { orm } = await db.init({ entities: raceEntities, subscribers: [new AfterCommitBreaker()] });
+    try {
+      const em = orm.em.fork();
+      const tag = em.create(Tag, { name: 'news' }, { persist: false });
+      await expect(em.failsafeAdd(tag, { name: 'news' })).rejects.toThrow('AfterCommitBreaker refused the commit');
+      expect(wrap(tag, true).isManaged()).toBe(false);
+      expect(await orm.em.fork().count(Tag, { name: 'news' })).toBe(1);
+    } finally {
+      await closeOrm(orm);
+    }
   });
 });
