@@ -116,7 +116,7 @@ export class TransactionRetryError extends CoasterError {
  *
  * @example
  * ```ts
- * await em.findOneOrFail(Member, 'ada');                         // { nick: 'ada', name: 'Ada' }
+ * await em.findOneOrFail(Member, { nick: 'ada' });              // { nick: 'ada', name: 'Ada' }
  * try {
  *   await em.getOrCreate(Member, { nick: 'ada', name: 'Other' });
  * } catch (e) {
