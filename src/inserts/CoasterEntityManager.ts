@@ -1,5 +1,4 @@
 import {
-  DriverException,
   Reference,
   ReferenceKind,
   TransactionPropagation,
@@ -7,6 +6,7 @@ import {
   Utils,
   wrap,
   type Dictionary,
+  type DriverException,
   type EntityData,
   type EntityMetadata,
   type EntityName,
@@ -23,7 +23,7 @@ import { cleanupErrorsOf } from '../shared/errors.js';
 import { contextEntityManager, whileProcessing } from '../shared/internals.js';
 import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
-import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
+import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
 import { type FailsafeAddOptions } from './failsafeAddOptions.js';
 import { fastInsert, isHiddenConflict } from './fastInsert.js';
 import { insertPath } from './insertPath.js';
@@ -89,9 +89,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    `insert ... on conflict do nothing returning *`, sent with the select of `filters` as one string on
    *    PostgreSQL, inside a savepoint only in a transaction (none with `options.savepoint: false`). A
    *    duplicate raises no error on the server. Entities whose flush it cannot reproduce ({@link insertPath}:
-   *    versioned, STI, embedded, deferrable uniques, primary relationships, onLoad hooks, flush subscribers,
-   *    new related entities, other drivers) are inserted by a flush in `transactional` with propagation
-   *    `NESTED`: a SAVEPOINT inside an open transaction, a transaction of its own otherwise.
+   *    versioned, STI, embedded, deferrable uniques, primary relationships, onLoad or afterCreate listeners,
+   *    flush subscribers, new related entities, other drivers) are inserted by a flush in `transactional`
+   *    with propagation `NESTED`: a SAVEPOINT inside an open transaction, a transaction of its own otherwise.
    * 4. On success the same instance is returned, now managed by this EntityManager.
    * 5. On a `UniqueConstraintViolationException` only the savepoint is rolled back; the caller's
    *    transaction and earlier work stay. With `filters`, the row they match is loaded (on the primary,
@@ -99,12 +99,19 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    one (its unflushed changes kept). No match rethrows the violation; more than one throws
    *    {@link MultipleResultsError}. Without `filters`, the duplicate is ignored: resolves to `undefined`.
    *    If this EntityManager already manages an entity with the same primary key, no insert is sent: that
-   *    is the duplicate, and it keeps its place and its changes.
+   *    is the duplicate, and it keeps its place and its changes. When the filters then match nothing, the
+   *    error is {@link ManagedKeyConflictError}, a `UniqueConstraintViolationException` like the database's
+   *    own when no such entity is loaded, so the identity map never changes which error class comes out.
    * 6. Every other error, including foreign key, NOT NULL and CHECK violations, rolls the savepoint back
    *    and propagates as MikroORM's exception, the caller's transaction still usable. If that rollback fails
    *    too (the connection was lost while the insert waited), the first error still propagates, the
    *    rollback's attached to it ({@link cleanupErrorsOf}); a conflict is then not recovered from either.
-   * 7. The rejected instance is detached: a later `flush` never inserts it.
+   * 7. The rejected instance is detached: a later `flush` never inserts it. A call that rejects leaves no
+   *    row behind: an `onCreate` or `beforeCreate` that throws does so before the insert is sent (on the
+   *    savepoint path, inside the savepoint, which is rolled back), and `afterCreate` runs inside the
+   *    savepoint path's nested transaction, so its error rolls the insert back. Only a subscriber's
+   *    `afterTransactionCommit` comes too late: outside a transaction it runs after the savepoint path's
+   *    commit, and its error rejects the call with the row committed, as it rejects a plain `flush`.
    * 8. Under REPEATABLE READ or SERIALIZABLE, when the filters match nothing and no row with any of the
    *    candidate's unique keys is visible, the conflicting row was committed after the snapshot:
    *    {@link TransactionRetryError} (on the fast path, ON CONFLICT's 40001 for that hidden row is its cause). A visible row rethrows the violation (retrying cannot help).
@@ -139,7 +146,12 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     await em.flushAllBut(meta, entity);
     const twin = em.managedTwin(meta, entity);
     if (twin) {
-      return filters === undefined ? undefined : em.loadExisting(meta, entity, filters, twin);
+      // no insert: the managed entity is the duplicate, its key the one the database would refuse
+      if (filters === undefined) {
+        return undefined;
+      }
+      const conflict = ManagedKeyConflictError.managedTwin('failsafeAdd', meta.className, wrap(twin, true).getPrimaryKey(), filters);
+      return em.loadExisting(meta, entity, filters, conflict);
     }
 
     const path = insertPath(em, meta, entity);
@@ -213,8 +225,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * - The whole call reads from the primary, never from a `replicas` connection, so it cannot miss a row
    *   that was just written or find one just deleted.
    * - It never changes a managed entity's in-memory state: the entity that matches `where` is returned
-   *   as it is; if none matches but the new row's primary key is that of a managed entity,
-   *   {@link CoasterUsageError} is thrown.
+   *   as it is; if none matches but the new row's primary key is that of a managed entity, nothing is
+   *   sent and {@link ManagedKeyConflictError} is thrown: a `UniqueConstraintViolationException`, as the
+   *   database's violation is when that entity is not loaded.
    *
    * Emits, when the row exists:
    * ```sql
@@ -364,7 +377,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     // em.create() would merge `values` into a managed entity with the same primary key
     const twin = this.getUnitOfWork(false).tryGetById<T>(meta.className, values as FilterQuery<T>, this.schema, false);
     if (twin) {
-      throw CoasterUsageError.managedKeyMismatch(method, meta.className, wrap(twin, true).getPrimaryKey(), where);
+      throw ManagedKeyConflictError.managedTwin(method, meta.className, wrap(twin, true).getPrimaryKey(), where);
     }
     const candidate = this.create(entityName, values, { persist: false });
     const entity = await this.failsafeAdd(candidate, filters, options);
@@ -486,26 +499,19 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
   /**
    * Loads the row that `filters` match after an insert of `candidate` was refused, by `conflict`: the
    * database's unique violation (or, on the fast path, its 40001 for a conflicting row the snapshot
-   * hides), or the managed entity that already has the candidate's primary key.
-   * Returns the one row, else throws {@link MultipleResultsError}; when nothing matches, throws
-   * {@link TransactionRetryError} if a snapshot hides the conflicting row, else the violation (or, for a
-   * managed twin, {@link CoasterUsageError}).
+   * hides), or the {@link ManagedKeyConflictError} of a managed entity that already has the candidate's
+   * primary key. Returns the one row, else throws {@link MultipleResultsError}; when nothing matches,
+   * throws {@link TransactionRetryError} if a snapshot hides the conflicting row, else `conflict`.
    */
   private async loadExisting<T extends object>(
     meta: EntityMetadata<T>,
     candidate: T,
     filters: FilterQuery<T>,
-    conflict: DriverException | T,
+    conflict: DriverException,
   ): Promise<T> {
     const rows = await this.find<T>(meta.class, filters, { limit: 2, connectionType: 'write' });
     if (rows.length === 1) {
       return rows[0];
-    }
-    if (!(conflict instanceof DriverException)) {
-      if (rows.length > 1) {
-        throw MultipleResultsError.onFind('failsafeAdd', meta.className, filters, rows.length);
-      }
-      throw CoasterUsageError.managedKeyMismatch('failsafeAdd', meta.className, wrap(conflict, true).getPrimaryKey(), filters);
     }
     if (rows.length > 1) {
       throw MultipleResultsError.onConflict(meta.className, filters, rows.length, conflict);

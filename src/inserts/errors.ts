@@ -1,5 +1,5 @@
 import { inspect } from 'node:util';
-import type { DriverException } from '@mikro-orm/core';
+import { UniqueConstraintViolationException, type DriverException } from '@mikro-orm/core';
 import { CoasterError } from '../shared/errors.js';
 
 /** A filter or value as a message shows it: one line, safe with entities that reference each other. */
@@ -106,6 +106,55 @@ export class TransactionRetryError extends CoasterError {
 }
 
 /**
+ * The row a race-safe insert would write has the primary key of an entity this EntityManager already
+ * manages, and that entity does not match the call's filters (`findOrCreate`'s `where`): the insert
+ * would violate the primary key, so it is not sent, and the managed entity and its row are left as they
+ * are. It is a MikroORM `UniqueConstraintViolationException`, like the database's own refusal of the
+ * same insert when no entity with that key is loaded, so one `catch` handles the duplicate whatever the
+ * identity map holds. Unlike this library's other errors it does not extend `CoasterError` (a class has
+ * one parent), and it carries no SQLSTATE (`code` is `undefined`): no statement was sent.
+ *
+ * @example
+ * ```ts
+ * await em.findOneOrFail(Member, { nick: 'ada' });              // { nick: 'ada', name: 'Ada' }
+ * try {
+ *   await em.getOrCreate(Member, { nick: 'ada', name: 'Other' });
+ * } catch (e) {
+ *   if (e instanceof UniqueConstraintViolationException) ...;     // this error, or the database's
+ * }
+ * ```
+ */
+export class ManagedKeyConflictError extends UniqueConstraintViolationException {
+  private constructor(
+    message: string,
+    /** The entity the insert was of. */
+    readonly entityName: string,
+    /** The primary key that the new row and the managed entity share. */
+    readonly primaryKey: unknown,
+    /** The filters (or `where`) that the managed entity does not match. */
+    readonly filters: unknown,
+  ) {
+    // a DriverException wraps the driver's error and appends its stack frames: there is no driver error here
+    super(Object.assign(new Error(message), { stack: '' }));
+    this.stack = this.stack?.trimEnd();
+  }
+
+  /** `method` would insert a new `entityName` with `primaryKey`, which a managed entity not matching `filters` has. */
+  static managedTwin(method: string, entityName: string, primaryKey: unknown, filters: unknown): ManagedKeyConflictError {
+    return new ManagedKeyConflictError(
+      `${method}(${entityName}, ${describe(filters)}) found no matching row, and the row it would insert has primary ` +
+        `key ${describe(primaryKey)}, which this EntityManager already manages as a ${entityName} that does not match. ` +
+        `Inserting it would violate the primary key, so nothing was sent. Treat it as the database's unique ` +
+        `violation (it is a UniqueConstraintViolationException): look the entity up by its key (em.findOne) and ` +
+        `change it, or pass filters that match it.`,
+      entityName,
+      primaryKey,
+      filters,
+    );
+  }
+}
+
+/**
  * A call that cannot work as written: the message says what to change. Built by the static
  * factories below so every message is written once.
  *
@@ -126,16 +175,6 @@ export class CoasterUsageError extends CoasterError {
         `managed by this EntityManager. If it came from em.create(${entityName}, data) with that primary key, ` +
         `MikroORM merged \`data\` into the managed entity: call em.refresh() on it to undo that, and pass ` +
         `new ${entityName}() instead, or use em.getOrCreate(). To save changes to a managed entity, call em.flush().`,
-    );
-  }
-
-  /** `findOrCreate` would create an entity whose primary key a managed entity has, though that one did not match. */
-  static managedKeyMismatch(method: string, entityName: string, primaryKey: unknown, where: unknown): CoasterUsageError {
-    return new CoasterUsageError(
-      `${method}(${entityName}, ${describe(where)}) found no matching row, and would create one with primary key ` +
-        `${describe(primaryKey)}, but this EntityManager already manages the ${entityName} with that key, which ` +
-        `does not match \`where\`. Inserting it would violate the primary key. Look the entity up by its key ` +
-        `(em.findOne) and change it, or pass a \`where\` that matches it.`,
     );
   }
 

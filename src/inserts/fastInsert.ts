@@ -22,8 +22,10 @@ const SAVEPOINT = 'failsafe_add';
 
 /**
  * Inserts a new, unmanaged `entity` with `insert ... on conflict do nothing returning *`, leaving it as a
- * flush would: `onCreate` values set, validated, `beforeCreate` / `afterCreate` hooks fired, managed
- * with every column the database returned, its snapshot taken (a later flush sends nothing).
+ * flush would: `onCreate` values set, validated, `beforeCreate` hooks fired, managed with every column
+ * the database returned, its snapshot taken (a later flush sends nothing). Entities with `afterCreate`
+ * listeners never come here ({@link insertPath}): their hook's error must roll the insert back. Anything
+ * that throws before the insert (an `onCreate`, a `beforeCreate` hook, validation) throws before any SQL.
  *
  * On PostgreSQL, the insert and the select of `filters` (`limit 2`) go as one string, one round trip;
  * inside a transaction wrapped in `savepoint failsafe_add; ...; release savepoint failsafe_add` unless
@@ -162,15 +164,16 @@ async function insertPlainly<T extends object>(
 
 /**
  * Makes the inserted entity managed as a flush leaves it: the returned columns hydrated, registered in
- * the identity map with a fresh snapshot (as `em.upsert` does), marked populated, `afterCreate` fired.
+ * the identity map with a fresh snapshot (as `em.upsert` does), marked populated. No `afterCreate` to
+ * fire: entities with such listeners take the savepoint path (see {@link insertPath}).
  */
-async function registerInserted<T extends object>(
+function registerInserted<T extends object>(
   em: SqlEntityManager,
   meta: EntityMetadata<T>,
   entity: T,
   changeSet: ChangeSet<T>,
   row: Dictionary,
-): Promise<T> {
+): T {
   const uow = em.getUnitOfWork(false);
   uow.getChangeSetPersister().mapReturnedValues(entity, changeSet.payload, row, meta);
   registerManaged(uow, entity, em.getComparator().prepareEntity(entity));
@@ -187,9 +190,5 @@ async function registerInserted<T extends object>(
     }
   }
   changeSet.persisted = true;
-  const events = em.getEventManager();
-  if (events.hasListeners(EventType.afterCreate, meta)) {
-    await events.dispatchEvent(EventType.afterCreate, { entity, meta, em, changeSet });
-  }
   return entity;
 }

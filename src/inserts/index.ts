@@ -5,7 +5,7 @@
  */
 export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
 export { CoasterEntityRepository } from './CoasterEntityRepository.js';
-export { CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
+export { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
 export { type FailsafeAddOptions } from './failsafeAddOptions.js';
 export { type InsertPathAware } from './insertPath.js';
 export { withRaceSafeInserts } from './withRaceSafeInserts.js';

@@ -31,6 +31,18 @@ const FLUSH_EVENTS = [
 ] as const;
 
 /**
+ * Lifecycle events, entity hooks or subscribers', that the fast path cannot fire as a flush does. A
+ * flush runs `afterCreate` inside its transaction (the savepoint path's own, or its savepoint), so the
+ * hook's error rolls the insert back; by the time the fast path has a row to hand to the hook, its
+ * insert is committed (outside a transaction), its savepoint released (sent in the same string on
+ * PostgreSQL), or it is part of the caller's transaction with no savepoint around it (SQLite).
+ */
+const HOOK_REASONS = [
+  [EventType.onLoad, 'it has onLoad hooks, which only a find fires'],
+  [EventType.afterCreate, 'it has afterCreate hooks, whose errors must roll the insert back'],
+] as const;
+
+/**
  * A subscriber with flush hooks that can tell which inserts need them, so that the others may take the
  * fast path: this library's `TimestampSubscriber` (which only checks updates) and
  * `PrimaryRelationshipSubscriber` (which only needs the entities of primary relationships) implement it.
@@ -95,8 +107,8 @@ function computeMetadataReason(meta: EntityMetadata): string | undefined {
 /**
  * Which way `failsafeAdd` inserts `entity`: on the fast path (`insert ... on conflict do nothing
  * returning *`, see {@link fastInsert}) it returns the database's dialect; otherwise it returns why
- * the savepoint path is used. Chosen from the entity's metadata (cached), the ORM's subscribers (see
- * {@link InsertPathAware}), and
+ * the savepoint path is used. Chosen from the entity's metadata (cached), its `onLoad` and `afterCreate`
+ * listeners (entity hooks and subscribers), the ORM's subscribers (see {@link InsertPathAware}), and
  * whether the entity holds a new entity that a flush would cascade to.
  *
  * @example
@@ -112,7 +124,7 @@ export function insertPath(em: SqlEntityManager, meta: EntityMetadata, entity: o
   const reason =
     metadataReason(meta) ??
     cascadeReason(meta, entity) ??
-    (em.getEventManager().hasListeners(EventType.onLoad, meta) ? 'it has onLoad hooks, which only a find fires' : undefined) ??
+    HOOK_REASONS.find(([event]) => em.getEventManager().hasListeners(event, meta))?.[1] ??
     // the `subscribers` option, not the event manager's: em.transactional registers a subscriber of its own
     // there, whose afterFlush only forgets deleted entities
     [...em.config.get('subscribers')].map(subscriber => subscriberReason(subscriber, meta)).find(reason => reason !== undefined);

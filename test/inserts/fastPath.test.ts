@@ -10,6 +10,9 @@ import {
   Embeddable,
   Embedded,
   Entity,
+  type EntityName,
+  type EventArgs,
+  type EventSubscriber,
   ForeignKeyConstraintViolationException,
   ManyToOne,
   OnLoad,
@@ -63,10 +66,38 @@ class Note {
     this.trace.push(`beforeCreate ${this.origin}`);
     this.title = this.title.trim();
   }
+}
+
+/** An entity with an `afterCreate` hook: its error must roll the insert back, which only the savepoint path does. */
+@Entity()
+class Announced {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  name!: string;
+
+  /** What the hook saw; not a column. */
+  @Property({ persist: false, type: 'json' })
+  trace: Opt<string[]> = [];
 
   @AfterCreate()
   afterCreate(): void {
     this.trace.push(`afterCreate ${this.id}`);
+  }
+}
+
+/** A subscriber with only an `afterCreate`, for {@link Tag}: no flush or transaction hooks. */
+class TagAnnouncer implements EventSubscriber<Tag> {
+  readonly created: string[] = [];
+
+  getSubscribedEntities(): EntityName<Tag>[] {
+    return [Tag];
+  }
+
+  afterCreate({ entity }: EventArgs<Tag>): void {
+    this.created.push(entity.name);
   }
 }
 
@@ -158,7 +189,7 @@ class Comment {
   tag?: Tag;
 }
 
-const entities = [...raceEntities, ...primaryEntities, Note, Versioned, Deferred, Priced, Animal, Dog, Loaded, Comment];
+const entities = [...raceEntities, ...primaryEntities, Note, Announced, Versioned, Deferred, Priced, Animal, Dog, Loaded, Comment];
 
 /** The log without quotes, as in the other suites. */
 function statements(log: QueryLog): string[] {
@@ -220,14 +251,14 @@ describe.each(databases)('the fast path on $name', db => {
   });
 
   describe('leaves the entity as a flush would', () => {
-    it('onCreate, AutoInitDefault, timestamps and database defaults set; hooks fired; a later flush sends nothing', async () => {
+    it('onCreate, AutoInitDefault, timestamps and database defaults set; beforeCreate fired; a later flush sends nothing', async () => {
       const em = orm.em.fork();
       const note = em.create(Note, { title: ' hello ' }, { persist: false });
       expect(await em.failsafeAdd(note, { title: 'hello' })).toBe(note);
       expect(tookFastPath(log)).toBe(true);
 
       expect(note).toMatchObject({ title: 'hello', origin: 'made on create', answer: 42, status: 'draft' });
-      expect(note.trace).toEqual(['beforeCreate made on create', `afterCreate ${note.id}`]);
+      expect(note.trace).toEqual(['beforeCreate made on create']);
       expect(note.createdAt).toBeInstanceOf(Date);
       expect(note.updatedAt).toEqual(note.createdAt);
       expect(em.getUnitOfWork().getById(Note.name, note.id)).toBe(note);
@@ -242,7 +273,7 @@ describe.each(databases)('the fast path on $name', db => {
       expect(statements(log)[statements(log).length - 2]).toMatch(/^update note set status = \?, updated_at = \? where id = \?$/);
     });
 
-    it('a duplicate fires beforeCreate and not afterCreate, and returns the managed row unchanged', async () => {
+    it('a duplicate fires beforeCreate, and returns the managed row unchanged', async () => {
       const em = orm.em.fork();
       const first = await em.failsafeAdd(em.create(Note, { title: 'hello' }, { persist: false }), { title: 'hello' });
       first.status = 'unsaved change';
@@ -337,6 +368,7 @@ describe.each(databases)('the fast path on $name', db => {
       ['an embedded property', (em: TestOrm['em']) => em.create(Priced, { sku: 'a', price: { cents: 1 } }, { persist: false })],
       ['single table inheritance', (em: TestOrm['em']) => em.create(Dog, { name: 'rex', kind: 'dog' }, { persist: false })],
       ['an onLoad hook', (em: TestOrm['em']) => em.create(Loaded, { name: 'a' }, { persist: false })],
+      ['an afterCreate hook', (em: TestOrm['em']) => em.create(Announced, { name: 'a' }, { persist: false })],
       ['the parent of a primary relationship', (em: TestOrm['em']) => em.create(ParentForPrimary, { name: 'p' }, { persist: false })],
       [
         'the child of a primary relationship',
@@ -367,6 +399,26 @@ describe.each(databases)('the fast path on $name', db => {
       await em.failsafeAdd(em.create(Tag, { name: 'news' }, { persist: false }));
       expect(tookFastPath(watchedLog)).toBe(false);
       expect(watcher.flushes).toBeGreaterThan(0);
+    });
+
+    it("a subscriber's afterCreate, for the entities it subscribes to", async () => {
+      const announcer = new TagAnnouncer();
+      const { orm: announced, log: announcedLog } = await db.init({ entities: raceEntities, subscribers: [announcer] });
+      onTestFinished(() => closeOrm(announced));
+      const em = announced.em.fork();
+      await em.failsafeAdd(em.create(Tag, { name: 'news' }, { persist: false }));
+      expect(tookFastPath(announcedLog)).toBe(false);
+      expect(announcer.created).toEqual(['news']);
+      announcedLog.clear();
+      await em.failsafeAdd(em.create(Account, { name: 'ada' }, { persist: false }));
+      expect(tookFastPath(announcedLog)).toBe(true);
+    });
+
+    it('the afterCreate hook fires once, with the inserted key', async () => {
+      const em = orm.em.fork();
+      const announced = em.create(Announced, { name: 'a' }, { persist: false });
+      await em.transactional(tx => tx.failsafeAdd(announced));
+      expect(announced.trace).toEqual([`afterCreate ${announced.id}`]);
     });
 
     it('entities with none of these, in the same ORM, take the fast path', async () => {

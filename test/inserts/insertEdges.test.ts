@@ -21,7 +21,7 @@ import {
   UniqueConstraintViolationException,
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from '../../src/index.js';
+import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from '../../src/index.js';
 import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
@@ -166,18 +166,6 @@ describe.each(databases)('race-safe inserts at the edges on $name', db => {
         expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Lovelace' }]);
       });
 
-      it('failsafeAdd whose filters miss the managed entity says so instead of returning another row', async () => {
-        await seedMember();
-        const em = orm.em.fork();
-        const managed = await em.findOneOrFail(Member, { nick: 'ada' });
-        const candidate = Object.assign(new Member(), { nick: 'ada', email: 'new@example.com' });
-        const error = await em.failsafeAdd(candidate, { email: 'new@example.com' }).catch(e => e);
-        expect(error).toBeInstanceOf(CoasterUsageError);
-        expect(error.message).toMatch(/already manages the Member with that key/);
-        expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBe(managed);
-        expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Ada' }]);
-      });
-
       it('failsafeAdd of a natural key loaded by another EntityManager recovers the row as usual', async () => {
         await seedMember();
         const em = orm.em.fork();
@@ -190,20 +178,6 @@ describe.each(databases)('race-safe inserts at the edges on $name', db => {
     });
 
     describe('a lookup never changes a managed entity (2)', () => {
-      it('getOrCreate with the key of a managed entity and other values throws, memory and row unchanged', async () => {
-        await seedMember();
-        const em = orm.em.fork();
-        const managed = await em.findOneOrFail(Member, { nick: 'ada' });
-        log.clear();
-        const error = await em.getOrCreate(Member, { nick: 'ada', name: 'Different' }).catch(e => e);
-        expect(error).toBeInstanceOf(CoasterUsageError);
-        expect(error.message).toMatch(/getOrCreate\(Member, .*already manages the Member with that key/);
-        expect(managed.name).toBe('Ada');
-        expect(log.statements.filter(q => q.startsWith('insert'))).toEqual([]);
-        await em.flush();
-        expect(await rows(Member, 'nick')).toEqual([{ nick: 'ada', email: 'ada@example.com', name: 'Ada' }]);
-      });
-
       it('getOrCreate whose where matches the managed entity returns it, created: false', async () => {
         await seedMember();
         const em = orm.em.fork();
@@ -223,6 +197,80 @@ describe.each(databases)('race-safe inserts at the edges on $name', db => {
         expect(error.message).toMatch(/MikroORM merged `data` into the managed entity: call em.refresh\(\)/);
         await em.refresh(merged);
         expect(merged.name).toBe('Ada');
+      });
+    });
+
+    describe('the same conflict gives the same error class, whether or not the key is managed (issue 15)', () => {
+      /** A new Member with ada's key but another e-mail; the filters match no row. */
+      const impostor = () => Object.assign(new Member(), { nick: 'ada', email: 'new@example.com' });
+      const conflicts: [string, (em: TestOrm['em']) => Promise<unknown>][] = [
+        ['getOrCreate', em => em.getOrCreate(Member, { nick: 'ada', name: 'Different' }, { email: 'new@example.com' })],
+        ['findOrCreate', em => em.findOrCreate(Member, { nick: 'ada', name: 'Different' }, { email: 'new@example.com' })],
+        ['failsafeAdd', em => em.failsafeAdd(impostor(), { email: 'new@example.com' })],
+        ['addAndCommit', em => em.addAndCommit(impostor(), { email: 'new@example.com' })],
+      ];
+
+      it.each(conflicts.flatMap(([method, call]) => [false, true].map(inTransaction => ({ method, call, inTransaction }))))(
+        '$method (in a transaction: $inTransaction): a UniqueConstraintViolationException, row and managed entity untouched',
+        async ({ method, call, inTransaction }) => {
+          await seedMember();
+          const ada = { nick: 'ada', email: 'ada@example.com', name: 'Ada' };
+          for (const loaded of [false, true]) {
+            const em = orm.em.fork();
+            let managed: Member | undefined;
+            log.clear();
+            const attempt = async (tx: TestOrm['em']) => {
+              managed = loaded ? await tx.findOneOrFail(Member, { nick: 'ada' }) : undefined;
+              const error = await call(tx).then(() => undefined, (e: Error) => e);
+              await tx.count(Member); // the caller's transaction is still usable
+              return error;
+            };
+            const error = inTransaction ? await em.transactional(attempt) : await attempt(em);
+
+            expect(error).toBeInstanceOf(UniqueConstraintViolationException);
+            if (loaded) {
+              // nothing sent: the managed entity is the duplicate
+              expect(error).toBeInstanceOf(ManagedKeyConflictError);
+              expect(error).toMatchObject({ entityName: 'Member', primaryKey: 'ada', code: undefined });
+              expect(error?.message).toMatch(
+                new RegExp(`^${method === 'addAndCommit' ? 'failsafeAdd' : method}\\(Member, .*already manages as a Member that does not match`),
+              );
+              expect(log.statements.filter(q => q.startsWith('insert'))).toEqual([]);
+              expect({ ...managed }).toEqual(ada);
+              expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBe(managed);
+            } else {
+              // the database refused the insert
+              expect(error?.constructor).toBe(UniqueConstraintViolationException);
+              expect(em.getUnitOfWork().getById(Member.name, 'ada')).toBeUndefined();
+            }
+            log.clear();
+            await em.flush();
+            expect(log.queries).toEqual([]);
+            expect(await rows(Member, 'nick')).toEqual([ada]);
+          }
+        },
+      );
+
+      it('filters matching several rows: MultipleResultsError caused by a unique violation either way', async () => {
+        await seed(
+          orm,
+          Member,
+          { nick: 'ada', email: 'ada@example.com', name: 'Ada' },
+          { nick: 'bob', email: 'bob@example.com', name: 'Twin' },
+          { nick: 'bo', email: 'bo@example.com', name: 'Twin' },
+        );
+        for (const loaded of [false, true]) {
+          const em = orm.em.fork();
+          if (loaded) {
+            await em.findOneOrFail(Member, { nick: 'ada' });
+          }
+          const error = await em.failsafeAdd(impostor(), { name: 'Twin' }).catch(e => e);
+          expect(error).toBeInstanceOf(MultipleResultsError);
+          expect(error.message).toMatch(/^Recovering from a conflicting insert of Member, the filters \{ name: 'Twin' \} matched 2/);
+          expect(error.cause).toBeInstanceOf(UniqueConstraintViolationException);
+          expect(error.cause instanceof ManagedKeyConflictError).toBe(loaded);
+        }
+        expect(await orm.em.fork().count(Member)).toBe(3);
       });
     });
 
