@@ -1,20 +1,33 @@
 /**
  * Model-based test of the race-safe inserts: random sequences of `create`, `flush`, `assign`, `remove`,
- * `failsafeAdd` (with and without filters, from `em.create` or `new`), `getOrCreate`, and inserts committed
- * by a second connection, for an entity with a generated key and one with a natural key. After every
- * step the database is compared with a reference model, and every entity the EntityManager holds with the
- * model's view of it and with its row's identity.
+ * `failsafeAdd` (with and without filters, from `em.create` or `new`), `getOrCreate`, inserts committed
+ * by a second connection, `failsafeAdd` / `getOrCreate` calls whose `beforeCreate` or `afterCreate` hook
+ * throws, and `getOrCreate` calls whose `where` no unique key covers, for an entity with a generated key,
+ * one with a natural key and a `beforeCreate` hook (fast path), one with a natural key and an `afterCreate`
+ * hook (savepoint path), and one without any unique key but its generated one. After every step the
+ * database is compared with a reference model, and every entity the EntityManager holds with the model's
+ * view of it and with its row's identity.
  *
  * On failure fast-check prints the seed and path; rerun with `FC_SEED=<seed> FC_PATH=<path>` to replay.
  */
-import { Entity, FlushMode, PrimaryKey, Property } from '@mikro-orm/core';
+import { AfterCreate, BeforeCreate, Entity, FlushMode, PrimaryKey, Property } from '@mikro-orm/core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CoasterUsageError } from '../../src/index.js';
 import { closeOrm, databases, type TestOrm } from '../support/databases.js';
 import { Tag } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
 
-/** A row keyed by a natural key, so a new instance can share the primary key of a managed one. */
+/** The natural key whose insert a hook refuses, while a {@link FailingInsert} runs; `undefined` otherwise. */
+let refusedKey: string | undefined;
+
+/** The error a refusing hook throws. */
+class HookRefusal extends Error {}
+
+/**
+ * A row keyed by a natural key, so a new instance can share the primary key of a managed one. Its
+ * `beforeCreate` hook refuses {@link refusedKey}; the fast path fires it before sending the insert.
+ */
 @Entity()
 class Handle {
   @PrimaryKey({ type: 'string' })
@@ -22,45 +35,91 @@ class Handle {
 
   @Property({ type: 'string', nullable: true })
   color?: string | null;
+
+  @BeforeCreate()
+  refuse(): void {
+    if (this.nick === refusedKey) {
+      throw new HookRefusal(`beforeCreate refused ${this.nick}`);
+    }
+  }
+}
+
+/** A natural key with an `afterCreate` hook that refuses {@link refusedKey}: inserted on the savepoint path. */
+@Entity()
+class Ticket {
+  @PrimaryKey({ type: 'string' })
+  code!: string;
+
+  @Property({ type: 'string', nullable: true })
+  color?: string | null;
+
+  @AfterCreate()
+  refuse(): void {
+    if (this.code === refusedKey) {
+      throw new HookRefusal(`afterCreate refused ${this.code}`);
+    }
+  }
+}
+
+/** No unique key but its generated primary key: `getOrCreate` by `text` must be refused before any SQL. */
+@Entity()
+class Note {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  text!: string;
 }
 
 type Em = TestOrm['em'];
-type Kind = 'tag' | 'handle';
-type Row = Tag | Handle;
+type Kind = 'tag' | 'handle' | 'ticket';
+type Row = Tag | Handle | Ticket;
 
 /**
- * `mappedWhenNew`: MikroORM puts a persisted entity in the identity map before it is inserted when its
- * primary key is known, as a natural key is.
+ * `key`: the natural key's property. `mappedWhenNew`: MikroORM puts a persisted entity in the identity map
+ * before it is inserted when its primary key is known, as a natural key is. `hook`: which of the entity's
+ * hooks refuses {@link refusedKey}, if any.
  */
-const KINDS: Record<Kind, { entity: typeof Tag | typeof Handle; key: 'name' | 'nick'; mappedWhenNew: boolean }> = {
+const KINDS: Record<Kind, { entity: typeof Tag | typeof Handle | typeof Ticket; key: string; mappedWhenNew: boolean; hook?: string }> = {
   tag: { entity: Tag, key: 'name', mappedWhenNew: false },
-  handle: { entity: Handle, key: 'nick', mappedWhenNew: true },
+  handle: { entity: Handle, key: 'nick', mappedWhenNew: true, hook: 'beforeCreate' },
+  ticket: { entity: Ticket, key: 'code', mappedWhenNew: true, hook: 'afterCreate' },
 };
 
+const ALL_KINDS = Object.keys(KINDS) as Kind[];
+
+function perKind<V>(make: () => V): Record<Kind, V> {
+  return { tag: make(), handle: make(), ticket: make() };
+}
+
 function keyOf(kind: Kind, row: Row): string {
-  return kind === 'tag' ? (row as Tag).name : (row as Handle).nick;
+  return Reflect.get(row, KINDS[kind].key) as string;
+}
+
+function dataOf(kind: Kind, name: string, color: string | null): object {
+  return { [KINDS[kind].key]: name, color };
 }
 
 function build(em: Em, kind: Kind, name: string, color: string | null, via: 'create' | 'new'): Row {
-  const data = kind === 'tag' ? { name, color } : { nick: name, color };
+  const data = dataOf(kind, name, color);
   if (via === 'create') {
     return em.create(KINDS[kind].entity as typeof Tag, data as never, { persist: false });
   }
-  return Object.assign(kind === 'tag' ? new Tag() : new Handle(), data);
+  return Object.assign(new KINDS[kind].entity(), data);
 }
 
 /** What the database and the EntityManager should hold, per kind, by natural key (tag name or handle nick). */
 class Model {
   /** Committed rows: key → colour. */
-  readonly db: Record<Kind, Map<string, string | null>> = { tag: new Map(), handle: new Map() };
+  readonly db = perKind(() => new Map<string, string | null>());
   /** Entities the EntityManager holds (managed or waiting to be inserted): key → in-memory colour. */
-  readonly memory: Record<Kind, Map<string, string | null>> = { tag: new Map(), handle: new Map() };
-  readonly pendingInsert: Record<Kind, Set<string>> = { tag: new Set(), handle: new Set() };
-  readonly pendingRemove: Record<Kind, Set<string>> = { tag: new Set(), handle: new Set() };
+  readonly memory = perKind(() => new Map<string, string | null>());
+  readonly pendingInsert = perKind(() => new Set<string>());
+  readonly pendingRemove = perKind(() => new Set<string>());
 
   /** What a flush does: every pending insert, update and removal reaches the database. */
   flush(): void {
-    for (const kind of Object.keys(KINDS) as Kind[]) {
+    for (const kind of ALL_KINDS) {
       for (const [key, color] of this.memory[kind]) {
         this.db[kind].set(key, color);
       }
@@ -74,7 +133,7 @@ class Model {
   }
 
   hasPending(): boolean {
-    return (Object.keys(KINDS) as Kind[]).some(kind => this.pendingInsert[kind].size + this.pendingRemove[kind].size > 0);
+    return ALL_KINDS.some(kind => this.pendingInsert[kind].size + this.pendingRemove[kind].size > 0);
   }
 }
 
@@ -89,14 +148,13 @@ type Command = fc.AsyncCommand<Model, Real>;
 
 const names = fc.constantFrom('a', 'b', 'c', 'd');
 const colors = fc.constantFrom(null, 'red', 'blue');
-const kinds = fc.constantFrom<Kind>('tag', 'handle');
+const kinds = fc.constantFrom<Kind>(...ALL_KINDS);
 
 class Create implements Command {
   constructor(readonly kind: Kind, readonly name: string, readonly color: string | null) {}
   check = (m: Readonly<Model>) => !m.memory[this.kind].has(this.name) && !m.db[this.kind].has(this.name);
   async run(m: Model, r: Real): Promise<void> {
-    const data = this.kind === 'tag' ? { name: this.name, color: this.color } : { nick: this.name, color: this.color };
-    r.held[this.kind].set(this.name, r.em.create(KINDS[this.kind].entity as typeof Tag, data as never));
+    r.held[this.kind].set(this.name, r.em.create(KINDS[this.kind].entity as typeof Tag, dataOf(this.kind, this.name, this.color) as never));
     m.memory[this.kind].set(this.name, this.color);
     m.pendingInsert[this.kind].add(this.name);
   }
@@ -147,8 +205,7 @@ class InsertElsewhere implements Command {
   constructor(readonly kind: Kind, readonly name: string, readonly color: string | null) {}
   check = (m: Readonly<Model>) => !m.memory[this.kind].has(this.name) && !m.db[this.kind].has(this.name);
   async run(m: Model, r: Real): Promise<void> {
-    const data = this.kind === 'tag' ? { name: this.name, color: this.color } : { nick: this.name, color: this.color };
-    await r.orm.em.fork().insert(KINDS[this.kind].entity as typeof Tag, data as never);
+    await r.orm.em.fork().insert(KINDS[this.kind].entity as typeof Tag, dataOf(this.kind, this.name, this.color) as never);
     m.db[this.kind].set(this.name, this.color);
   }
   toString = () => `insertElsewhere(${this.kind} ${this.name}, ${this.color})`;
@@ -198,6 +255,47 @@ class GetOrCreate implements Command {
 }
 
 /**
+ * A `failsafeAdd` or `getOrCreate` of a new key whose hook (`beforeCreate` for handles, `afterCreate` for
+ * tickets) throws: the call rejects with the hook's error, the other pending changes it flushed first
+ * stay, and the refused row is nowhere, neither in the database nor in the identity map.
+ */
+class FailingInsert implements Command {
+  constructor(
+    readonly kind: Kind,
+    readonly name: string,
+    readonly color: string | null,
+    readonly call: 'failsafeAdd' | 'getOrCreate',
+  ) {}
+  check = (m: Readonly<Model>) => KINDS[this.kind].hook !== undefined && !m.memory[this.kind].has(this.name) && !m.db[this.kind].has(this.name);
+  async run(m: Model, r: Real): Promise<void> {
+    const where = { [KINDS[this.kind].key]: this.name } as never;
+    refusedKey = this.name;
+    try {
+      const call =
+        this.call === 'failsafeAdd'
+          ? r.em.failsafeAdd(build(r.em, this.kind, this.name, this.color, 'new'), where)
+          : r.em.getOrCreate(KINDS[this.kind].entity as typeof Tag, where, { color: this.color });
+      await expect(call).rejects.toThrow(HookRefusal);
+    } finally {
+      refusedKey = undefined;
+    }
+    m.flush(); // both flush every other pending change before the insert
+    forgetRemoved(m, r);
+  }
+  toString = () => `${this.call}(${this.kind} ${this.name}, ${this.color}) with its ${KINDS[this.kind].hook} throwing`;
+}
+
+/** `getOrCreate` by a property no unique key covers: refused before any SQL, nothing flushed or written. */
+class UncoveredGetOrCreate implements Command {
+  constructor(readonly text: string) {}
+  check = () => true;
+  async run(_m: Model, r: Real): Promise<void> {
+    await expect(r.em.getOrCreate(Note, { text: this.text })).rejects.toThrow(CoasterUsageError);
+  }
+  toString = () => `getOrCreate(note ${this.text})`;
+}
+
+/**
  * Whether a managed entity of `kind` has an unflushed change of colour: MikroORM marks it "touched", and
  * FlushMode.AUTO flushes before a query of that entity. (Assign never sets the colour back to the
  * row's, which would leave an entity touched without a change.)
@@ -207,7 +305,7 @@ function dirty(m: Model, kind: Kind): boolean {
 }
 
 function forgetRemoved(m: Model, r: Real): void {
-  for (const kind of Object.keys(KINDS) as Kind[]) {
+  for (const kind of ALL_KINDS) {
     for (const key of r.held[kind].keys()) {
       if (!m.memory[kind].has(key)) {
         r.held[kind].delete(key);
@@ -256,7 +354,8 @@ function expectOutcome(
 /** The database equals the model; every held entity equals the model's memory and is its row's managed instance. */
 async function compare(m: Model, r: Real): Promise<void> {
   const reader = r.orm.em.fork();
-  for (const kind of Object.keys(KINDS) as Kind[]) {
+  expect(await reader.count(Note), 'note rows').toBe(0);
+  for (const kind of ALL_KINDS) {
     const rows = await reader.find(KINDS[kind].entity as typeof Tag, {});
     const db = new Map(rows.map(row => [keyOf(kind, row), row.color ?? null]));
     expect(Object.fromEntries(db), `${kind} rows`).toEqual(Object.fromEntries(m.db[kind]));
@@ -294,6 +393,10 @@ const commands = [
     .tuple(kinds, names, colors, fc.boolean(), fc.constantFrom<'create' | 'new'>('create', 'new'))
     .map(([k, n, c, f, v]) => new FailsafeAdd(k, n, c, f, v)),
   fc.tuple(kinds, names, colors).map(([k, n, c]) => new GetOrCreate(k, n, c)),
+  fc
+    .tuple(kinds, names, colors, fc.constantFrom<'failsafeAdd' | 'getOrCreate'>('failsafeAdd', 'getOrCreate'))
+    .map(([k, n, c, call]) => new FailingInsert(k, n, c, call)),
+  names.map(n => new UncoveredGetOrCreate(n)),
 ];
 
 describe.each(databases)('race-safe inserts against a reference model on $name', db => {
@@ -301,7 +404,7 @@ describe.each(databases)('race-safe inserts against a reference model on $name',
     let orm: TestOrm;
 
     beforeAll(async () => {
-      ({ orm } = await db.init({ ...path.options(), entities: [Tag, Handle], flushMode: FlushMode.AUTO }));
+      ({ orm } = await db.init({ ...path.options(), entities: [Tag, Handle, Ticket, Note], flushMode: FlushMode.AUTO }));
     });
     afterAll(() => closeOrm(orm));
 
@@ -310,7 +413,7 @@ describe.each(databases)('race-safe inserts against a reference model on $name',
       await fc.assert(
         fc.asyncProperty(fc.commands(commands, { maxCommands: 30 }), async sequence => {
           await orm.schema.clearDatabase();
-          const real: Real = { orm, em: orm.em.fork(), held: { tag: new Map(), handle: new Map() } };
+          const real: Real = { orm, em: orm.em.fork(), held: perKind(() => new Map()) };
           const model = new Model();
           await fc.asyncModelRun(
             () => ({ model, real }),
