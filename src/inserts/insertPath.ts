@@ -133,7 +133,7 @@ export function insertPath(em: SqlEntityManager, meta: EntityMetadata, entity: o
 
 function fastPathDialect(em: SqlEntityManager): FastPathDialect | undefined {
   const dialect = dialectOf(em.getPlatform());
-  return dialect === 'other' ? undefined : dialect;
+  return dialect === 'postgresql' || dialect === 'sqlite' ? dialect : undefined;
 }
 
 /** A new entity on a to-one relation would be inserted by the flush too (cascade persist). */

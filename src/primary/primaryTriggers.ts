@@ -126,7 +126,7 @@ function sqliteCreateTriggerSQL(names: PrimaryTableNames): string[] {
 /** Which trigger SQL a platform takes; throws for databases other than PostgreSQL and SQLite. */
 export function triggerDialect(platform: Platform): 'postgresql' | 'sqlite' {
   const dialect = dialectOf(platform);
-  if (dialect === 'other') {
+  if (dialect !== 'postgresql' && dialect !== 'sqlite') {
     throw PrimaryRelationshipError.unsupportedPlatform(platform.constructor.name);
   }
   return dialect;

@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { DefaultLogger, MikroORM, type LogContext, type LoggerOptions } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
+import { MariaDbDriver } from '@mikro-orm/mariadb';
+import { MySqlDriver } from '@mikro-orm/mysql';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { type CoasterEntityManager, type CoasterOptions, defineCoasterConfig } from '../../src/index.js';
 import { withPrimaryRelationships } from '../../src/primary/index.js';
+import { mariadbAdmin } from './mariadbServer.js';
 
 export type TestOrm = MikroORM<AbstractSqlDriver, CoasterEntityManager>;
 
@@ -52,10 +55,11 @@ export const withPrimary: Configure = options => withPrimaryRelationships(define
 
 /** One database the suites run against; every suite is parameterised over {@link databases}. */
 export interface TestDatabase {
-  name: 'sqlite' | 'postgresql';
+  /** `mysql` is MikroORM's MySQL driver (`@mikro-orm/mysql`, mysql2) against the MariaDB server. */
+  name: 'sqlite' | 'postgresql' | 'mariadb' | 'mysql';
   /**
    * Initialises an ORM on a new, empty database of its own (an in-memory SQLite database, or a
-   * PostgreSQL database created for it) with the schema created. {@link closeOrm} drops it.
+   * PostgreSQL or MariaDB database created for it) with the schema created. {@link closeOrm} drops it.
    */
   init(options: Partial<CoasterOptions>, configure?: Configure): Promise<{ orm: TestOrm; log: QueryLog }>;
 }
@@ -94,13 +98,13 @@ export async function postgresAdmin(sql: string): Promise<void> {
   }
 }
 
-export const sqlite: TestDatabase = {
+export const sqlite: TestDatabase & { name: 'sqlite' } = {
   name: 'sqlite',
   init: (options, configure) =>
     initOrm({ ...options, driver: SqliteDriver, dbName: ':memory:' }, async () => undefined, configure),
 };
 
-export const postgresql: TestDatabase = {
+export const postgresql: TestDatabase & { name: 'postgresql' } = {
   name: 'postgresql',
   async init(options, configure) {
     const dbName = `coaster_test_${randomBytes(6).toString('hex')}`;
@@ -113,8 +117,62 @@ export const postgresql: TestDatabase = {
   },
 };
 
+/** The MariaDB URL with its database name replaced. */
+export function mariadbUrlFor(dbName: string): string {
+  const url = new URL(mariadbServerUrl());
+  url.pathname = `/${dbName}`;
+  return url.toString();
+}
+
+/** The MariaDB server's URL, as the global setup found it. */
+function mariadbServerUrl(): string {
+  const url = inject('mariadbUrl');
+  if (!url) {
+    throw new Error('No MariaDB server in this run (COASTER_TEST_SKIP_MARIADB=1): its suites are left out.');
+  }
+  return url;
+}
+
+/** A TestDatabase on the MariaDB server through `driver`, on a database created for each ORM. */
+function onMariadb(name: 'mariadb' | 'mysql', driver: typeof MariaDbDriver | typeof MySqlDriver): TestDatabase {
+  return {
+    name,
+    async init(options, configure) {
+      const dbName = `coaster_test_${randomBytes(6).toString('hex')}`;
+      await mariadbAdmin(mariadbServerUrl(), `create database \`${dbName}\``);
+      return initOrm(
+        { ...options, driver, clientUrl: mariadbUrlFor(dbName) },
+        () => mariadbAdmin(mariadbServerUrl(), `drop database if exists \`${dbName}\``),
+        configure,
+      );
+    },
+  };
+}
+
+/** MariaDB through MikroORM's MariaDB driver (`@mikro-orm/mariadb`, the `mariadb` connector). */
+export const mariadb: TestDatabase = onMariadb('mariadb', MariaDbDriver);
+
+/**
+ * The same MariaDB server through MikroORM's MySQL driver (`@mikro-orm/mysql`, mysql2), for the suites
+ * where the two drivers differ.
+ */
+export const mysql: TestDatabase = onMariadb('mysql', MySqlDriver);
+
+/** Whether this run has a MariaDB server (see the global setup); without one, its suites are left out. */
+const withMariadb = (tables: TestDatabase[]): TestDatabase[] =>
+  inject('mariadbUrl') ? tables : tables.filter(db => db.name !== 'mariadb' && db.name !== 'mysql');
+
 /** Every database the suites run on: `describe.each(databases)('... on $name', db => ...)`. */
-export const databases: TestDatabase[] = [sqlite, postgresql];
+export const databases: (TestDatabase & { name: 'sqlite' | 'postgresql' })[] = [sqlite, postgresql];
+
+/**
+ * The databases of the suites that MariaDB support has reached: SQLite, PostgreSQL and MariaDB (issue 16
+ * moves each suite from {@link databases} to this table, and then makes it `databases`).
+ */
+export const threeDatabases: TestDatabase[] = withMariadb([sqlite, postgresql, mariadb]);
+
+/** {@link threeDatabases} and MariaDB through the MySQL driver too, for suites where the drivers differ. */
+export const allDrivers: TestDatabase[] = withMariadb([sqlite, postgresql, mariadb, mysql]);
 
 /** Closes an ORM made by {@link TestDatabase.init} and drops its database. */
 export async function closeOrm(orm: TestOrm | undefined): Promise<void> {
