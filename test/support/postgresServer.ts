@@ -120,42 +120,54 @@ export async function startThrowawayPostgres(options: ThrowawayPostgresOptions =
     const program = (name: 'initdb' | 'postgres') => join(native, binaries[name]);
     const initdb = ['--pgdata', data, '--username=postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync'];
     await runToEnd(program('initdb'), initdb, user, folder);
-    for (let attempt = 1; ; attempt++) {
-      const port = await freePort();
-      const server = spawnAs(program('postgres'), ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='], user, folder);
-      const adminUrl = `postgresql://postgres@127.0.0.1:${port}/postgres`;
-      try {
-        await untilAnswering(server, adminUrl, program('postgres'), user, folder);
-      } catch (error) {
-        // another process may take the free port before the server binds it
-        if (attempt < PORT_ATTEMPTS && error instanceof ThrowawayPostgresError && /could not bind/.test(error.message)) {
-          continue;
-        }
-        throw error;
+    const { server, port } = await listening(program('postgres'), data, user, folder);
+    const stopServer = () => server.kill('SIGINT'); // a fast shutdown: open connections are ended
+    process.once('exit', stopServer); // a run that ends without stop() leaves no server behind
+    const stop = async () => {
+      process.off('exit', stopServer);
+      if (server.exitCode === null && server.signalCode === null) {
+        const exited = new Promise(resolve => server.once('exit', resolve));
+        stopServer();
+        await exited;
       }
-      const stopServer = () => server.kill('SIGINT');
-      process.once('exit', stopServer); // a run that ends without stop() leaves no server behind
-      const admin = new pg.Client({ connectionString: adminUrl });
+      await rm(folder, { recursive: true, force: true });
+    };
+    try {
+      const admin = new pg.Client({ connectionString: `postgresql://postgres@127.0.0.1:${port}/postgres` });
       await admin.connect();
-      await admin.query('create database test');
-      await admin.end();
-      return {
-        url: `postgresql://postgres@127.0.0.1:${port}/test`,
-        folder,
-        async stop() {
-          process.off('exit', stopServer);
-          if (server.exitCode === null && server.signalCode === null) {
-            const exited = new Promise(resolve => server.once('exit', resolve));
-            stopServer(); // a fast shutdown: open connections are ended
-            await exited;
-          }
-          await rm(folder, { recursive: true, force: true });
-        },
-      };
+      try {
+        await admin.query('create database test');
+      } finally {
+        await admin.end();
+      }
+    } catch (error) {
+      await stop();
+      throw error;
     }
+    return { url: `postgresql://postgres@127.0.0.1:${port}/test`, folder, stop };
   } catch (error) {
     await rm(folder, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/**
+ * Starts `postgres` on the cluster in `data`, on a free loopback port (no Unix socket), and resolves once it
+ * accepts connections. Another process may take the free port before the server binds it: then it tries
+ * another, {@link PORT_ATTEMPTS} times in all.
+ */
+async function listening(program: string, data: string, user: ServerUser | undefined, folder: string): Promise<{ server: ChildProcess; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const server = spawnAs(program, ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='], user, folder);
+    try {
+      await untilAnswering(server, `postgresql://postgres@127.0.0.1:${port}/postgres`, program, user, folder);
+      return { server, port };
+    } catch (error) {
+      if (attempt === PORT_ATTEMPTS || !(error instanceof ThrowawayPostgresError && /could not bind/.test(error.message))) {
+        throw error;
+      }
+    }
   }
 }
 
