@@ -140,12 +140,25 @@ describe('a SQLite file shared by several connections', () => {
     // the application's own afterCreate runs after the library's, so its shorter busy timeout wins
     const afterCreate = (connection: sqlite3.Database, done: (error: Error | null, connection: sqlite3.Database) => void) =>
       connection.exec('pragma busy_timeout = 50', error => done(error, connection));
-    const { orm, file } = await fileOrm({ afterCreate });
+    let beginFailed!: () => void;
+    const firstBeginFailed = new Promise<void>(resolve => (beginFailed = resolve));
+    class SignallingDialect extends SqliteKnexDialect {
+      override _query(connection: unknown, obj: { sql: string }): Promise<unknown> {
+        return super._query(connection, obj).catch((error: unknown) => {
+          if (obj.sql === 'BEGIN IMMEDIATE;') {
+            beginFailed();
+          }
+          throw error;
+        });
+      }
+    }
+    const { orm, file } = await fileOrm({ afterCreate }, { client: SignallingDialect });
     expect(await orm.em.fork().execute('pragma busy_timeout')).toEqual([{ timeout: 50 }]);
     await initOrm(orm);
     const other = await otherConnection(file);
-    await other.exec('begin immediate'); // holds the write lock for 300 ms, longer than the busy timeout
-    const released = new Promise(resolve => setTimeout(resolve, 300)).then(() => other.exec('commit'));
+    // holds the write lock until the session's first BEGIN IMMEDIATE has waited the busy timeout and failed
+    await other.exec('begin immediate');
+    const released = firstBeginFailed.then(() => other.exec('commit'));
     let calls = 0;
     const session = managedSession(
       async em => {
