@@ -23,10 +23,10 @@ export type CoasterOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver>
 
 /**
  * Returns MikroORM options with the library's root features configured, by composing their options
- * transformers: {@link withManagedSessions} (`optInTransactions`; on SQLite a busy timeout and write
- * transactions that take the write lock at BEGIN), {@link withRaceSafeInserts} (`entityManager:
- * CoasterEntityManager`, typed so that `MikroORM.init(defineCoasterConfig(...))` gives an ORM whose `em`
- * is one) and {@link withEntityDecorators} (what `@CreatedAt`, `@UpdatedAt` and `@AutoInitDefault` need).
+ * transformers: {@link withManagedSessions} (`optInTransactions`; on SQLite a busy timeout and foreign keys
+ * on every connection, and write transactions that take the write lock at BEGIN), {@link withRaceSafeInserts}
+ * (`entityManager: CoasterEntityManager`, typed so that `MikroORM.init(defineCoasterConfig(...))` gives an
+ * ORM whose `em` is one) and {@link withEntityDecorators} (what `@CreatedAt`, `@UpdatedAt` and `@AutoInitDefault` need).
  * Primary relationships are not among them: wrap the result in `withPrimaryRelationships` from
  * `mikro-orm-coaster/primary` (an ORM whose entities declare one fails at `MikroORM.init` without it).
  *

@@ -9,7 +9,7 @@ import { CoasterSchemaGenerator } from './CoasterSchemaGenerator.js';
 import { checkDiscoveredRelationships, configuredRelationships, discoverPrimaryRelationship, primaryRelationshipsFor } from './primaryRelationship.js';
 import { PrimaryRelationshipSubscriber } from './PrimaryRelationshipSubscriber.js';
 import { applyOnce, extendOptions } from '../shared/options.js';
-import { runningOnEveryConnection } from '../shared/sqliteConnections.js';
+import { enforcingForeignKeys } from '../shared/sqliteConnections.js';
 
 /** Whether `value` is `base` or a class extending it. */
 function isClass(value: unknown, base: Function): boolean {
@@ -100,10 +100,10 @@ function addPrimaryRelationships<O extends Options<AbstractSqlDriver>>(options: 
           checkDiscoveredRelationships(storage, platform);
           checkMigrator(platform.getConfig());
           checkOptions(storage, platform.getConfig());
-          // discovery comes before MikroORM opens the pool, and only then is the platform known. MikroORM turns
-          // foreign keys on once, when it connects, so a connection the pool opens later would not enforce them.
+          // discovery comes before MikroORM opens the pool, and only then is the platform known; withManagedSessions
+          // does the same, and the pragma runs once however many of them asked for it
           if (dialectOf(platform) === 'sqlite') {
-            platform.getConfig().set('pool', runningOnEveryConnection(platform.getConfig().get('pool'), 'foreign_keys = on'));
+            platform.getConfig().set('pool', enforcingForeignKeys(platform.getConfig().get('pool')));
           }
         }),
     },

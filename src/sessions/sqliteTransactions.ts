@@ -10,7 +10,7 @@ import { afterHook } from '../shared/afterHook.js';
 import { dialectOf } from '../shared/dialect.js';
 import { beginWith } from '../shared/internals.js';
 import { extendOptions } from '../shared/options.js';
-import { runningOnEveryConnection } from '../shared/sqliteConnections.js';
+import { enforcingForeignKeys, runningOnEveryConnection } from '../shared/sqliteConnections.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
 
 /**
@@ -54,7 +54,8 @@ function beginningImmediate(Dialect: KnexSqliteDialect, exceptions: ExceptionCon
 /**
  * Returns `options` set up for a SQLite file shared by several connections or processes, for
  * `withManagedSessions`: on SQLite, every pooled connection gets `pragma busy_timeout` of
- * {@link SQLITE_BUSY_TIMEOUT_MS} (before the application's own `pool.afterCreate`), and every top-level
+ * {@link SQLITE_BUSY_TIMEOUT_MS} and `pragma foreign_keys = on` (before the application's own
+ * `pool.afterCreate`; MikroORM turns foreign keys on for its first connection only), and every top-level
  * transaction that is not `readOnly` begins with `BEGIN IMMEDIATE` (through `driverOptions.client`, over
  * the application's own client class if it gave one). Other databases are left as they are.
  *
@@ -73,7 +74,7 @@ export function withSqliteConnections<O extends Options<AbstractSqlDriver>>(opti
             return;
           }
           const config = platform.getConfig();
-          config.set('pool', runningOnEveryConnection(config.get('pool'), `busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`));
+          config.set('pool', enforcingForeignKeys(runningOnEveryConnection(config.get('pool'), `busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`)));
           const driverOptions = config.get('driverOptions') ?? {};
           const dependencies = config.getDriver().getDependencies();
           const Dialect =

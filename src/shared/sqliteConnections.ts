@@ -39,3 +39,14 @@ export function runningOnEveryConnection(pool: PoolConfig, pragma: string): Pool
   pragmaHooks.set(afterCreate, new Set([...applied, pragma]));
   return { ...pool, afterCreate };
 }
+
+/**
+ * The pool options with `pragma foreign_keys = on` run on every new SQLite connection, before the
+ * application's own `afterCreate` ({@link runningOnEveryConnection}). SQLite's setting is per connection
+ * and MikroORM turns it on once, on the connection it opens when it connects, so without this a connection
+ * the pool opens later stores rows whose foreign keys point nowhere. It has to run when the connection is
+ * created: inside a transaction the pragma does nothing.
+ */
+export function enforcingForeignKeys(pool: PoolConfig): PoolConfig {
+  return runningOnEveryConnection(pool, 'foreign_keys = on');
+}

@@ -3,12 +3,20 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { LockWaitTimeoutException, MikroORM, type Dictionary, type PoolConfig } from '@mikro-orm/core';
+import {
+  ForeignKeyConstraintViolationException,
+  LockWaitTimeoutException,
+  MikroORM,
+  type Dictionary,
+  type EntityClass,
+  type PoolConfig,
+} from '@mikro-orm/core';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import sqlite3 from 'sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteKnexDialect } from '@mikro-orm/knex';
 import { ManagedSessionError, closeOrm, defineCoasterConfig, initOrm, managedSession, type CoasterOrm } from '../../src/index.js';
+import { Account, Address, raceEntities } from '../support/entities.js';
 import { Note, sessionEntities } from '../support/sessionEntities.js';
 
 const PROCESSES = 4;
@@ -27,13 +35,13 @@ afterEach(async () => {
   }
 });
 
-/** An ORM made by `defineCoasterConfig` on a new SQLite file with the session entities, and the file's path. */
-async function fileOrm(pool?: PoolConfig, driverOptions?: Dictionary) {
+/** An ORM made by `defineCoasterConfig` on a new SQLite file with `entities` (the session entities), and the file's path. */
+async function fileOrm(pool?: PoolConfig, driverOptions?: Dictionary, entities: EntityClass<object>[] = sessionEntities) {
   const directory = await mkdtemp(join(tmpdir(), 'coaster-sqlite-'));
   directories.push(directory);
   const file = join(directory, 'db.sqlite');
   const orm = await MikroORM.init(
-    defineCoasterConfig({ driver: SqliteDriver, dbName: file, entities: sessionEntities, pool, driverOptions }),
+    defineCoasterConfig({ driver: SqliteDriver, dbName: file, entities, pool, driverOptions }),
   );
   opened.push(orm);
   await orm.schema.createSchema();
@@ -101,6 +109,30 @@ describe('a SQLite file shared by several connections', () => {
     }
   });
 
+  it('every connection enforces foreign keys: an orphan is refused whichever connection serves the call', async () => {
+    /** `pragma foreign_keys` as the application's afterCreate (run after the library's) saw it on each new connection. */
+    const created: number[] = [];
+    const afterCreate = (connection: sqlite3.Database, done: (error: Error | null, connection: sqlite3.Database) => void) =>
+      connection.get<{ foreign_keys: number }>('pragma foreign_keys', (error, row) => {
+        created.push(row.foreign_keys);
+        done(error, connection);
+      });
+    const { orm } = await fileOrm({ max: 4, afterCreate }, undefined, raceEntities);
+    const account = orm.em.fork().getReference(Account, 999); // no such account
+
+    // each transaction holds its connection until it ends, so the eight calls are served by the pool's four connections
+    const calls = Array.from({ length: 8 }, (_, i) =>
+      orm.em.fork().transactional(em => em.failsafeAdd(em.create(Address, { email: `orphan${i}@example.com`, account }))),
+    );
+    const outcomes = await Promise.allSettled(calls);
+
+    expect(created).toEqual([1, 1, 1, 1]);
+    expect(outcomes.map(outcome => outcome.status === 'rejected' && outcome.reason instanceof ForeignKeyConstraintViolationException)).toEqual(
+      calls.map(() => true),
+    );
+    expect(await orm.em.fork().count(Address)).toBe(0);
+  });
+
   it.each([
     { retries: 0, rows: [] },
     { retries: 5, rows: ['committed'] },
@@ -108,12 +140,25 @@ describe('a SQLite file shared by several connections', () => {
     // the application's own afterCreate runs after the library's, so its shorter busy timeout wins
     const afterCreate = (connection: sqlite3.Database, done: (error: Error | null, connection: sqlite3.Database) => void) =>
       connection.exec('pragma busy_timeout = 50', error => done(error, connection));
-    const { orm, file } = await fileOrm({ afterCreate });
+    let beginFailed!: () => void;
+    const firstBeginFailed = new Promise<void>(resolve => (beginFailed = resolve));
+    class SignallingDialect extends SqliteKnexDialect {
+      override _query(connection: unknown, obj: { sql: string }): Promise<unknown> {
+        return super._query(connection, obj).catch((error: unknown) => {
+          if (obj.sql === 'BEGIN IMMEDIATE;') {
+            beginFailed();
+          }
+          throw error;
+        });
+      }
+    }
+    const { orm, file } = await fileOrm({ afterCreate }, { client: SignallingDialect });
     expect(await orm.em.fork().execute('pragma busy_timeout')).toEqual([{ timeout: 50 }]);
     await initOrm(orm);
     const other = await otherConnection(file);
-    await other.exec('begin immediate'); // holds the write lock for 300 ms, longer than the busy timeout
-    const released = new Promise(resolve => setTimeout(resolve, 300)).then(() => other.exec('commit'));
+    // holds the write lock until the session's first BEGIN IMMEDIATE has waited the busy timeout and failed
+    await other.exec('begin immediate');
+    const released = firstBeginFailed.then(() => other.exec('commit'));
     let calls = 0;
     const session = managedSession(
       async em => {
