@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import mysql from 'mysql2/promise';
 
 /** The environment variable that points the tests at a MariaDB (or MySQL) server. */
@@ -12,18 +13,26 @@ export const SKIP_MARIADB_VARIABLE = 'COASTER_TEST_SKIP_MARIADB';
 /** Where the tests look for MariaDB when the variable is not set: every development and CI machine runs one. */
 export const DEFAULT_MARIADB_URL = 'mysql://root@127.0.0.1:3306/test';
 
-/** Whether a MariaDB or MySQL server accepts a connection at `url` within a few seconds. */
+/**
+ * Whether a MariaDB or MySQL server accepts a connection at `url`: three tries of up to 10 s each, a
+ * second apart, since a server on a loaded machine can miss one (seen on the 2-core CI machine).
+ */
 export async function mariadbAnswers(url: string): Promise<boolean> {
-  try {
-    const connection = await mysql.createConnection({ uri: url, connectTimeout: 3_000 });
+  for (let attempt = 1; ; attempt++) {
     try {
-      await connection.query('select 1');
-      return true;
-    } finally {
-      await connection.end();
+      const connection = await mysql.createConnection({ uri: url, connectTimeout: 10_000 });
+      try {
+        await connection.query('select 1');
+        return true;
+      } finally {
+        await connection.end();
+      }
+    } catch {
+      if (attempt === 3) {
+        return false;
+      }
+      await sleep(1_000);
     }
-  } catch {
-    return false;
   }
 }
 
