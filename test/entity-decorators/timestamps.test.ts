@@ -1,5 +1,11 @@
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Entity, EntitySchema, MikroORM, PrimaryKey, Property, Unique, defineEntity, p, type Opt } from '@mikro-orm/core';
+import { MariaDbDriver } from '@mikro-orm/mariadb';
+import { Migrator } from '@mikro-orm/migrations';
+import { MySqlDriver } from '@mikro-orm/mysql';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { afterEach, describe, expect, test } from 'vitest';
 import {
@@ -10,6 +16,7 @@ import {
   createdAtProperty,
   defineCoasterConfig,
   updatedAtProperty,
+  type CoasterOptions,
 } from '../../src/index.js';
 import { allDrivers, closeOrm, type TestDatabase, type TestOrm } from '../support/databases.js';
 
@@ -88,6 +95,25 @@ const Memo = defineEntity({
 });
 
 const entities = [Article, LogLine, Post, PageSchema, Memo];
+
+/** Timestamps with microseconds: `datetime(6)` on MariaDB. */
+const Tick = new EntitySchema<{ id: number; createdAt: Opt<Date>; updatedAt: Opt<Date> }>({
+  name: 'Tick',
+  properties: {
+    id: { type: 'integer', primary: true },
+    createdAt: { ...createdAtProperty(), length: 6 },
+    updatedAt: { ...updatedAtProperty({ timezone: false }), length: 6 },
+  },
+});
+
+/** Timestamps declared with fewer fractional digits than milliseconds. */
+const Coarse = new EntitySchema<{ id: number; createdAt: Opt<Date> }>({
+  name: 'Coarse',
+  properties: { id: { type: 'integer', primary: true }, createdAt: { ...createdAtProperty(), length: 2 } },
+});
+
+/** No timestamp column. */
+const Plain = new EntitySchema<{ id: number }>({ name: 'Plain', properties: { id: { type: 'integer', primary: true } } });
 
 /** Resolves once the clock has moved past `instant`, so that a timestamp taken next is strictly later. */
 async function clockPast(instant: Date): Promise<void> {
@@ -462,13 +488,111 @@ describe.each(allDrivers)('timestamps on $name', db => {
       expect(article.updatedAt).toEqual(article.createdAt);
     }
   });
+
+  test('migration:create emits the columns, and the migration creates them with nothing left to diff', async () => {
+    const path = join('.tmp', `timestamps-${randomBytes(6).toString('hex')}`);
+    try {
+      ({ orm } = await db.init({ entities: [LogLine], extensions: [Migrator], migrations: { path, emit: 'cjs', snapshot: false } }));
+      await orm.schema.dropSchema();
+      const { code } = await orm.migrator.createMigration();
+      const column = {
+        sqlite: "`created_at` datetime not null default (cast(round((julianday('now') - 2440587.5) * 86400000) as integer))",
+        postgresql: `"created_at" timestamp(6) not null default timezone('utc'::text, current_timestamp)`,
+        mariadb: '`created_at` datetime(3) not null default utc_timestamp(3)',
+        mysql: '`created_at` datetime(3) not null default utc_timestamp(3)',
+      }[db.name];
+      expect(code.replaceAll('\\`', '`')).toContain(column); // the backticks of MySQL identifiers are escaped in the file
+      await orm.migrator.up();
+      expect(await orm.schema.getUpdateSchemaSQL({ wrap: false })).toBe('');
+      const em = orm.em.fork();
+      const line = em.create(LogLine, { text: 'migrated' });
+      await em.flush();
+      expect((await orm.em.fork().findOneOrFail(LogLine, line.id)).createdAt).toEqual(line.createdAt);
+    } finally {
+      await rm(path, { recursive: true, force: true });
+    }
+  });
 });
 
-describe('timestamps on postgresql only', () => {
+describe.each(allDrivers.filter(isMariadb))("timestamps with MikroORM's timezone option and datetime(6) on $name", db => {
+  test("timezone: '+00:00' is UTC, a given length is kept, and a session in another zone stores UTC", async () => {
+    ({ orm } = await db.init({ entities: [Tick], timezone: '+00:00', ...sessionAtPlusFive }));
+    expect(orm.config.get('forceUtcTimezone')).toBeUndefined(); // the application chose a zone: left alone
+    expect(orm.em.getPlatform().getTimezone()).toBe('+00:00');
+    const sql = await orm.schema.getCreateSchemaSQL({ wrap: false });
+    expect(sql).toContain('`created_at` datetime(6) not null default utc_timestamp(6), `updated_at` datetime(6) not null default utc_timestamp(6)');
+    expect(await orm.schema.getUpdateSchemaSQL({ wrap: false })).toBe('');
+
+    const em = orm.em.fork();
+    const tick = em.create(Tick, {});
+    await em.flush();
+    const before = Date.now();
+    await em.execute('insert into tick () values ()');
+    const after = Date.now();
+    const fork = orm.em.fork();
+    expect((await fork.findOneOrFail(Tick, tick.id)).createdAt).toEqual(tick.createdAt);
+    expect(await storedWallClock(orm, db, 'tick', 'created_at', tick.id)).toBe(tick.createdAt.toISOString().slice(0, 23));
+    const raw = await fork.findOneOrFail(Tick, { id: { $ne: tick.id } });
+    // the default is UTC to the microsecond; MikroORM reads milliseconds
+    expect(raw.createdAt.getTime()).toBeGreaterThanOrEqual(before - 1);
+    expect(raw.createdAt.getTime()).toBeLessThanOrEqual(after);
+  });
+});
+
+describe('timestamp configuration checks at MikroORM.init (no connection)', () => {
+  /** Initialises an ORM that does not connect; closed at once when init succeeds. */
+  async function initUnconnected(options: CoasterOptions) {
+    const result = await MikroORM.init(defineCoasterConfig({ dbName: 'unused', connect: false, ...options })).catch((e: unknown) => e);
+    if (result instanceof MikroORM) {
+      await result.close();
+    }
+    return result;
+  }
+
   test('a naive column needs MikroORM to write dates in UTC (PostgreSQL)', async () => {
-    const options = { driver: PostgreSqlDriver, dbName: 'unused', connect: false, forceUtcTimezone: false, entities: [LogLine] };
-    const error = await MikroORM.init(defineCoasterConfig(options)).catch((e: unknown) => e);
+    const error = await initUnconnected({ driver: PostgreSqlDriver, forceUtcTimezone: false, entities: [LogLine] });
     expect(error).toBeInstanceOf(TimestampError);
     expect((error as TimestampError).message).toContain('LogLine.createdAt is a timestamp column without time zone');
+    // '+00:00' (MySQL's spelling) is UTC too
+    const orm = await initUnconnected({ driver: PostgreSqlDriver, forceUtcTimezone: false, timezone: '+00:00', entities: [LogLine] });
+    expect(orm).toBeInstanceOf(MikroORM);
+    expect((orm as MikroORM).getMetadata().get('LogLine').properties.createdAt.columnTypes).toEqual(['timestamp(6)']);
+  });
+
+  test.each([
+    ['mariadb', MariaDbDriver],
+    ['mysql', MySqlDriver],
+  ] as const)('on MariaDB/MySQL (%s driver), a zone other than UTC is refused, UTC accepted, none set to UTC', async (_, driver) => {
+    for (const zone of [{ timezone: '+05:00' }, { timezone: 'local' }, { forceUtcTimezone: false }]) {
+      const error = await initUnconnected({ driver, ...zone, entities: [Article] });
+      expect(error).toBeInstanceOf(TimestampError);
+      expect((error as TimestampError).message).toBe(
+        TimestampError.mysqlColumnNeedsUtc('Article', 'createdAt', 'timezone' in zone ? zone.timezone : undefined).message,
+      );
+    }
+    for (const [zone, expected] of [
+      [{ timezone: '+00:00' }, '+00:00'],
+      [{ timezone: 'Z' }, 'Z'],
+      [{ forceUtcTimezone: true }, 'Z'],
+      [{}, 'Z'],
+    ] as const) {
+      const orm = (await initUnconnected({ driver, ...zone, entities: [Article] })) as MikroORM;
+      expect(orm.em.getPlatform().getTimezone()).toBe(expected);
+      expect(orm.getMetadata().get('Article').properties.createdAt.columnTypes).toEqual(['datetime(3)']);
+    }
+    // an ORM without timestamp columns keeps MikroORM's default (the process's zone)
+    const plain = (await initUnconnected({ driver, entities: [Plain] })) as MikroORM;
+    expect(plain.em.getPlatform().getTimezone()).toBeUndefined();
+    expect(plain.config.get('forceUtcTimezone')).toBeUndefined();
+  });
+
+  test.each([
+    ['postgresql', PostgreSqlDriver],
+    ['mariadb', MariaDbDriver],
+    ['mysql', MySqlDriver],
+  ] as const)('a length below milliseconds is refused on %s', async (_, driver) => {
+    const error = await initUnconnected({ driver, entities: [Coarse] });
+    expect(error).toBeInstanceOf(TimestampError);
+    expect((error as TimestampError).message).toBe(TimestampError.precisionBelowMilliseconds('Coarse', 'createdAt', 2).message);
   });
 });
