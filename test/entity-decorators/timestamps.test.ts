@@ -514,7 +514,7 @@ describe.each(allDrivers)('timestamps on $name', db => {
   });
 });
 
-describe.each(allDrivers.filter(isMariadb))("timestamps with MikroORM's timezone option and datetime(6) on $name", db => {
+describe.each(allDrivers.filter(isMariadb))('timestamps on MariaDB only, through $name', db => {
   test("timezone: '+00:00' is UTC, a given length is kept, and a session in another zone stores UTC", async () => {
     ({ orm } = await db.init({ entities: [Tick], timezone: '+00:00', ...sessionAtPlusFive }));
     expect(orm.config.get('forceUtcTimezone')).toBeUndefined(); // the application chose a zone: left alone
@@ -536,6 +536,16 @@ describe.each(allDrivers.filter(isMariadb))("timestamps with MikroORM's timezone
     // the default is UTC to the microsecond; MikroORM reads milliseconds
     expect(raw.createdAt.getTime()).toBeGreaterThanOrEqual(before - 1);
     expect(raw.createdAt.getTime()).toBeLessThanOrEqual(after);
+  });
+
+  test('a column created by an earlier version (datetime, current_timestamp) is modified by the next diff', async () => {
+    ({ orm } = await db.init({ entities: [LogLine] }));
+    await orm.em.fork().execute('alter table log_line modify created_at datetime not null default current_timestamp');
+    expect((await orm.schema.getUpdateSchemaSQL({ wrap: false })).trim()).toBe(
+      'alter table `log_line` modify `created_at` datetime(3) not null default utc_timestamp(3);',
+    );
+    await orm.schema.updateSchema();
+    expect(await orm.schema.getUpdateSchemaSQL({ wrap: false })).toBe('');
   });
 });
 
