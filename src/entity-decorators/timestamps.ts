@@ -153,8 +153,8 @@ export function updatedAtProperty<Owner extends object = object>(options: Timest
 /**
  * Declares a `Date` property as the entity's creation time, a port of the `created_at` column of
  * coaster's `make_timestamp_columns`: NOT NULL, with a database default of the current time (the README
- * gives the column type and default on each database), set on insert and equal to `updatedAt`, never changed afterwards: a flush that would change
- * it throws {@link TimestampError}. Use it alone or with `@Property()` (for `fieldName`, `comment`, ...)
+ * gives the column type and default on each database), set on insert and equal to `updatedAt`, never
+ * changed afterwards: a flush that would change it throws {@link TimestampError}. Use it alone or with `@Property()` (for `fieldName`, `comment`, ...)
  * in either order. The ORM needs {@link withEntityDecorators} (included in `defineCoasterConfig`).
  *
  * @example
@@ -236,8 +236,8 @@ export function timestampProperties(meta: EntityMetadata): TimestampProperties {
 }
 
 /**
- * The fractional digits of a timestamp column on MariaDB and MySQL, where MikroORM's `datetime` has none
- * and the server truncates the milliseconds of every `Date` written. Milliseconds are what a `Date` holds.
+ * The fractional digits of a second that a `Date` holds: the fewest a timestamp column may have, and its
+ * length on MariaDB and MySQL, where MikroORM's `datetime` has none and the server truncates.
  */
 const MILLISECONDS = 3;
 
@@ -277,12 +277,12 @@ function requireUtcDates(meta: EntityMetadata, prop: EntityProperty, platform: P
  * On MariaDB and MySQL it also makes MikroORM's dates UTC (see {@link requireUtcDates}).
  */
 export function resolveTimestampColumns(meta: EntityMetadata, platform: Platform): void {
+  const dialect = dialectOf(platform);
   for (const prop of Object.values<EntityProperty>(meta.properties)) {
     const column = timestampColumn(prop);
     if (!column) {
       continue;
     }
-    const dialect = dialectOf(platform);
     if (dialect === 'sqlite') {
       prop.defaultRaw = SQLITE_NOW;
       prop.ignoreSchemaChanges = [...new Set([...(prop.ignoreSchemaChanges ?? []), 'default' as const])];
