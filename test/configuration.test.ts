@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { Entity, EntitySchema, MikroORM, type Opt, type Options, PrimaryKey, Property, Unique } from '@mikro-orm/core';
 import type { AbstractSqlDriver, EntityManager } from '@mikro-orm/knex';
+import { MariaDbDriver } from '@mikro-orm/mariadb';
 import { Migrator } from '@mikro-orm/migrations';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
-import { afterEach, describe, expect, it } from 'vitest';
+import { MySqlDriver } from '@mikro-orm/mysql';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
   AutoInitDefault,
   CoasterConfigError,
@@ -20,7 +22,8 @@ import {
 import { CoasterMigrator, CoasterSchemaGenerator, PrimaryRelationshipError, withPrimaryRelationships } from '../src/primary/index.js';
 import { PrimaryRelationshipSubscriber } from '../src/primary/PrimaryRelationshipSubscriber.js';
 import { ChildForPrimary, ParentForPrimary, primaryEntities } from './primary/entities.js';
-import { postgresAdmin, postgresUrlFor } from './support/databases.js';
+import { mariadbUrlFor, postgresAdmin, postgresUrlFor } from './support/databases.js';
+import { mariadbAdmin } from './support/mariadbServer.js';
 
 /** Timestamps, one of them naive (`timestamp` without time zone on PostgreSQL). */
 @Entity()
@@ -81,15 +84,26 @@ class Label {
   name!: string;
 }
 
-type Name = 'sqlite' | 'postgresql';
+/** `mysql` is MikroORM's MySQL driver against the MariaDB server. */
+type Name = 'sqlite' | 'postgresql' | 'mariadb' | 'mysql';
 /** Where an ORM connects. */
 type Connection = Pick<Options<AbstractSqlDriver>, 'driver' | 'dbName' | 'clientUrl'>;
 const names: Name[] = ['sqlite', 'postgresql'];
+/** The databases of the entity decorators' configuration checks: also MariaDB through both drivers, when the run has it. */
+const decoratorNames: Name[] = inject('mariadbUrl') ? [...names, 'mariadb', 'mysql'] : names;
 
-/** Connection options for a database of its own (a new PostgreSQL database, or in-memory SQLite). */
+/** Connection options for a database of its own (a new PostgreSQL or MariaDB database, or in-memory SQLite). */
 async function connection(name: Name): Promise<{ options: Connection; drop(): Promise<void> }> {
   if (name === 'sqlite') {
     return { options: { driver: SqliteDriver, dbName: ':memory:' }, drop: async () => undefined };
+  }
+  if (name === 'mariadb' || name === 'mysql') {
+    const dbName = `coaster_config_${randomBytes(6).toString('hex')}`;
+    await mariadbAdmin(inject('mariadbUrl'), `create database \`${dbName}\``);
+    return {
+      options: { driver: name === 'mariadb' ? MariaDbDriver : MySqlDriver, clientUrl: mariadbUrlFor(dbName) },
+      drop: () => mariadbAdmin(inject('mariadbUrl'), `drop database if exists \`${dbName}\``),
+    };
   }
   const dbName = `coaster_config_${randomBytes(6).toString('hex')}`;
   await postgresAdmin(`create database "${dbName}"`);
@@ -161,18 +175,26 @@ describe.each(names)('entityManager: CoasterEntityManager alone, on %s', name =>
   });
 });
 
-describe.each(names)('withEntityDecorators alone (MikroORM\'s EntityManager), on %s', name => {
+describe.each(decoratorNames)('withEntityDecorators alone (MikroORM\'s EntityManager), on %s', name => {
   const configure = (options: Connection) => withEntityDecorators({ ...options, entities: [Entry] });
 
-  it('completes the columns at discovery: createdAt = updatedAt on insert, naive type on PostgreSQL', async () => {
+  it('completes the columns at discovery: createdAt = updatedAt on insert, naive type on PostgreSQL, milliseconds in UTC on MariaDB', async () => {
     const orm = await open(name, configure);
     expect(orm.em).not.toBeInstanceOf(CoasterEntityManager);
     const em = orm.em.fork();
     const entry = em.create(Entry, { slug: 'a' });
     await em.flush();
     expect(entry.createdAt).toEqual(entry.updatedAt);
+    expect((await orm.em.fork().findOneOrFail(Entry, entry.id)).createdAt).toEqual(entry.createdAt);
     const [column] = orm.getMetadata().get(Entry).properties.createdAt.columnTypes;
-    expect(column).toBe(name === 'postgresql' ? 'timestamp(6)' : 'datetime');
+    expect(column).toBe({ postgresql: 'timestamp(6)', sqlite: 'datetime', mariadb: 'datetime(3)', mysql: 'datetime(3)' }[name]);
+    if (name === 'mariadb' || name === 'mysql') {
+      expect(orm.config.get('forceUtcTimezone')).toBe(true); // set by the hook: neither it nor timezone was given
+    }
+    if (name === 'mariadb') {
+      // the mariadb connector sets the session's zone from MikroORM's (mysql2 leaves the server's; the columns need neither)
+      expect(await em.execute('select @@session.time_zone as zone')).toEqual([{ zone: '+00:00' }]);
+    }
     if (name === 'postgresql') {
       const [row] = await em.execute(`select data_type from information_schema.columns where table_name = 'entry' and column_name = 'created_at'`);
       expect(row.data_type).toBe('timestamp without time zone');
@@ -217,7 +239,7 @@ describe.each(names)('withEntityDecorators alone (MikroORM\'s EntityManager), on
   });
 });
 
-describe.each(names)('plain MikroORM options (neither), on %s', name => {
+describe.each(decoratorNames)('plain MikroORM options (neither), on %s', name => {
   it('refuses the first insert of a timestamped entity, writing nothing', async () => {
     const orm = await open(name, options => ({ ...options, entities: [Entry] }));
     const em = orm.em.fork();

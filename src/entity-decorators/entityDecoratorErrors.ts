@@ -29,6 +29,28 @@ export class TimestampError extends CoasterError {
         `Remove the forceUtcTimezone: false / timezone options, or drop { timezone: false } to use timestamptz.`,
     );
   }
+
+  /**
+   * A `@CreatedAt`/`@UpdatedAt` column on MariaDB or MySQL, whose `datetime` holds UTC wall-clock time,
+   * with MikroORM's `timezone` / `forceUtcTimezone: false` options writing dates in another zone.
+   */
+  static mysqlColumnNeedsUtc(entityName: string, propertyName: string, timezone: string | undefined): TimestampError {
+    return new TimestampError(
+      `${entityName}.${propertyName} is a datetime column on MariaDB/MySQL, which has no time zone and holds UTC ` +
+        `wall-clock time, but MikroORM is configured to write dates in the time zone '${timezone ?? 'local'}'. Remove ` +
+        `the timezone and forceUtcTimezone: false options (the entity decorators then set forceUtcTimezone: true), or ` +
+        `set timezone: '+00:00'.`,
+    );
+  }
+
+  /** A `@CreatedAt`/`@UpdatedAt` column declared with fewer fractional digits than a `Date`'s milliseconds. */
+  static precisionBelowMilliseconds(entityName: string, propertyName: string, length: number): TimestampError {
+    return new TimestampError(
+      `${entityName}.${propertyName} is declared with length ${length}: ${length} fractional digits of a second, so the ` +
+        `database would drop the milliseconds of every timestamp written and a reloaded value would differ from the ` +
+        `one in memory. Remove the length option (3 on MariaDB/MySQL, 6 on PostgreSQL), or give 3 or more.`,
+    );
+  }
 }
 
 /**

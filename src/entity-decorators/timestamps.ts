@@ -24,7 +24,8 @@ export interface TimestampOptions {
   /**
    * Whether the column stores an instant with its time zone: `timestamptz` on PostgreSQL. `false` makes a
    * naive `timestamp` column holding UTC wall-clock time. SQLite has no time zones: there both store
-   * milliseconds since the Unix epoch, as MikroORM does for every `Date` on SQLite. Default: `true`.
+   * milliseconds since the Unix epoch, as MikroORM does for every `Date` on SQLite. MariaDB and MySQL have
+   * no time-zone-aware `datetime`: there both are `datetime(3)` holding UTC wall-clock time. Default: `true`.
    */
   timezone?: boolean;
 }
@@ -151,9 +152,9 @@ export function updatedAtProperty<Owner extends object = object>(options: Timest
 
 /**
  * Declares a `Date` property as the entity's creation time, a port of the `created_at` column of
- * coaster's `make_timestamp_columns`: NOT NULL, `DEFAULT CURRENT_TIMESTAMP` (see the README for
- * SQLite), set on insert and equal to `updatedAt`, never changed afterwards: a flush that would change
- * it throws {@link TimestampError}. Use it alone or with `@Property()` (for `fieldName`, `comment`, ...)
+ * coaster's `make_timestamp_columns`: NOT NULL, with a database default of the current time (the README
+ * gives the column type and default on each database), set on insert and equal to `updatedAt`, never
+ * changed afterwards: a flush that would change it throws {@link TimestampError}. Use it alone or with `@Property()` (for `fieldName`, `comment`, ...)
  * in either order. The ORM needs {@link withEntityDecorators} (included in `defineCoasterConfig`).
  *
  * @example
@@ -235,18 +236,65 @@ export function timestampProperties(meta: EntityMetadata): TimestampProperties {
 }
 
 /**
+ * The fractional digits of a second that a `Date` holds: the fewest a timestamp column may have, and its
+ * length on MariaDB and MySQL, where MikroORM's `datetime` has none and the server truncates.
+ */
+const MILLISECONDS = 3;
+
+/**
+ * The SQL default of a timestamp column on MariaDB and MySQL: UTC wall-clock time, whatever the time zone
+ * of the session that inserts (`current_timestamp` follows the session's `time_zone`, so a row inserted
+ * by raw SQL from a client in another zone would be hours off). MariaDB reports it back as written, so
+ * the schema diff stays empty.
+ */
+const mysqlUtcNow = (length: number) => `utc_timestamp(${length})`;
+
+/** Whether MikroORM writes and reads dates in UTC with `timezone` (`forceUtcTimezone` gives `'Z'`; `'+00:00'` is MySQL's spelling). */
+function isUtc(timezone: string | undefined): boolean {
+  return timezone !== undefined && /^(Z|[+-]00(:?00)?)$/.test(timezone);
+}
+
+/**
+ * Makes MikroORM write and read dates in UTC on MariaDB and MySQL, for their `datetime` columns that
+ * hold UTC wall-clock time: sets `forceUtcTimezone`, as MikroORM's PostgreSQL platform does by default,
+ * when neither it nor `timezone` was given, and throws {@link TimestampError} when they name another
+ * zone. MikroORM passes the zone to the connection when it connects, after discovery.
+ */
+function requireUtcDates(meta: EntityMetadata, prop: EntityProperty, platform: Platform): void {
+  const config = platform.getConfig();
+  if (config.get('forceUtcTimezone') == null && config.get('timezone') == null) {
+    config.set('forceUtcTimezone', true);
+    platform.setConfig(config); // the platform reads the zone from its configuration there
+  }
+  if (!isUtc(platform.getTimezone())) {
+    throw TimestampError.mysqlColumnNeedsUtc(meta.className, prop.name, platform.getTimezone());
+  }
+}
+
+/**
  * Gives the timestamp columns of an entity the column type and default that suit `platform`. Runs in
  * the `discovery.onMetadata` hook (see {@link withEntityDecorators}), before MikroORM initialises them.
+ * On MariaDB and MySQL it also makes MikroORM's dates UTC (see {@link requireUtcDates}).
  */
 export function resolveTimestampColumns(meta: EntityMetadata, platform: Platform): void {
+  const dialect = dialectOf(platform);
   for (const prop of Object.values<EntityProperty>(meta.properties)) {
     const column = timestampColumn(prop);
     if (!column) {
       continue;
     }
-    if (dialectOf(platform) === 'sqlite') {
+    if (dialect === 'sqlite') {
       prop.defaultRaw = SQLITE_NOW;
       prop.ignoreSchemaChanges = [...new Set([...(prop.ignoreSchemaChanges ?? []), 'default' as const])];
+      continue;
+    }
+    if (prop.length !== undefined && prop.length < MILLISECONDS) {
+      throw TimestampError.precisionBelowMilliseconds(meta.className, prop.name, prop.length);
+    }
+    if (dialect === 'mysql') {
+      requireUtcDates(meta, prop, platform);
+      prop.length ??= MILLISECONDS;
+      prop.defaultRaw = mysqlUtcNow(prop.length);
       continue;
     }
     const aware = platform.getDateTimeTypeDeclarationSQL({ length: prop.length ?? platform.getDefaultDateTimeLength() });
@@ -254,7 +302,7 @@ export function resolveTimestampColumns(meta: EntityMetadata, platform: Platform
     if (column.timezone || naive === aware) {
       continue;
     }
-    if (platform.getTimezone() !== 'Z') {
+    if (!isUtc(platform.getTimezone())) {
       throw TimestampError.naiveColumnNeedsUtc(meta.className, prop.name, platform.getTimezone());
     }
     prop.columnTypes = [naive];

@@ -28,7 +28,9 @@ function checkSubscriber(storage: MetadataStorage, platform: Platform): void {
  * Returns `options` with what `@CreatedAt`, `@UpdatedAt`, `createdAtProperty`, `updatedAtProperty` and
  * `@AutoInitDefault` need: a `discovery.onMetadata` hook that completes their metadata for the
  * database platform (after the hook given in `options`, if any), and a {@link TimestampSubscriber}
- * (after the given `subscribers`). `defineCoasterConfig` applies it; call it yourself only for an ORM
+ * (after the given `subscribers`). On MariaDB and MySQL, an ORM with timestamp columns gets
+ * `forceUtcTimezone: true` at discovery when neither it nor `timezone` is set (another zone throws
+ * `TimestampError`). `defineCoasterConfig` applies it; call it yourself only for an ORM
  * configured without `defineCoasterConfig`. Options it already went through are returned as they are. `MikroORM.init` throws {@link CoasterConfigError} when
  * that subscriber was taken out of the options again, and a `CoasterEntityManager` throws it at init
  * when the hook is missing. `em.upsert` of an entity with timestamp columns needs a
