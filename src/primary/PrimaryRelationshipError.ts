@@ -85,10 +85,10 @@ export class PrimaryRelationshipError extends CoasterError {
     );
   }
 
-  /** The database is neither PostgreSQL nor SQLite. */
+  /** The database is none of PostgreSQL, SQLite, MariaDB and MySQL. */
   static unsupportedPlatform(platform: string): PrimaryRelationshipError {
     return new PrimaryRelationshipError(
-      `Primary relationships enforce ownership with a trigger on PostgreSQL and SQLite only, not on ${platform}.`,
+      `Primary relationships enforce ownership with a trigger on PostgreSQL, SQLite, MariaDB and MySQL only, not on ${platform}.`,
     );
   }
 }
