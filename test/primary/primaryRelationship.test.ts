@@ -354,6 +354,16 @@ describe.each(allDrivers)('primary relationships on $name', db => {
     const insert = raw.execute(sql(`insert into "${table}" ("parent_for_primary_id", "child_for_primary_id") values (${parent2.id}, ${child1a.id})`));
     await expect(insert).rejects.toThrow(ForeignKeyConstraintViolationException);
     await expect(insert).rejects.toThrow('The target is not affiliated with this parent');
+    if (onMariadb(db)) {
+      // IGNORE does not downgrade the trigger's SIGNAL to a warning, and REPLACE's insert goes through it
+      for (const statement of [
+        `insert ignore into "${table}" ("parent_for_primary_id", "child_for_primary_id") values (${parent2.id}, ${child1a.id})`,
+        `update ignore "${table}" set "child_for_primary_id" = ${child2a.id} where "parent_for_primary_id" = ${parent1.id}`,
+        `replace into "${table}" ("parent_for_primary_id", "child_for_primary_id") values (${parent1.id}, ${child2a.id})`,
+      ]) {
+        await expect(raw.execute(sql(statement))).rejects.toThrow(ForeignKeyConstraintViolationException);
+      }
+    }
     expect(await rows()).toEqual([[parent1.id, child1b.id]]);
   });
 });
