@@ -179,3 +179,25 @@ describe('primary tables in a configured schema on postgresql', () => {
     }
   });
 });
+
+describe.each(allDrivers.filter(onMariadb))('primary tables with multipleStatements on $name', db => {
+  it('are created by refreshDatabase(), which then sends each group of statements as one query', async () => {
+    const { orm } = await db.init({ entities: primaryEntities, multipleStatements: true }, withPrimary);
+    try {
+      await orm.schema.refreshDatabase();
+      const triggers = await orm.em.fork().execute<{ name: string }[]>(
+        `select trigger_name as name from information_schema.triggers where trigger_schema = database() order by 1`,
+      );
+      expect(triggers.map(row => row.name)).toEqual([`${table}_insert`, `${table}_update`]);
+      const em = orm.em.fork();
+      const [mine, theirs] = ['mine', 'theirs'].map(name => em.create(ParentForPrimary, { name }));
+      const stranger = em.create(ChildForPrimary, { name: 'stranger', parent: theirs });
+      await em.flush();
+      await expect(
+        em.execute(`insert into \`${table}\` (\`parent_for_primary_id\`, \`child_for_primary_id\`) values (${mine.id}, ${stranger.id})`),
+      ).rejects.toThrow(ForeignKeyConstraintViolationException);
+    } finally {
+      await closeOrm(orm);
+    }
+  });
+});
