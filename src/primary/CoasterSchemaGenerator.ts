@@ -42,7 +42,7 @@ export class CoasterSchemaGenerator extends SqlSchemaGenerator {
    * MikroORM's SQL for `schemaDiff`, plus the triggers (and PostgreSQL's functions) of the primary tables it
    * creates and, with `dropTables` and not `safe`, the functions of those it drops (their triggers go with
    * them): the entities' primary tables, and those of relationships they no longer declare, which the tables'
-   * comments mark in schema snapshots and PostgreSQL's database (SQLite keeps no comments).
+   * comments mark in schema snapshots and in PostgreSQL's and MariaDB's databases (SQLite keeps no comments).
    */
   override async diffToSQL(schemaDiff: SchemaDifference, options: Parameters<SqlSchemaGenerator['diffToSQL']>[1]): Promise<string> {
     const sql = await super.diffToSQL(schemaDiff, options);

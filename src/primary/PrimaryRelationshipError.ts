@@ -54,17 +54,21 @@ export class PrimaryRelationshipError extends CoasterError {
     );
   }
 
-  /** The primary table's name, or a name derived from it, would be cut by PostgreSQL. */
+  /**
+   * The primary table's name, or a name derived from it, would be cut by PostgreSQL, whose limit is the
+   * narrowest (MariaDB and MySQL take 64 characters): refused on every database.
+   */
   static tableNameTooLong(parent: string, property: string, table: string, maxBytes: number): PrimaryRelationshipError {
     return new PrimaryRelationshipError(
       `The primary table of ${parent}.${property}, '${table}', is ${Buffer.byteLength(table)} bytes long, but PostgreSQL ` +
-        `cuts identifiers at 63 bytes and its trigger function adds '_validate': at most ${maxBytes} bytes fit. Choose a ` +
+        `cuts identifiers at 63 bytes and its trigger function adds '_validate': at most ${maxBytes} bytes fit (checked on ` +
+        `every database, so that the schema moves to PostgreSQL as it is). Choose a ` +
         `shorter name with the tableName option: addPrimaryRelationship(${parent}, '${property}', ..., { tableName: '...' }) ` +
         `or @PrimaryRelationship(() => Child, ..., { tableName: '...' }).`,
     );
   }
 
-  /** A column of the primary table, named after the parent's or child's table and primary key, would be cut by PostgreSQL. */
+  /** A column of the primary table, named after the parent's or child's table and primary key, would be cut by PostgreSQL (refused on every database). */
   static columnNameTooLong(parent: string, property: string, column: string, maxBytes: number): PrimaryRelationshipError {
     return new PrimaryRelationshipError(
       `The primary table of ${parent}.${property} would have the column '${column}', named after a table and its primary ` +
@@ -85,10 +89,10 @@ export class PrimaryRelationshipError extends CoasterError {
     );
   }
 
-  /** The database is neither PostgreSQL nor SQLite. */
+  /** The database is none of PostgreSQL, SQLite, MariaDB and MySQL. */
   static unsupportedPlatform(platform: string): PrimaryRelationshipError {
     return new PrimaryRelationshipError(
-      `Primary relationships enforce ownership with a trigger on PostgreSQL and SQLite only, not on ${platform}.`,
+      `Primary relationships enforce ownership with a trigger on PostgreSQL, SQLite, MariaDB and MySQL only, not on ${platform}.`,
     );
   }
 }

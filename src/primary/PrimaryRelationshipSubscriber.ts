@@ -157,7 +157,7 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber, InsertPat
    * (`updated_at` moves, `created_at` stays), with MikroORM's query builder in the given transaction.
    */
   private async write(em: EntityManager, writes: PrimaryWrite[], ctx: Transaction | undefined): Promise<void> {
-    // primary relationships exist on PostgreSQL and SQLite only (see triggerDialect)
+    // primary relationships exist on PostgreSQL, SQLite and the MySQL family only (see triggerDialect)
     const driver = em.getDriver() as AbstractSqlDriver;
     const key = (entity: object) => wrap(entity, true).getPrimaryKey() as Primary<object>;
     // as MikroORM's driver methods do, report database errors (the trigger's) as MikroORM's exceptions

@@ -18,7 +18,7 @@ import {
 import { createdAtProperty, updatedAtProperty } from '../entity-decorators/timestamps.js';
 import { entityState, isBeingHydrated, markTouched } from '../shared/internals.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
-import { type PrimaryTableNames, primaryTableComment, qualified, quoteIdentifier, triggerDialect, validateFunctionName } from './primaryTriggers.js';
+import { type PrimaryTableNames, primaryTableComment, qualified, quoteIdentifier, type TriggerDialect, triggerDialect, validateFunctionName } from './primaryTriggers.js';
 
 /**
  * A row of a primary table: which child is the parent's primary one. The entity behind it, named
@@ -67,12 +67,17 @@ export interface PrimaryRelationshipOptions {
   /**
    * The primary table's name, instead of `<parent table>_<child table>_primary`. At most 54 bytes
    * (UTF-8), so that every name derived from it fits PostgreSQL's 63-byte identifiers; checked at
-   * discovery on every database. Its columns keep their names (`<parent table>_<primary key>`, ...).
+   * discovery on every database, so a schema moves to PostgreSQL as it is (MariaDB's 64-character
+   * identifiers take these names and its triggers' `<table>_insert`/`<table>_update`). Its columns keep their names (`<parent table>_<primary key>`, ...).
    */
   tableName?: string;
 }
 
-/** PostgreSQL keeps the first 63 bytes of an identifier (`NAMEDATALEN` - 1) and silently drops the rest. */
+/**
+ * PostgreSQL keeps the first 63 bytes of an identifier (`NAMEDATALEN` - 1) and silently drops the rest, the
+ * narrowest limit of the databases primary relationships run on (MariaDB and MySQL refuse identifiers of more
+ * than 64 characters; 63 bytes are at most 63 characters).
+ */
 const MAX_IDENTIFIER_BYTES = 63;
 
 /**
@@ -404,10 +409,11 @@ export function primaryRelationshipsFor(entities: readonly unknown[]): PrimaryRe
 }
 
 /** The parent's property read from the primary table, as MikroORM selects it. */
-function selectChildSQL(names: PrimaryRelationshipNames, table: FormulaTable): string {
+function selectChildSQL(dialect: TriggerDialect, names: PrimaryRelationshipNames, table: FormulaTable): string {
+  const quote = (name: string) => quoteIdentifier(dialect, name);
   return (
-    `(select ${quoteIdentifier(names.childColumn)} from ${qualified(names.schema, names.table)} ` +
-    `where ${quoteIdentifier(names.parentColumn)} = ${table}.${quoteIdentifier(names.parentPrimaryKey)})`
+    `(select ${quote(names.childColumn)} from ${qualified(dialect, names.schema, names.table)} ` +
+    `where ${quote(names.parentColumn)} = ${table}.${quote(names.parentPrimaryKey)})`
   );
 }
 
@@ -478,7 +484,7 @@ function nameRelationship(
     linkMeta.properties[prop].fieldNames = [column];
     linkMeta.properties[prop].joinColumns = [column];
   }
-  parentMeta.properties[definition.property].formula = table => selectChildSQL(names, table);
+  parentMeta.properties[definition.property].formula = table => selectChildSQL(triggerDialect(platform), names, table);
   namesByLink.set(linkMeta, names);
   const role = `it takes part in the primary relationship ${definition.parent.name}.${definition.property}`;
   [parentMeta, childMeta, linkMeta].forEach(meta => roles.set(meta, role));
@@ -489,7 +495,7 @@ function nameRelationship(
  * parent this ORM discovered against the discovered metadata.
  * @throws {PrimaryRelationshipError} for a parent discovered without its primary table (not listed in
  *   `entities`), a child relation that is not a many-to-one to the parent in `parentColumn`, or a database other
- *   than PostgreSQL and SQLite.
+ *   than PostgreSQL, SQLite, MariaDB and MySQL.
  */
 export function checkDiscoveredRelationships(storage: MetadataStorage, platform: Platform): void {
   discovering.delete(platform.getConfig());

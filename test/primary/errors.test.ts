@@ -1,13 +1,16 @@
 import { Entity, type EntityClass, ManyToOne, MikroORM, PrimaryKey, Property, wrap } from '@mikro-orm/core';
 import { AbstractSqlPlatform } from '@mikro-orm/knex';
+import { MariaDbDriver, MariaDbPlatform } from '@mikro-orm/mariadb';
+import { MySqlPlatform } from '@mikro-orm/mysql';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { describe, expect, it } from 'vitest';
 import { defineCoasterConfig } from '../../src/index.js';
 import { addPrimaryRelationship, PrimaryRelationshipError } from '../../src/primary/index.js';
 import { triggerDialect } from '../../src/primary/primaryTriggers.js';
-import { closeOrm, databases, postgresUrlFor, sqlite, withPrimary } from '../support/databases.js';
+import { closeOrm, mariadbUrlFor, postgresUrlFor, sqlite, threeDatabases, type TestDatabase, withPrimary } from '../support/databases.js';
 import { ChildForPrimary, ParentForPrimary } from './entities.js';
+import { quotedFor } from './sql.js';
 
 interface FamilyParent {
   id: number;
@@ -120,20 +123,24 @@ describe('primary relationship declarations', () => {
     await expect(sqlite.init({ entities }, withPrimary)).rejects.toThrow(PrimaryRelationshipError.compositePrimaryKey('CompositeParent').message);
   });
 
-  it('need PostgreSQL or SQLite', () => {
+  it('need PostgreSQL, SQLite, MariaDB or MySQL', () => {
+    expect(triggerDialect(new MariaDbPlatform())).toBe('mysql');
+    expect(triggerDialect(new MySqlPlatform())).toBe('mysql');
     class OtherSqlPlatform extends AbstractSqlPlatform {}
     expect(() => triggerDialect(new OtherSqlPlatform())).toThrow(PrimaryRelationshipError.unsupportedPlatform('OtherSqlPlatform').message);
   });
 });
 
 /** MikroORM options for `db` that fail at discovery, before connecting (no database is created for them). */
-function optionsFor(name: 'sqlite' | 'postgresql') {
+function optionsFor(name: TestDatabase['name']) {
   return name === 'sqlite'
     ? { driver: SqliteDriver, dbName: ':memory:' }
-    : { driver: PostgreSqlDriver, clientUrl: postgresUrlFor('postgres') };
+    : name === 'postgresql'
+      ? { driver: PostgreSqlDriver, clientUrl: postgresUrlFor('postgres') }
+      : { driver: MariaDbDriver, clientUrl: mariadbUrlFor('test') };
 }
 
-describe.each(databases)("primary tables' names within PostgreSQL's 63-byte identifiers, on $name", db => {
+describe.each(threeDatabases)("primary tables' names within PostgreSQL's 63-byte identifiers, on $name", db => {
   // `<parent table>_<child table>_primary`: 20 + 1 + table + 8 bytes
   const parentTable = 'p'.repeat(20);
 
@@ -179,14 +186,20 @@ describe.each(databases)("primary tables' names within PostgreSQL's 63-byte iden
       const child = em.create(Child, { owner: parent, name: 'a' });
       parent.primary = child;
       await em.flush();
-      const rows = await em.execute(`select "${parentTable}_id" as parent, "${childTable}_id" as child from "${table}"`);
+      const rows = await em.execute(quotedFor(db, `select "${parentTable}_id" as parent, "${childTable}_id" as child from "${table}"`));
       expect(rows.map(row => [Number(row.parent), Number(row.child)])).toEqual([[parent.id, child.id]]);
-      const objects =
-        db.name === 'postgresql'
-          ? `select tgname as name from pg_trigger where tgname = '${table}_trigger' union all select proname from pg_proc where proname = '${table}_validate'`
-          : `select name from sqlite_master where type = 'trigger' and tbl_name = '${table}' order by name`;
+      const family = db.name === 'sqlite' || db.name === 'postgresql' ? db.name : 'mysql';
+      const objects = {
+        postgresql: `select tgname as name from pg_trigger where tgname = '${table}_trigger' union all select proname from pg_proc where proname = '${table}_validate'`,
+        sqlite: `select name from sqlite_master where type = 'trigger' and tbl_name = '${table}' order by name`,
+        mysql: `select trigger_name as name from information_schema.triggers where event_object_table = '${table}' and trigger_schema = database() order by 1`,
+      }[family];
       expect((await em.execute<{ name: string }[]>(objects)).map(row => row.name)).toEqual(
-        db.name === 'postgresql' ? [`${table}_trigger`, `${table}_validate`] : [`${table}_trigger_insert`, `${table}_trigger_update`],
+        {
+          postgresql: [`${table}_trigger`, `${table}_validate`],
+          sqlite: [`${table}_trigger_insert`, `${table}_trigger_update`],
+          mysql: [`${table}_insert`, `${table}_update`],
+        }[family],
       );
       expect(await orm.schema.getUpdateSchemaSQL({ wrap: false })).toBe('');
     } finally {
@@ -206,10 +219,10 @@ describe.each(databases)("primary tables' names within PostgreSQL's 63-byte iden
       const child = em.create(Child, { owner: parent, name: 'a' });
       parent.primary = child;
       await em.flush();
-      const rows = await em.execute(`select "${parentTable}_id" as parent, "${childTable}_id" as child from "named_primary_${db.name}"`);
+      const rows = await em.execute(quotedFor(db, `select "${parentTable}_id" as parent, "${childTable}_id" as child from "named_primary_${db.name}"`));
       expect(rows.map(row => [Number(row.parent), Number(row.child)])).toEqual([[parent.id, child.id]]);
       await expect(
-        em.execute(`insert into "named_primary_${db.name}" ("${parentTable}_id", "${childTable}_id") values (${other.id}, ${child.id})`),
+        em.execute(quotedFor(db, `insert into "named_primary_${db.name}" ("${parentTable}_id", "${childTable}_id") values (${other.id}, ${child.id})`)),
       ).rejects.toThrow('The target is not affiliated with this parent');
       const again = await orm.em.fork().findOneOrFail(Parent, parent.id, { populate: ['primary'] });
       expect(wrap(again.primary!).toObject()).toMatchObject({ id: child.id, name: 'a' });

@@ -19,14 +19,17 @@ import {
 } from '@mikro-orm/core';
 import { type AbstractSqlDriver, DatabaseSchema } from '@mikro-orm/knex';
 import { type Migration, Migrator, TSMigrationGenerator } from '@mikro-orm/migrations';
+import { MariaDbDriver } from '@mikro-orm/mariadb';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { emailEntities, UserEmail } from '../../example/emails.js';
 import { entities, Follow, Tag, User } from '../../example/entities.js';
 import type { CoasterOptions } from '../../src/index.js';
 import { addPrimaryRelationship, CoasterMigrator } from '../../src/primary/index.js';
-import { closeOrm, databases, postgresAdmin, postgresUrlFor, sqlite, type TestOrm, withPrimary } from '../support/databases.js';
+import { closeOrm, mariadbUrlFor, postgresAdmin, postgresUrlFor, sqlite, threeDatabases, type TestOrm, withPrimary } from '../support/databases.js';
+import { mariadbAdmin } from '../support/mariadbServer.js';
+import { quotedFor } from './sql.js';
 
 const run = promisify(execFile);
 
@@ -41,7 +44,16 @@ interface Scratch {
 /** The `migrations.emit` the example app's configuration reads from `MIGRATIONS_EMIT`. */
 type Emit = 'ts' | 'js' | 'cjs';
 
-async function scratchFor(name: 'sqlite' | 'postgresql', emit: Emit = 'ts'): Promise<Scratch> {
+/** The databases of the migration suites (MariaDB through `@mikro-orm/mariadb`). */
+type Name = 'sqlite' | 'postgresql' | 'mariadb';
+
+/** {@link Name}s of this run: MariaDB's only when its server answers (see the global setup). */
+const names = threeDatabases.map(db => db.name).filter((name): name is Name => name !== 'mysql');
+
+/** Raw SQL written with double-quoted identifiers, for the database `name`. */
+const quoted = (name: Name, sql: string) => quotedFor({ name }, sql);
+
+async function scratchFor(name: Name, emit: Emit = 'ts'): Promise<Scratch> {
   const dir = join('.tmp', `cli-${randomBytes(6).toString('hex')}`);
   const migrations = join(dir, 'migrations');
   await mkdir(dir, { recursive: true });
@@ -56,6 +68,23 @@ async function scratchFor(name: 'sqlite' | 'postgresql', emit: Emit = 'ts'): Pro
     };
   }
   const dbName = `coaster_cli_${randomBytes(6).toString('hex')}`;
+  if (name === 'mariadb') {
+    const admin = inject('mariadbUrl')!;
+    await mariadbAdmin(admin, `create database \`${dbName}\``);
+    const clientUrl = mariadbUrlFor(dbName);
+    // the example app's configuration takes `mariadb://` for MikroORM's MariaDB driver
+    const url = new URL(clientUrl);
+    url.protocol = 'mariadb:';
+    return {
+      env: { DATABASE_URL: url.toString(), ...common },
+      options: { driver: MariaDbDriver, clientUrl },
+      migrations,
+      drop: async () => {
+        await rm(dir, { recursive: true, force: true });
+        await mariadbAdmin(admin, `drop database if exists \`${dbName}\``);
+      },
+    };
+  }
   await postgresAdmin(`create database "${dbName}"`);
   return {
     env: { DATABASE_URL: postgresUrlFor(dbName), ...common },
@@ -80,21 +109,31 @@ async function migrationFiles(scratch: Scratch, emit: Emit = 'ts'): Promise<stri
   return (await readdir(scratch.migrations)).filter(file => file.endsWith(`.${emit}`)).sort();
 }
 
-/** Counts a primary table, its trigger(s) and (on PostgreSQL) its function: 3 of them on both databases. */
-const primaryObjects = (table: string) => ({
+/** Counts a primary table, its trigger(s) and (on PostgreSQL) its function: 3 of them on every database. */
+const primaryObjects = (table: string): Record<Name, string> => ({
   sqlite: `select count(*) as count from sqlite_master where name in ('${table}', '${table}_trigger_insert', '${table}_trigger_update')`,
   postgresql:
     `select (select count(*) from pg_class where relname = '${table}') + ` +
     `(select count(*) from pg_trigger where tgname = '${table}_trigger') + ` +
     `(select count(*) from pg_proc where proname = '${table}_validate') as count`,
+  mariadb:
+    `select (select count(*) from information_schema.tables where table_schema = database() and table_name = '${table}') + ` +
+    `(select count(*) from information_schema.triggers where trigger_schema = database() and trigger_name in ('${table}_insert', '${table}_update')) as count`,
 });
 
+/** The first trigger a migration of the example app creates, as the migration file spells it. */
+const createTrigger = {
+  sqlite: 'create trigger "user_user_email_primary_trigger_insert"',
+  postgresql: 'create trigger "user_user_email_primary_trigger"',
+  mariadb: 'create trigger \\`user_user_email_primary_insert\\` before insert on \\`user_user_email_primary\\`',
+};
+
 /** How many of {@link primaryObjects} the ORM's database has. */
-async function countPrimaryObjects(orm: MikroORM<AbstractSqlDriver>, name: 'sqlite' | 'postgresql', table = 'user_user_email_primary'): Promise<number> {
+async function countPrimaryObjects(orm: MikroORM<AbstractSqlDriver>, name: Name, table = 'user_user_email_primary'): Promise<number> {
   return Number((await orm.em.fork().execute<{ count: number | string }[]>(primaryObjects(table)[name]))[0].count);
 }
 
-describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroORM CLI on %s', name => {
+describe.each(names)('migrations through the MikroORM CLI on %s', name => {
   let scratch: Scratch | undefined;
   let orm: MikroORM<AbstractSqlDriver> | undefined;
 
@@ -109,11 +148,16 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
     const [file] = await migrationFiles(scratch);
     const code = await readFile(join(scratch.migrations, file), 'utf8');
     expect(code).toContain('user_user_email_primary');
-    expect(code).toContain(name === 'sqlite' ? 'create trigger "user_user_email_primary_trigger_insert"' : 'create trigger "user_user_email_primary_trigger"');
+    expect(code).toContain(createTrigger[name]);
     const down = code.slice(code.indexOf('override async down()'));
     if (name === 'postgresql') {
       expect(code).toContain('create or replace function "user_user_email_primary_validate"()');
       expect(down).toContain('drop function if exists "user_user_email_primary_validate"();');
+    } else if (name === 'mariadb') {
+      expect(code).toContain('create trigger \\`user_user_email_primary_update\\` before update on \\`user_user_email_primary\\`');
+      // the triggers go with their table
+      expect(down).toContain('drop table if exists \\`user_user_email_primary\\`;');
+      expect(down).not.toContain('trigger');
     } else {
       // MikroORM writes no down migrations for SQLite; CoasterSchemaGenerator's drops what up created, children first
       expect(down.match(/drop table if exists \\`\w+\\`/g)).toEqual(
@@ -131,12 +175,12 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
     const [adaEmail, graceEmail] = [ada, grace].map(user => em.create(UserEmail, { address: user.email, user }));
     ada.primaryEmail = adaEmail;
     await em.flush();
-    const insert = em.execute(`insert into "user_user_email_primary" ("user_id", "user_email_id") values (${grace.id}, ${adaEmail.id})`);
+    const insert = em.execute(quoted(name, `insert into "user_user_email_primary" ("user_id", "user_email_id") values (${grace.id}, ${adaEmail.id})`));
     await expect(insert).rejects.toThrow(ForeignKeyConstraintViolationException);
     await expect(insert).rejects.toThrow('The target is not affiliated with this parent');
     grace.primaryEmail = graceEmail;
     await em.flush();
-    const rows = await em.execute<{ user_id: number; user_email_id: number }[]>('select "user_id", "user_email_id" from "user_user_email_primary" order by 1');
+    const rows = await em.execute<{ user_id: number; user_email_id: number }[]>(quoted(name, 'select "user_id", "user_email_id" from "user_user_email_primary" order by 1'));
     expect(rows.map(row => [row.user_id, row.user_email_id].map(Number))).toEqual([
       [ada.id, adaEmail.id],
       [grace.id, graceEmail.id],
@@ -159,7 +203,7 @@ describe.each(['sqlite', 'postgresql'] as const)('migrations through the MikroOR
   });
 });
 
-describe.each(['sqlite', 'postgresql'] as const)('JavaScript migrations through the MikroORM CLI on %s', name => {
+describe.each(names)('JavaScript migrations through the MikroORM CLI on %s', name => {
   let scratch: Scratch | undefined;
   let orm: MikroORM<AbstractSqlDriver> | undefined;
 
@@ -181,9 +225,9 @@ describe.each(['sqlite', 'postgresql'] as const)('JavaScript migrations through 
     const code = await readFile(join(scratch.migrations, file), 'utf8');
     expect(code).toContain("const { Migration } = require('@mikro-orm/migrations');");
     expect(code).not.toContain(': Promise<void>');
-    expect(code).toContain(name === 'sqlite' ? 'create trigger "user_user_email_primary_trigger_insert"' : 'create trigger "user_user_email_primary_trigger"');
+    expect(code).toContain(createTrigger[name]);
     const down = code.slice(code.indexOf('async down()'));
-    expect(down).toContain(name === 'sqlite' ? 'drop table if exists \\`user_user_email_primary\\`' : 'drop function if exists "user_user_email_primary_validate"();');
+    expect(down).toContain(name === 'postgresql' ? 'drop function if exists "user_user_email_primary_validate"();' : 'drop table if exists \\`user_user_email_primary\\`');
 
     expect(await cli(scratch, 'migration:up')).toContain('Successfully migrated up');
     orm = await MikroORM.init<AbstractSqlDriver>(withPrimary({ ...scratch.options, entities: [...entities, ...emailEntities] }));
@@ -192,10 +236,10 @@ describe.each(['sqlite', 'postgresql'] as const)('JavaScript migrations through 
     const adaEmail = em.create(UserEmail, { address: ada.email, user: ada });
     ada.primaryEmail = adaEmail;
     await em.flush();
-    const rows = await em.execute<{ user_id: number; user_email_id: number }[]>('select "user_id", "user_email_id" from "user_user_email_primary"');
+    const rows = await em.execute<{ user_id: number; user_email_id: number }[]>(quoted(name, 'select "user_id", "user_email_id" from "user_user_email_primary"'));
     expect(rows.map(row => [row.user_id, row.user_email_id].map(Number))).toEqual([[ada.id, adaEmail.id]]);
     await expect(
-      em.execute(`insert into "user_user_email_primary" ("user_id", "user_email_id") values (${grace.id}, ${adaEmail.id})`),
+      em.execute(quoted(name, `insert into "user_user_email_primary" ("user_id", "user_email_id") values (${grace.id}, ${adaEmail.id})`)),
     ).rejects.toThrow(ForeignKeyConstraintViolationException);
     expect(await countPrimaryObjects(orm, name)).toBe(3);
 
@@ -262,7 +306,7 @@ const withoutFavourite = [
   }),
 ];
 
-describe.each(['sqlite', 'postgresql'] as const)('a primary relationship removed from the entities, on %s', name => {
+describe.each(names)('a primary relationship removed from the entities, on %s', name => {
   let scratch: Scratch | undefined;
   const orms: MikroORM<AbstractSqlDriver>[] = [];
 
@@ -271,7 +315,7 @@ describe.each(['sqlite', 'postgresql'] as const)('a primary relationship removed
     await scratch?.drop();
   });
 
-  it("is dropped by the next migration, PostgreSQL's function too; on PostgreSQL its down recreates table, function and trigger", async () => {
+  it("is dropped by the next migration, PostgreSQL's function too; on PostgreSQL and MariaDB its down recreates table and trigger(s)", async () => {
     const { options, migrations } = (scratch = await scratchFor(name, 'cjs'));
     const init = async (entityList: Options['entities']) => {
       const orm = await MikroORM.init<AbstractSqlDriver>(withPrimary({ ...options, entities: entityList, migrations: { path: migrations, emit: 'cjs' } }));
@@ -298,6 +342,13 @@ describe.each(['sqlite', 'postgresql'] as const)('a primary relationship removed
       expect(down).toContain('create table "owner_pet_primary"');
       expect(down).toContain('create or replace function "owner_pet_primary_validate"()');
       expect(down).toContain('create trigger "owner_pet_primary_trigger" before insert or update on "owner_pet_primary"');
+    } else if (name === 'mariadb') {
+      // MariaDB keeps the table's comment, from which the snapshot knows what the table was
+      expect(up).not.toContain('trigger');
+      expect(down).toContain('create table \\`owner_pet_primary\\`');
+      for (const event of ['insert', 'update']) {
+        expect(down).toContain(`create trigger \\\`owner_pet_primary_${event}\\\` before ${event} on \\\`owner_pet_primary\\\``);
+      }
     } else {
       expect(down).toBe(''); // SQLite keeps no table comments: a dropped table is not recreated (see CoasterSchemaGenerator)
     }
@@ -310,10 +361,10 @@ describe.each(['sqlite', 'postgresql'] as const)('a primary relationship removed
     }
     await after.migrator.down();
     expect(await countPrimaryObjects(after, name, 'owner_pet_primary')).toBe(3);
-    const [mine, other] = await after.em.fork().execute<{ id: number }[]>('insert into "owner" ("id") values (default), (default) returning "id"');
-    const [otherPet] = await after.em.fork().execute<{ id: number }[]>(`insert into "pet" ("owner_ref") values (${other.id}) returning "id"`);
+    const [mine, other] = await after.em.fork().execute<{ id: number }[]>(quoted(name, 'insert into "owner" ("id") values (default), (default) returning "id"'));
+    const [otherPet] = await after.em.fork().execute<{ id: number }[]>(quoted(name, `insert into "pet" ("owner_ref") values (${other.id}) returning "id"`));
     await expect(
-      after.em.fork().execute(`insert into "owner_pet_primary" ("owner_id", "pet_id") values (${mine.id}, ${otherPet.id})`),
+      after.em.fork().execute(quoted(name, `insert into "owner_pet_primary" ("owner_id", "pet_id") values (${mine.id}, ${otherPet.id})`)),
     ).rejects.toThrow(ForeignKeyConstraintViolationException);
   });
 });
@@ -379,7 +430,7 @@ describe('down migrations on sqlite (SQLite-only: MikroORM writes none there)', 
   });
 });
 
-describe.each(databases)("the example app's committed migrations on $name", db => {
+describe.each(threeDatabases)("the example app's committed migrations on $name", db => {
   let orm: TestOrm | undefined;
 
   afterEach(() => closeOrm(orm));

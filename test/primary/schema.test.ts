@@ -2,20 +2,21 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ForeignKeyConstraintViolationException, MikroORM } from '@mikro-orm/core';
-import { DatabaseTable, type Knex } from '@mikro-orm/knex';
+import { DatabaseSchema, DatabaseTable, type Knex } from '@mikro-orm/knex';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import type sqlite3 from 'sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeOrm, databases, postgresql, type TestOrm, withPrimary } from '../support/databases.js';
+import { allDrivers, closeOrm, databases, postgresql, type TestOrm, withPrimary } from '../support/databases.js';
 import { PrimaryRelationshipError } from '../../src/primary/index.js';
 import { primaryTableNamesOf, primaryTablesOf } from '../../src/primary/primaryTables.js';
 import { childParentColumnOf, primaryTableComment } from '../../src/primary/primaryTriggers.js';
 import { ChildForPrimary, ParentForPrimary, primaryEntities } from './entities.js';
+import { onMariadb } from './sql.js';
 import { OddChild, OddParent, oddEntities } from './weirdEntities.js';
 
 const table = 'parent_for_primary_child_for_primary_primary';
 
-describe.each(databases)('primary tables in the schema on $name', db => {
+describe.each(allDrivers)('primary tables in the schema on $name', db => {
   let orm: TestOrm | undefined;
 
   afterEach(() => closeOrm(orm));
@@ -25,16 +26,20 @@ describe.each(databases)('primary tables in the schema on $name', db => {
     const sql =
       db.name === 'sqlite'
         ? `select name from sqlite_master where type = 'trigger'`
-        : `select tgname as name from pg_trigger where not tgisinternal union all ` +
-          `select proname from pg_proc where prorettype = 'trigger'::regtype and pronamespace = 'public'::regnamespace`;
+        : onMariadb(db)
+          ? `select trigger_name as name from information_schema.triggers where trigger_schema = database()`
+          : `select tgname as name from pg_trigger where not tgisinternal union all ` +
+            `select proname from pg_proc where prorettype = 'trigger'::regtype and pronamespace = 'public'::regnamespace`;
     const rows = await orm!.em.fork().execute<{ name: string }[]>(sql);
     return rows.map(row => row.name).sort();
   }
 
-  const expected =
-    db.name === 'sqlite'
-      ? [`${table}_trigger_insert`, `${table}_trigger_update`]
-      : [`${table}_trigger`, `${table}_validate`];
+  const expected = {
+    sqlite: [`${table}_trigger_insert`, `${table}_trigger_update`],
+    postgresql: [`${table}_trigger`, `${table}_validate`],
+    mariadb: [`${table}_insert`, `${table}_update`],
+    mysql: [`${table}_insert`, `${table}_update`],
+  }[db.name];
 
   it('createSchema() creates the trigger, dropSchema() removes it, refreshDatabase() and updateSchema() recreate it', async () => {
     ({ orm } = await db.init({ entities: primaryEntities }, withPrimary));
@@ -84,7 +89,13 @@ describe.each(databases)('primary tables in the schema on $name', db => {
     expect(primaryTable.comment).toBe(primaryTableComment('the "parent" id'));
     expect(primaryTableNamesOf(platform, [], primaryTable)).toEqual({ ...names, parentPrimaryKey: undefined });
     // other tables are not primary ones, a table whose comment says it is but lacks its keys is refused
-    expect(primaryTableNamesOf(platform, [], schema.getTable('odd child')!)).toBeUndefined();
+    expect(primaryTableNamesOf(platform, [], schema.getTable('odd `child`')!)).toBeUndefined();
+    if (onMariadb(db)) {
+      // MariaDB keeps the comment, and MikroORM reads it back with the keys, odd names and all
+      const fromDatabase = (await DatabaseSchema.create(orm.em.getConnection(), platform, orm.config)).getTable(names.table)!;
+      expect(fromDatabase.comment).toBe(primaryTable.comment);
+      expect(primaryTableNamesOf(platform, [], fromDatabase)).toEqual({ ...names, parentPrimaryKey: undefined });
+    }
     const keyless = new DatabaseTable(platform, 'keyless');
     keyless.comment = primaryTable.comment;
     expect(() => primaryTableNamesOf(platform, [], keyless)).toThrow(PrimaryRelationshipError.unrecognisedPrimaryTable('keyless').message);
@@ -163,6 +174,28 @@ describe('primary tables in a configured schema on postgresql', () => {
       await expect(
         em.execute(`update "app"."${table}" set "child_for_primary_id" = ${stranger.id}`),
       ).rejects.toBeInstanceOf(ForeignKeyConstraintViolationException);
+    } finally {
+      await closeOrm(orm);
+    }
+  });
+});
+
+describe.each(allDrivers.filter(onMariadb))('primary tables with multipleStatements on $name', db => {
+  it('are created by refreshDatabase(), which then sends each group of statements as one query', async () => {
+    const { orm } = await db.init({ entities: primaryEntities, multipleStatements: true }, withPrimary);
+    try {
+      await orm.schema.refreshDatabase();
+      const triggers = await orm.em.fork().execute<{ name: string }[]>(
+        `select trigger_name as name from information_schema.triggers where trigger_schema = database() order by 1`,
+      );
+      expect(triggers.map(row => row.name)).toEqual([`${table}_insert`, `${table}_update`]);
+      const em = orm.em.fork();
+      const [mine, theirs] = ['mine', 'theirs'].map(name => em.create(ParentForPrimary, { name }));
+      const stranger = em.create(ChildForPrimary, { name: 'stranger', parent: theirs });
+      await em.flush();
+      await expect(
+        em.execute(`insert into \`${table}\` (\`parent_for_primary_id\`, \`child_for_primary_id\`) values (${mine.id}, ${stranger.id})`),
+      ).rejects.toThrow(ForeignKeyConstraintViolationException);
     } finally {
       await closeOrm(orm);
     }

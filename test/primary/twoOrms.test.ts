@@ -1,13 +1,14 @@
 import { EntityCaseNamingStrategy, ForeignKeyConstraintViolationException, UnderscoreNamingStrategy } from '@mikro-orm/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeOrm, databases, type TestOrm, withPrimary } from '../support/databases.js';
+import { closeOrm, threeDatabases, type TestOrm, withPrimary } from '../support/databases.js';
 import { ChildForPrimary, ParentForPrimary, primaryEntities } from './entities.js';
+import { quotedFor } from './sql.js';
 
 /**
  * Primary relationships live on each ORM's metadata, not in the process: two ORMs of the same entities whose
  * naming strategies name their tables differently each read and write their own primary table.
  */
-describe.each(databases)('two ORMs in one process with different naming strategies, on $name', db => {
+describe.each(threeDatabases)('two ORMs in one process with different naming strategies, on $name', db => {
   const orms: TestOrm[] = [];
   afterEach(async () => {
     await Promise.all(orms.splice(0).map(orm => closeOrm(orm)));
@@ -37,7 +38,7 @@ describe.each(databases)('two ORMs in one process with different naming strategi
       const othersChild = em.create(ChildForPrimary, { name: 'other child', parent: other });
       parent.primaryChild = child;
       await em.flush();
-      const rows = await orm.em.fork().execute(`select "${parentColumn}" as parent, "${childColumn}" as child from "${table}"`);
+      const rows = await orm.em.fork().execute(quotedFor(db, `select "${parentColumn}" as parent, "${childColumn}" as child from "${table}"`));
       expect(rows).toEqual([{ parent: parent.id, child: child.id }]);
       expect(em.getUnitOfWork().getIdentityMap().values()).toHaveLength(4);
 
@@ -46,9 +47,9 @@ describe.each(databases)('two ORMs in one process with different naming strategi
 
       // the database's trigger, created under this ORM's names, refuses another parent's child
       await expect(
-        orm.em.fork().execute(`update "${table}" set "${childColumn}" = ${othersChild.id} where "${parentColumn}" = ${parent.id}`),
+        orm.em.fork().execute(quotedFor(db, `update "${table}" set "${childColumn}" = ${othersChild.id} where "${parentColumn}" = ${parent.id}`)),
       ).rejects.toThrow(ForeignKeyConstraintViolationException);
-      expect(await orm.em.fork().execute(`select "${childColumn}" as child from "${table}"`)).toEqual([{ child: child.id }]);
+      expect(await orm.em.fork().execute(quotedFor(db, `select "${childColumn}" as child from "${table}"`))).toEqual([{ child: child.id }]);
     }
   });
 });

@@ -2,7 +2,7 @@ import { Collection, Entity, ManyToOne, OneToMany, PrimaryKey, Property } from '
 import { PrimaryRelationship } from '../../src/primary/index.js';
 
 /**
- * A parent and child whose tables and columns need quoting (double quotes, spaces, upper case), with
+ * A parent and child whose tables and columns need quoting (double quotes, backticks, spaces, upper case), with
  * the relationship declared by the decorator.
  */
 @Entity({ tableName: 'Odd "Parent"' })
@@ -17,7 +17,7 @@ export class OddParent {
   favourite!: OddChild | null;
 }
 
-@Entity({ tableName: 'odd child' })
+@Entity({ tableName: 'odd `child`' })
 export class OddChild {
   @PrimaryKey({ type: 'integer' })
   id!: number;
