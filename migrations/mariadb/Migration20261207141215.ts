@@ -1,19 +1,19 @@
 import { Migration } from '@mikro-orm/migrations';
 
-export class Migration20261207140351 extends Migration {
+export class Migration20261207141215 extends Migration {
 
   override async up(): Promise<void> {
     this.addSql(`create table \`tag\` (\`id\` varchar(36) not null, \`name\` varchar(255) not null, primary key (\`id\`)) default character set utf8mb4 engine = InnoDB;`);
     this.addSql(`alter table \`tag\` add unique \`tag_name_unique\`(\`name\`);`);
 
-    this.addSql(`create table \`user\` (\`id\` int unsigned not null auto_increment primary key, \`email\` varchar(255) not null, \`name\` varchar(255) not null, \`created_at\` datetime not null default current_timestamp, \`updated_at\` datetime not null default current_timestamp) default character set utf8mb4 engine = InnoDB;`);
+    this.addSql(`create table \`user\` (\`id\` int unsigned not null auto_increment primary key, \`email\` varchar(255) not null, \`name\` varchar(255) not null, \`created_at\` datetime(3) not null default utc_timestamp(3), \`updated_at\` datetime(3) not null default utc_timestamp(3)) default character set utf8mb4 engine = InnoDB;`);
     this.addSql(`alter table \`user\` add unique \`user_email_unique\`(\`email\`);`);
 
     this.addSql(`create table \`user_email\` (\`id\` int unsigned not null auto_increment primary key, \`address\` varchar(255) not null, \`owner_id\` int unsigned not null) default character set utf8mb4 engine = InnoDB;`);
     this.addSql(`alter table \`user_email\` add unique \`user_email_address_unique\`(\`address\`);`);
     this.addSql(`alter table \`user_email\` add index \`user_email_owner_id_index\`(\`owner_id\`);`);
 
-    this.addSql(`create table \`user_user_email_primary\` (\`user_id\` int unsigned not null, \`user_email_id\` int unsigned not null, \`created_at\` datetime not null default current_timestamp, \`updated_at\` datetime not null default current_timestamp, primary key (\`user_id\`)) default character set utf8mb4 engine = InnoDB comment = 'mikro-orm-coaster primary relationship, child column naming the parent: owner_id';`);
+    this.addSql(`create table \`user_user_email_primary\` (\`user_id\` int unsigned not null, \`user_email_id\` int unsigned not null, \`created_at\` datetime(3) not null default utc_timestamp(3), \`updated_at\` datetime(3) not null default utc_timestamp(3), primary key (\`user_id\`)) default character set utf8mb4 engine = InnoDB comment = 'mikro-orm-coaster primary relationship, child column naming the parent: owner_id';`);
     this.addSql(`alter table \`user_user_email_primary\` add index \`user_user_email_primary_user_id_index\`(\`user_id\`);`);
     this.addSql(`alter table \`user_user_email_primary\` add index \`user_user_email_primary_user_email_id_index\`(\`user_email_id\`);`);
 
