@@ -3,6 +3,7 @@
 // it imports the package by name, which resolves only in the test's consumer directory.
 import 'reflect-metadata';
 import { Entity, MikroORM, PrimaryKey, Property, RequestContext, Unique } from '@mikro-orm/core';
+import { MariaDbDriver } from '@mikro-orm/mariadb';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { Controller, Get, HttpCode, Injectable, Module, Param, Post, Put } from '@nestjs/common';
@@ -96,16 +97,27 @@ export class CommitController {
 
 const entities = [Tag];
 const databaseUrl = process.env.DATABASE_URL;
+const mariadbUrl = process.env.MARIADB_URL;
+
+/** The ORM module: PostgreSQL at DATABASE_URL, MariaDB at MARIADB_URL, else the SQLite file at SQLITE_PATH. */
+function ormModule() {
+  if (databaseUrl) {
+    return CoasterMikroOrmModule.forRootAsync({
+      driver: PostgreSqlDriver,
+      useFactory: () => ({ driver: PostgreSqlDriver, clientUrl: databaseUrl, entities, pool: { max: 5 } }),
+    });
+  }
+  if (mariadbUrl) {
+    return CoasterMikroOrmModule.forRootAsync({
+      driver: MariaDbDriver,
+      useFactory: () => ({ driver: MariaDbDriver, clientUrl: mariadbUrl, entities, pool: { max: 5 } }),
+    });
+  }
+  return CoasterMikroOrmModule.forRoot({ driver: SqliteDriver, dbName: process.env.SQLITE_PATH, entities });
+}
 
 @Module({
-  imports: [
-    databaseUrl
-      ? CoasterMikroOrmModule.forRootAsync({
-          driver: PostgreSqlDriver,
-          useFactory: () => ({ driver: PostgreSqlDriver, clientUrl: databaseUrl, entities, pool: { max: 5 } }),
-        })
-      : CoasterMikroOrmModule.forRoot({ driver: SqliteDriver, dbName: process.env.SQLITE_PATH, entities }),
-  ],
+  imports: [ormModule()],
   controllers: [TagController, CommitController],
   providers: [TagService],
 })
