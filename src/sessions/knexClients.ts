@@ -27,7 +27,7 @@ export interface KnexClientReplacement {
 
 /**
  * Returns `options` whose ORMs of `replacement.dialect` use a subclass of their knex client class, passed as
- * `driverOptions.client` (over the application's own client class if it gave one). Decided in
+ * `driverOptions.client` (over the application's own client class if it gave one, in a copy of its `driverOptions`). Decided in
  * `discovery.afterDiscovered` (after the application's own hook), which comes before MikroORM opens the pool and
  * builds the knex client, and only then is the platform known.
  *
@@ -36,6 +36,8 @@ export interface KnexClientReplacement {
 export function replacingKnexClient<O extends Options<AbstractSqlDriver>>(options: O, replacement: KnexClientReplacement): O {
   const discovery = options.discovery ?? {};
   return extendOptions<Options<AbstractSqlDriver>>(options, {
+    // a copy of its own, changed in place below: the application's object is left alone
+    driverOptions: { ...options.driverOptions },
     discovery: {
       ...discovery,
       afterDiscovered: (storage, platform) =>
@@ -54,7 +56,9 @@ export function replacingKnexClient<O extends Options<AbstractSqlDriver>>(option
           if (!Client) {
             throw replacement.unknownDriver(dependencies);
           }
-          config.set('driverOptions', { ...driverOptions, client: replacement.subclass(Client, platform) });
+          // in place: the connection, made before discovery, holds this very object and reads its client over the configuration's
+          driverOptions.client = replacement.subclass(Client, platform);
+          config.set('driverOptions', driverOptions);
         }),
     },
   }) as O;

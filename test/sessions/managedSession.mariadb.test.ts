@@ -1,19 +1,24 @@
-import { DeadlockException, DriverException, IsolationLevel } from '@mikro-orm/core';
+import { DeadlockException, DriverException, IsolationLevel, MikroORM } from '@mikro-orm/core';
+import { MariaDbKnexDialect, MySqlKnexDialect } from '@mikro-orm/knex';
+import { MariaDbDriver } from '@mikro-orm/mariadb';
 import mysql from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   closeOrm,
   CommitOutcomeUnknownError,
+  defineCoasterConfig,
   getOrm,
   initOrm,
   managedSession,
+  ManagedSessionError,
   onCommit,
   TransactionRolledBackError,
   type CoasterEntityManager,
   type CoasterOptions,
 } from '../../src/index.js';
-import { closeOrm as closeTestOrm, mariadb, mysql as mysqlDriver, type TestDatabase, type TestOrm } from '../support/databases.js';
+import { closeOrm as closeTestOrm, mariadb, mariadbUrlFor, mysql as mysqlDriver, type TestDatabase, type TestOrm } from '../support/databases.js';
 import { Counter, Note, sessionEntities } from '../support/sessionEntities.js';
+
 import { sessionQueries } from '../support/sessionSql.js';
 
 /** How many times {@link until} polls, 10 ms apart, before it gives up: 10 seconds. */
@@ -359,5 +364,37 @@ describe.each([mariadb, mysqlDriver])('managed sessions on MariaDB through $name
       const bodies = await Promise.all([0, 1, 2].map(i => managedSession(async em => em.create(Note, { owner: 'next', body: `next/${i}` }).body)));
       expect(bodies).toEqual(['next/0', 'next/1', 'next/2']);
     });
+  });
+
+  describe('the knex client class', () => {
+    it("keeps the application's own, with read-only transactions with an isolation level still valid SQL", async () => {
+      const sent: string[] = [];
+      const Dialect = db.name === 'mariadb' ? MariaDbKnexDialect : MySqlKnexDialect;
+      class RecordingDialect extends Dialect {
+        _query(connection: unknown, obj: { sql: string }): unknown {
+          sent.push(obj.sql);
+          return super._query(connection, obj);
+        }
+      }
+      await start(db, { driverOptions: { client: RecordingDialect } });
+      sent.length = 0;
+      await managedSession(em => em.count(Note), { readOnly: true, isolationLevel: IsolationLevel.REPEATABLE_READ });
+      expect(sent).toEqual(['SET TRANSACTION ISOLATION LEVEL repeatable read, READ ONLY;', 'BEGIN;', 'select count(*) as `count` from `note` as `n0`', 'COMMIT;']);
+    });
+  });
+});
+
+describe('a MySQL-family driver whose knex client class is not known', () => {
+  it('is refused at MikroORM.init', async () => {
+    class UnknownMysqlDriver extends MariaDbDriver {
+      override getDependencies(): string[] {
+        return ['knex', 'some-mysql'];
+      }
+    }
+    const init = MikroORM.init(defineCoasterConfig({ driver: UnknownMysqlDriver, clientUrl: mariadbUrlFor('test'), entities: sessionEntities, connect: false }));
+    await expect(init).rejects.toBeInstanceOf(ManagedSessionError);
+    await expect(init).rejects.toThrow(
+      /^defineCoasterConfig\(\) makes read-only transactions with an isolation level valid SQL on MySQL and MariaDB .* a driver depending on knex, some-mysql\. Use @mikro-orm\/mariadb or @mikro-orm\/mysql, or pass the client class as driverOptions\.client\.$/,
+    );
   });
 });
