@@ -108,9 +108,14 @@ function ormModule() {
     });
   }
   if (mariadbUrl) {
+    // READ COMMITTED, PostgreSQL's default. Under MariaDB's REPEATABLE READ a racing getOrCreate can meet a row its
+    // snapshot hides (TransactionRetryError), which only the outermost session's retries cure, and the GET route's
+    // outermost session is the service's, which also runs nested (where retries are refused).
+    const readCommitted = (connection: { query(sql: string, done: (error: Error | null) => void): void }, done: (error: Error | null, connection: unknown) => void) =>
+      connection.query('set session transaction isolation level read committed', error => done(error, connection));
     return CoasterMikroOrmModule.forRootAsync({
       driver: MariaDbDriver,
-      useFactory: () => ({ driver: MariaDbDriver, clientUrl: mariadbUrl, entities, pool: { max: 5 } }),
+      useFactory: () => ({ driver: MariaDbDriver, clientUrl: mariadbUrl, entities, pool: { max: 5, afterCreate: readCommitted } }),
     });
   }
   return CoasterMikroOrmModule.forRoot({ driver: SqliteDriver, dbName: process.env.SQLITE_PATH, entities });
