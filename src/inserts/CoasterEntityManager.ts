@@ -304,7 +304,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       return await withCommitLevel(this.config, options, () =>
         super.transactional(async em => {
           end = TransactionEnd.of(em, outer);
-          guard = NestedRollbackGuard.of(em, outer);
+          guard = NestedRollbackGuard.of(em, outer, options.propagation);
           const result = await cb(em);
           guard?.assertNotLost();
           return result;

@@ -1,4 +1,4 @@
-import { ConstraintViolationException, DriverException, type EntityManager } from '@mikro-orm/core';
+import { ConstraintViolationException, DriverException, TransactionPropagation, type EntityManager } from '@mikro-orm/core';
 import type { AbstractSqlConnection, Knex } from '@mikro-orm/knex';
 import { dialectOf } from '../shared/dialect.js';
 import { attachCleanupError } from '../shared/errors.js';
@@ -26,22 +26,26 @@ export class NestedRollbackGuard {
   private constructor(
     private readonly em: EntityManager,
     private readonly own: Knex.Transaction,
+    /** The transaction this level is a savepoint of, if it is one. */
     private readonly outer: Knex.Transaction | undefined,
   ) {}
 
   /**
    * The guard of the level whose callback received `em`, on MySQL and MariaDB, unless the level opened no
-   * transaction of its own (its transaction is `outer`, the one the caller was in). Called as the callback starts.
+   * transaction of its own (its transaction is `outer`, the one the caller was in). The level is nested in
+   * `outer` (a savepoint of it) with `propagation` NESTED, MikroORM's default; with REQUIRES_NEW it is a
+   * transaction of its own on another connection. Called as the callback starts.
    */
-  static of(em: EntityManager, outer: Knex.Transaction | undefined): NestedRollbackGuard | undefined {
+  static of(em: EntityManager, outer: Knex.Transaction | undefined, propagation = TransactionPropagation.NESTED): NestedRollbackGuard | undefined {
     const own = em.getTransactionContext<Knex.Transaction>();
     if (dialectOf(em.getPlatform()) !== 'mysql' || !own || own === outer) {
       return undefined;
     }
-    if (outer) {
-      enclosingOf.set(own, outer);
+    const enclosing = propagation === TransactionPropagation.NESTED ? outer : undefined;
+    if (enclosing) {
+      enclosingOf.set(own, enclosing);
     }
-    return new NestedRollbackGuard(em, own, outer);
+    return new NestedRollbackGuard(em, own, enclosing);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { DeadlockException, DriverException, IsolationLevel, MikroORM } from '@mikro-orm/core';
+import { DeadlockException, DriverException, IsolationLevel, MikroORM, TransactionPropagation } from '@mikro-orm/core';
 import { MariaDbKnexDialect, MySqlKnexDialect } from '@mikro-orm/knex';
 import { MariaDbDriver } from '@mikro-orm/mariadb';
 import mysql from 'mysql2/promise';
@@ -316,6 +316,23 @@ describe.each([mariadb, mysqlDriver])('managed sessions on MariaDB through $name
       // the deadlocked level, then the nested session around the em.transactional level around it
       expect(levels).toEqual([expect.any(DeadlockException), expect.any(TransactionRolledBackError)]);
       expect(await committedBodies()).toEqual(['after', 'before']);
+    });
+
+    it('leaves the outer session alone when a REQUIRES_NEW transaction inside it (another connection) loses a deadlock', async () => {
+      const { log } = await start(db);
+      await managedSession(async em => [em.create(Counter, {}), em.create(Counter, {})]);
+      log.clear();
+
+      await managedSession(async em => {
+        em.create(Note, { owner: 'outer', body: 'before' });
+        await em.flush();
+        const separate = em.transactional(tx => loseDeadlock(tx), { propagation: TransactionPropagation.REQUIRES_NEW });
+        await expect(separate).rejects.toBeInstanceOf(DeadlockException);
+        em.create(Note, { owner: 'outer', body: 'after' });
+      });
+
+      expect(await committedBodies()).toEqual(['after', 'before']);
+      expect(sessionQueries(log)).not.toContain('select @@in_transaction as open');
     });
 
     it('leaves the outer session alone when the nested failure rolled back only its savepoint', async () => {
