@@ -144,7 +144,7 @@ export async function insertNote<Own extends string>(
  * Ends the server connection of `em`'s transaction from another connection, as a restart or an administrator
  * would: PostgreSQL's `pg_terminate_backend`, MariaDB's `KILL` (both wait until the server has let it go).
  */
-async function loseConnection(em: SqlEntityManager): Promise<void> {
+export async function loseConnection(em: SqlEntityManager): Promise<void> {
   if (em.getPlatform() instanceof MySqlPlatform) {
     const [{ id }] = await em.execute<{ id: number | string }[]>('select connection_id() as id');
     await mariadbAdmin(em.config.get('clientUrl')!, `kill ${Number(id)}`);
