@@ -110,7 +110,9 @@ const DEFAULT_RETRY_DELAY = 20;
  *   what was rolled back; the request's EntityManager is never cleared.
  * - Called inside another managed session of the same ORM, it runs in a savepoint of it
  *   (`TransactionPropagation.NESTED`): a failure rolls back only the nested work, and the outer session goes
- *   on if the caller catches it. Inside a session of another ORM, it is an outermost session of its own ORM:
+ *   on if the caller catches it. Except on MySQL and MariaDB after a deadlock (1213) or a record changed since
+ *   the snapshot (1020), which roll back the whole transaction: the outer session then rejects with
+ *   {@link TransactionRolledBackError} instead of committing (retried by `retries`). Inside a session of another ORM, it is an outermost session of its own ORM:
  *   its own transaction, committed (and its {@link onCommit} callbacks run) when it ends.
  *
  * @example
@@ -128,6 +130,8 @@ const DEFAULT_RETRY_DELAY = 20;
  *   another ORM that itself runs inside a session of this ORM; when `retries` is not a whole number >= 0.
  * @throws {CommitOutcomeUnknownError} when the COMMIT failed without the database's answer (a lost connection),
  *   so whether the session's work committed is unknown.
+ * @throws {TransactionRolledBackError} on MySQL and MariaDB, when a nested level's failure made the database roll
+ *   back the whole transaction, and the retries (if any) are used up.
  */
 export async function managedSession<T>(fn: SessionCallback<T>, options: ManagedSessionOptions = {}): Promise<T> {
   const orm = resolveOrm('managedSession()', options.orm);
