@@ -59,8 +59,12 @@ class UsersController {
 class TagsController {
   constructor(@Inject(CoasterEntityManager) private readonly em: CoasterEntityManager) {}
 
-  /** The tag of that name, made by the first request that asks for it, however many race. */
-  @ManagedSession()
+  /**
+   * The tag of that name, made by the first request that asks for it, however many race. Under REPEATABLE READ
+   * (MariaDB's and MySQL's default) a racing request's snapshot can hide the winner's row: `findOrCreate` then
+   * throws `TransactionRetryError`, and the session runs again.
+   */
+  @ManagedSession({ retries: 3 })
   @Post(':name')
   async findOrCreate(@Param('name') name: string): Promise<{ id: string; name: string }> {
     const tag = await this.em.findOrCreate(Tag, { name }); // the session's fork: the em resolves through the context

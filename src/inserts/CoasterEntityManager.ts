@@ -28,6 +28,7 @@ import { type FailsafeAddOptions } from './failsafeAddOptions.js';
 import { fastInsert, isHiddenConflict } from './fastInsert.js';
 import { insertPath } from './insertPath.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
+import { NestedRollbackGuard } from '../sessions/nestedRollback.js';
 import { withCommitLevel } from '../sessions/onCommit.js';
 import { TransactionEnd } from '../shared/transactionEnd.js';
 import { timestampedUpsert, timestampedUpsertMany } from '../entity-decorators/timestampUpsert.js';
@@ -280,6 +281,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * too (the connection was lost), it rejects with the callback's error, as MikroORM does, with the rollback's
    * error attached ({@link cleanupErrorsOf}): knex reports that failure to no one else.
    *
+   * On MySQL and MariaDB, a nested level that fails with an error after which the database had rolled back the
+   * whole transaction (a deadlock, 1213; a record changed since the snapshot, 1020) cannot leave the enclosing
+   * levels to commit what follows in autocommit ({@link NestedRollbackGuard}): the connection goes on in a READ
+   * ONLY transaction, and every enclosing level rejects with `TransactionRolledBackError`.
+   *
    * @example
    * ```ts
    * await managedSession(async em => {
@@ -293,16 +299,20 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
   override async transactional<T>(cb: (em: this) => T | Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const outer = this.getTransactionContext<Knex.Transaction>();
     let end: TransactionEnd | undefined;
+    let guard: NestedRollbackGuard | undefined;
     try {
       return await withCommitLevel(this.config, options, () =>
-        super.transactional(em => {
+        super.transactional(async em => {
           end = TransactionEnd.of(em, outer);
-          return cb(em);
+          guard = NestedRollbackGuard.of(em, outer, options.propagation);
+          const result = await cb(em);
+          guard?.assertNotLost();
+          return result;
         }, options),
       );
     } catch (error) {
       end?.attachRollbackFailure(error);
-      throw error;
+      throw guard ? await guard.failed(error) : error;
     }
   }
 

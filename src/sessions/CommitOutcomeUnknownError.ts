@@ -10,8 +10,9 @@ import { CoasterError } from '../shared/errors.js';
  *
  * Only a COMMIT without an answer from the server has an unknown outcome: a failed connection (no SQLSTATE:
  * ECONNRESET, "Connection terminated unexpectedly", "Client has encountered a connection error and is not
- * queryable"), or an error of class 08 (connection exception) or 57 (operator intervention, such as 57P01
- * when an administrator or a shutdown terminates the backend). A COMMIT the server refused with any other
+ * queryable", mysql2's PROTOCOL_CONNECTION_LOST), or an error of class 08 (connection exception, such as the
+ * mariadb connector's 08S01 for a closed socket) or 57 (operator intervention, such as 57P01 when an
+ * administrator or a shutdown terminates the backend). A COMMIT the server refused with any other
  * error (a deferred constraint's 23xxx, a serialization failure's 40001) rolled the transaction back, and
  * the session rejects with that error (retrying a 40001 when `retries` allows it). On SQLite the COMMIT
  * runs in the process, so its outcome is always known.

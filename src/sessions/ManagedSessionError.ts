@@ -135,6 +135,15 @@ export class ManagedSessionError extends CoasterError {
     );
   }
 
+  /** A MySQL-family driver other than MikroORM's own, whose knex client class is not known, was configured. */
+  static unknownMysqlDriver(dependencies: string[]): ManagedSessionError {
+    return new ManagedSessionError(
+      `defineCoasterConfig() makes read-only transactions with an isolation level valid SQL on MySQL and MariaDB ` +
+        `through the driver's knex client class, but does not know the one of a driver depending on ` +
+        `${dependencies.join(', ')}. Use @mikro-orm/mariadb or @mikro-orm/mysql, or pass the client class as driverOptions.client.`,
+    );
+  }
+
   /** `retries` was not a whole number of at least zero. */
   static invalidRetries(retries: number): ManagedSessionError {
     return new ManagedSessionError(

@@ -11,4 +11,5 @@ export { onCommit, type OnCommitCallback } from './onCommit.js';
 export { type OptInTransactionOptions } from './optInTransactions.js';
 export { ManagedSessionError } from './ManagedSessionError.js';
 export { CommitOutcomeUnknownError } from './CommitOutcomeUnknownError.js';
+export { TransactionRolledBackError } from './TransactionRolledBackError.js';
 export { withManagedSessions } from './withManagedSessions.js';

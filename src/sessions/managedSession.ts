@@ -17,6 +17,7 @@ import { attachCleanupError, sqlStateOf } from '../shared/errors.js';
 import { TransactionEnd } from '../shared/transactionEnd.js';
 import { CommitOutcomeUnknownError } from './CommitOutcomeUnknownError.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
+import { TransactionRolledBackError } from './TransactionRolledBackError.js';
 import { CommitCallbacks } from './onCommit.js';
 import { resolveOrm, type CoasterOrm, type OrmReference } from './orm.js';
 
@@ -39,22 +40,27 @@ export interface ManagedSessionOptions {
   orm?: OrmReference;
   /**
    * Isolation level of the session's transaction, as MikroORM's `IsolationLevel`
-   * (PostgreSQL emits `start transaction isolation level ...`).
-   * Default: the database's own (READ COMMITTED on PostgreSQL; SQLite transactions are always serializable).
+   * (PostgreSQL emits `start transaction isolation level ...`, MySQL and MariaDB `set transaction isolation
+   * level ...` before `begin`).
+   * Default: the database's own (READ COMMITTED on PostgreSQL, REPEATABLE READ on MySQL and MariaDB; SQLite
+   * transactions are always serializable).
    */
   isolationLevel?: IsolationLevel;
   /**
    * Starts the transaction READ ONLY, so the database refuses writes (PostgreSQL: `start transaction
-   * read only`). SQLite has no read-only transactions and ignores it.
+   * read only`; MySQL and MariaDB: `set transaction read only`, or `set transaction isolation level ..., read
+   * only` with an isolation level, error 1792 on a write). SQLite has no read-only transactions and ignores it.
    * Default: `false`.
    */
   readOnly?: boolean;
   /**
    * How many times to re-run the whole callback, in a new transaction and a new fork, after it failed with
-   * a serialization failure or a deadlock (SQLSTATE 40001 or 40P01, which MikroORM raises as
-   * `DeadlockException`, from a statement or from the COMMIT), a {@link TransactionRetryError}, or, on SQLite, a
-   * busy database (SQLITE_BUSY, which MikroORM raises as `LockWaitTimeoutException`: another connection held
-   * the write lock for longer than the busy timeout). No other error is ever retried, and never a
+   * a serialization failure or a deadlock (SQLSTATE 40001 or 40P01, MySQL's and MariaDB's 1213, which MikroORM
+   * raises as `DeadlockException`, from a statement or from the COMMIT), MariaDB's "record has changed since last
+   * read" (1020), a {@link TransactionRetryError}, a {@link TransactionRolledBackError}, or, on SQLite, a busy
+   * database (SQLITE_BUSY, which MikroORM raises as `LockWaitTimeoutException`: another connection held the
+   * write lock for longer than the busy timeout). No other error is ever retried: not a lock wait timeout on a
+   * server (PostgreSQL's 55P03, MySQL's and MariaDB's 1205, which fail the statement only), and never a
    * {@link CommitOutcomeUnknownError}: the work may have committed.
    * Default: `0` (no retry).
    */
@@ -104,7 +110,9 @@ const DEFAULT_RETRY_DELAY = 20;
  *   what was rolled back; the request's EntityManager is never cleared.
  * - Called inside another managed session of the same ORM, it runs in a savepoint of it
  *   (`TransactionPropagation.NESTED`): a failure rolls back only the nested work, and the outer session goes
- *   on if the caller catches it. Inside a session of another ORM, it is an outermost session of its own ORM:
+ *   on if the caller catches it. Except on MySQL and MariaDB after a deadlock (1213) or a record changed since
+ *   the snapshot (1020), which roll back the whole transaction: the outer session then rejects with
+ *   {@link TransactionRolledBackError} instead of committing (retried by `retries`). Inside a session of another ORM, it is an outermost session of its own ORM:
  *   its own transaction, committed (and its {@link onCommit} callbacks run) when it ends.
  *
  * @example
@@ -122,6 +130,8 @@ const DEFAULT_RETRY_DELAY = 20;
  *   another ORM that itself runs inside a session of this ORM; when `retries` is not a whole number >= 0.
  * @throws {CommitOutcomeUnknownError} when the COMMIT failed without the database's answer (a lost connection),
  *   so whether the session's work committed is unknown.
+ * @throws {TransactionRolledBackError} on MySQL and MariaDB, when a nested level's failure made the database roll
+ *   back the whole transaction, and the retries (if any) are used up.
  */
 export async function managedSession<T>(fn: SessionCallback<T>, options: ManagedSessionOptions = {}): Promise<T> {
   const orm = resolveOrm('managedSession()', options.orm);
@@ -155,22 +165,30 @@ export async function managedSession<T>(fn: SessionCallback<T>, options: Managed
   }
 }
 
-/** The SQLSTATEs of a serialization failure (40001) and a deadlock (40P01). */
+/** The SQLSTATEs of a serialization failure (40001, also MySQL's and MariaDB's deadlock 1213) and a deadlock (40P01). */
 const SERIALIZATION_FAILURES = new Set(['40001', '40P01']);
+
+/** MySQL's and MariaDB's ER_CHECKREAD (1020, "Record has changed since last read"): InnoDB's snapshot isolation refused a write, the whole transaction rolled back. */
+const ER_CHECKREAD = 1020;
 
 /**
  * Whether a failed attempt's whole transaction was rolled back for a reason that running it again can
- * cure: a serialization failure or deadlock, a row hidden by the snapshot, or SQLite's write lock held
- * elsewhere for longer than the busy timeout (SQLITE_BUSY, or better-sqlite3's extended codes such as
- * SQLITE_BUSY_SNAPSHOT). MikroORM raises these as `DeadlockException` and `LockWaitTimeoutException` from a
- * statement, but passes the driver's error on unconverted from COMMIT (a SERIALIZABLE transaction's 40001
- * comes there), hence the SQLSTATE and the code. PostgreSQL's lock_timeout (55P03) is not retried.
+ * cure: a serialization failure or deadlock, a row hidden by the snapshot, a record changed since the snapshot
+ * (MariaDB's 1020, which MikroORM raises as a plain `DriverException`), a transaction the database rolled back
+ * under a nested level ({@link TransactionRolledBackError}), or SQLite's write lock held elsewhere for longer
+ * than the busy timeout (SQLITE_BUSY, or better-sqlite3's extended codes such as SQLITE_BUSY_SNAPSHOT).
+ * MikroORM raises these as `DeadlockException` and `LockWaitTimeoutException` from a statement, but passes the
+ * driver's error on unconverted from COMMIT (a SERIALIZABLE transaction's 40001 comes there), hence the SQLSTATE
+ * and the codes. A lock wait timeout on a server (PostgreSQL's lock_timeout 55P03, MySQL's and MariaDB's 1205)
+ * is not retried: it fails the statement only, the transaction is still there, and the caller decides.
  */
 function isRetryable(error: unknown): boolean {
   return (
     error instanceof DeadlockException ||
     error instanceof TransactionRetryError ||
+    error instanceof TransactionRolledBackError ||
     SERIALIZATION_FAILURES.has(sqlStateOf(error) ?? '') ||
+    (error instanceof Error && 'errno' in error && error.errno === ER_CHECKREAD) ||
     (error instanceof Error && 'code' in error && String(error.code).startsWith('SQLITE_BUSY'))
   );
 }

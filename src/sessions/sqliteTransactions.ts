@@ -1,16 +1,8 @@
 import type { ExceptionConverter, Options } from '@mikro-orm/core';
-import {
-  BetterSqliteKnexDialect,
-  LibSqlKnexDialect,
-  SqliteKnexDialect,
-  type AbstractSqlDriver,
-  type Knex,
-} from '@mikro-orm/knex';
-import { afterHook } from '../shared/afterHook.js';
-import { dialectOf } from '../shared/dialect.js';
+import { BetterSqliteKnexDialect, LibSqlKnexDialect, SqliteKnexDialect, type AbstractSqlDriver, type Knex } from '@mikro-orm/knex';
 import { beginWith } from '../shared/internals.js';
-import { extendOptions } from '../shared/options.js';
 import { enforcingForeignKeys, runningOnEveryConnection } from '../shared/sqliteConnections.js';
+import { replacingKnexClient, type KnexClientClass } from './knexClients.js';
 import { ManagedSessionError } from './ManagedSessionError.js';
 
 /**
@@ -19,15 +11,8 @@ import { ManagedSessionError } from './ManagedSessionError.js';
  */
 const SQLITE_BUSY_TIMEOUT_MS = 5000;
 
-/**
- * A knex SQLite client class, as MikroORM's SQLite drivers pass it to `knex({ client })`. MikroORM declares
- * its client classes over knex's untyped (`any`) ones, so their instance type is `any` here too; the one
- * method used is typed where it is called.
- */
-type KnexSqliteDialect = new (...args: any[]) => any;
-
 /** The knex client class of each MikroORM SQLite driver, by the database package the driver depends on. */
-const DIALECTS: Record<string, KnexSqliteDialect> = {
+const DIALECTS: Record<string, KnexClientClass> = {
   sqlite3: SqliteKnexDialect,
   'better-sqlite3': BetterSqliteKnexDialect,
   libsql: LibSqlKnexDialect,
@@ -41,12 +26,12 @@ const DIALECTS: Record<string, KnexSqliteDialect> = {
  * A `BEGIN IMMEDIATE` that times out rejects with the error MikroORM raises for SQLITE_BUSY
  * (`LockWaitTimeoutException`, made by `exceptions`).
  */
-function beginningImmediate(Dialect: KnexSqliteDialect, exceptions: ExceptionConverter): KnexSqliteDialect {
+function beginningImmediate(Dialect: KnexClientClass, exceptions: ExceptionConverter): KnexClientClass {
   return class ImmediateDialect extends Dialect {
     transaction(container: unknown, config: Knex.TransactionConfig | undefined, outerTx: unknown): object {
       const transaction: object = super.transaction(container, config, outerTx);
       // a failed BEGIN IMMEDIATE rejects, failing the transaction (knex would hand over one already over)
-      return outerTx || config?.readOnly ? transaction : beginWith(transaction, 'BEGIN IMMEDIATE;', error => exceptions.convertException(error));
+      return outerTx || config?.readOnly ? transaction : beginWith(transaction, ['BEGIN IMMEDIATE;'], error => exceptions.convertException(error));
     }
   };
 }
@@ -63,29 +48,11 @@ function beginningImmediate(Dialect: KnexSqliteDialect, exceptions: ExceptionCon
  *   (`@mikro-orm/sqlite`, `@mikro-orm/better-sqlite`, `@mikro-orm/libsql`) and gives no `driverOptions.client`.
  */
 export function withSqliteConnections<O extends Options<AbstractSqlDriver>>(options: O): O {
-  const discovery = options.discovery ?? {};
-  return extendOptions<Options<AbstractSqlDriver>>(options, {
-    discovery: {
-      ...discovery,
-      afterDiscovered: (storage, platform) =>
-        afterHook(discovery.afterDiscovered?.(storage, platform), () => {
-          // discovery comes before MikroORM opens the pool and builds the knex client, and only then is the platform known
-          if (dialectOf(platform) !== 'sqlite') {
-            return;
-          }
-          const config = platform.getConfig();
-          config.set('pool', enforcingForeignKeys(runningOnEveryConnection(config.get('pool'), `busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`)));
-          const driverOptions = config.get('driverOptions') ?? {};
-          const dependencies = config.getDriver().getDependencies();
-          const Dialect =
-            typeof driverOptions.client === 'function'
-              ? (driverOptions.client as KnexSqliteDialect)
-              : DIALECTS[dependencies.find(name => name in DIALECTS) ?? ''];
-          if (!Dialect) {
-            throw ManagedSessionError.unknownSqliteDriver(dependencies);
-          }
-          config.set('driverOptions', { ...driverOptions, client: beginningImmediate(Dialect, platform.getExceptionConverter()) });
-        }),
-    },
-  }) as O;
+  return replacingKnexClient(options, {
+    dialect: 'sqlite',
+    clients: DIALECTS,
+    unknownDriver: dependencies => ManagedSessionError.unknownSqliteDriver(dependencies),
+    configure: config => config.set('pool', enforcingForeignKeys(runningOnEveryConnection(config.get('pool'), `busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`))),
+    subclass: (Client, platform) => beginningImmediate(Client, platform.getExceptionConverter()),
+  });
 }

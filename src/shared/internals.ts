@@ -235,35 +235,40 @@ export function postgresRoutine(error: DriverException): string {
   return internal('DriverException.routine (node-postgres DatabaseError.routine)', routine, typeof routine === 'string');
 }
 
-/** What {@link beginWith} needs of a knex SQLite transaction; knex's typings do not declare it. */
-interface KnexSqliteTransaction {
+/** What {@link beginWith} needs of a knex transaction; knex's typings do not declare it. */
+interface KnexTransactionInternals {
   begin?: (connection: unknown) => Promise<unknown>;
   trxClient?: { query?: (connection: unknown, sql: string) => Promise<unknown> };
 }
 
 /**
- * Makes a knex SQLite transaction (`Transaction_Sqlite`, knex internals) start with `sql` instead of `BEGIN;`:
- * knex sets its `trxClient` and calls its `begin(connection)` once it holds a connection, for a top-level
- * transaction only. The statement is sent through `trxClient`, not knex's own `Transaction.query()`, which
- * would swallow a failed BEGIN and hand the caller a transaction that is already over; `onError` maps the
- * rejection. knex offers no option for the statement that begins a transaction.
+ * Makes a knex transaction (`Transaction_Sqlite`, `Transaction_MySQL`, knex internals) start with `statements`,
+ * sent one after another, instead of knex's own `BEGIN;` (preceded by `SET TRANSACTION ...;` for an isolation
+ * level or READ ONLY): knex sets its `trxClient` and calls its `begin(connection)` once it holds a connection,
+ * for a top-level transaction only. The statements are sent through `trxClient`, not knex's own
+ * `Transaction.query()`, which would swallow a failed BEGIN and hand the caller a transaction that is already
+ * over; `onError` maps the rejection. knex offers no option for the statements that begin a transaction.
  *
  * @example
  * ```ts
- * beginWith(super.transaction(container, config, outerTx), 'BEGIN IMMEDIATE;', error => exceptions.convertException(error));
+ * beginWith(super.transaction(container, config, outerTx), ['BEGIN IMMEDIATE;'], error => exceptions.convertException(error));
  * ```
  */
-export function beginWith<T extends object>(transaction: T, sql: string, onError: (error: Error) => Error): T {
-  const knexTransaction = transaction as KnexSqliteTransaction;
+export function beginWith<T extends object>(transaction: T, statements: readonly string[], onError: (error: Error) => Error): T {
+  const knexTransaction = transaction as KnexTransactionInternals;
   internal('knex Transaction.begin', knexTransaction.begin, typeof knexTransaction.begin === 'function');
   knexTransaction.begin = async connection => {
     const client = knexTransaction.trxClient;
     const query = internal('knex Transaction.trxClient.query', client?.query, typeof client?.query === 'function');
+    let result: unknown;
     try {
-      return await query.call(client, connection, sql);
+      for (const sql of statements) {
+        result = await query.call(client, connection, sql);
+      }
     } catch (error) {
       throw onError(error as Error);
     }
+    return result;
   };
   return transaction;
 }

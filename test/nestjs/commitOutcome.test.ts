@@ -1,15 +1,14 @@
 import 'reflect-metadata';
-import { randomBytes } from 'node:crypto';
 import { Entity, PrimaryKey, Property } from '@mikro-orm/core';
-import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { Catch, Controller, Module, Param, Post, type ArgumentsHost, type ExceptionFilter, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { Response } from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CommitOutcomeUnknownError, getOrm, ManagedSession, onCommit } from '../../src/index.js';
 import { CoasterMikroOrmModule } from '../../src/nestjs/index.js';
-import { backendPid, terminateBackend } from '../support/backends.js';
-import { postgresAdmin, postgresUrlFor } from '../support/databases.js';
+import { threeDatabases } from '../support/databases.js';
+import { loseConnection } from '../support/httpSessions.js';
+import { ownDatabase } from '../support/ownDatabases.js';
 
 @Entity()
 class Entry {
@@ -34,7 +33,7 @@ class EntriesController {
     await em.flush();
     onCommit(() => committedTexts.push(text));
     if (text === 'lost') {
-      await terminateBackend(await backendPid(em));
+      await loseConnection(em);
     }
     return { text };
   }
@@ -63,13 +62,15 @@ afterEach(async () => {
   caught.length = committedTexts.length = 0;
 });
 
-describe('a NestJS route in a managed session on postgresql, when the connection is lost during its COMMIT', () => {
+/** The databases with a server whose connection can be lost (SQLite commits in the process). */
+const servers = threeDatabases.filter(db => db.name !== 'sqlite').map(db => db.name);
+
+describe.each(servers)('a NestJS route in a managed session on %s, when the connection is lost during its COMMIT', name => {
   it('rejects with CommitOutcomeUnknownError, which reaches the exception filters, runs no onCommit, and the next request works', async () => {
-    const dbName = `coaster_nestcommit_${randomBytes(6).toString('hex')}`;
-    await postgresAdmin(`create database "${dbName}"`);
-    drop = () => postgresAdmin(`drop database if exists "${dbName}" with (force)`);
+    const database = await ownDatabase(name, 'coaster_nestcommit');
+    drop = database.drop;
     @Module({
-      imports: [CoasterMikroOrmModule.forRoot({ driver: PostgreSqlDriver, clientUrl: postgresUrlFor(dbName), entities: [Entry] })],
+      imports: [CoasterMikroOrmModule.forRoot({ ...database.options, entities: [Entry] })],
       controllers: [EntriesController],
     })
     class AppModule {}

@@ -1,12 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { PostgreSqlDriver } from '@mikro-orm/postgresql';
-import { SqliteDriver } from '@mikro-orm/sqlite';
 import type { INestApplication } from '@nestjs/common';
 import { afterEach, describe, expect, it } from 'vitest';
 import { entities, Follow, Tag, User } from '../../example/entities.js';
 import { createNestApp } from '../../example/nest/app.js';
 import { getOrm, type CoasterOptions } from '../../src/index.js';
-import { postgresAdmin, postgresUrlFor } from '../support/databases.js';
+import { threeDatabases } from '../support/databases.js';
+import { ownDatabase } from '../support/ownDatabases.js';
 import { post } from '../support/httpSessions.js';
 
 let app: INestApplication | undefined;
@@ -19,16 +17,12 @@ afterEach(async () => {
   drop = undefined;
 });
 
-describe.each(['sqlite', 'postgresql'] as const)('the NestJS example API on %s', name => {
+describe.each(threeDatabases.map(db => db.name))('the NestJS example API on %s', name => {
   /** The example's Nest app on a database of its own, listening on loopback; its base URL, mails and row counts. */
   async function startApp() {
-    let options: CoasterOptions = { driver: SqliteDriver, dbName: ':memory:', entities };
-    if (name === 'postgresql') {
-      const dbName = `coaster_nestex_${randomBytes(6).toString('hex')}`;
-      await postgresAdmin(`create database "${dbName}"`);
-      drop = () => postgresAdmin(`drop database if exists "${dbName}" with (force)`);
-      options = { driver: PostgreSqlDriver, clientUrl: postgresUrlFor(dbName), entities };
-    }
+    const database = await ownDatabase(name, 'coaster_nestex');
+    drop = database.drop;
+    const options: CoasterOptions = { ...database.options, entities };
     const mails: string[] = [];
     app = await createNestApp(options, email => mails.push(email));
     await getOrm().schema.createSchema();

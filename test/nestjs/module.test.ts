@@ -1,9 +1,6 @@
 import 'reflect-metadata';
-import { randomBytes } from 'node:crypto';
 import { Entity, MikroORM, PrimaryKey, Property } from '@mikro-orm/core';
 import { InjectEntityManager, InjectMikroORM } from '@mikro-orm/nestjs';
-import { PostgreSqlDriver } from '@mikro-orm/postgresql';
-import { SqliteDriver } from '@mikro-orm/sqlite';
 import { Injectable, Module, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -17,7 +14,8 @@ import {
   type CoasterOptions,
 } from '../../src/index.js';
 import { CoasterMikroOrmModule } from '../../src/nestjs/index.js';
-import { postgresAdmin, postgresUrlFor } from '../support/databases.js';
+import { threeDatabases, type TestDatabase } from '../support/databases.js';
+import { ownDatabase } from '../support/ownDatabases.js';
 
 @Entity()
 class Entry {
@@ -51,22 +49,18 @@ afterEach(async () => {
   }
 });
 
-/** Options of a new, empty database of its own on `name`. */
-async function databaseOptions(name: 'sqlite' | 'postgresql'): Promise<CoasterOptions> {
-  if (name === 'sqlite') {
-    return { driver: SqliteDriver, dbName: ':memory:' };
-  }
-  const dbName = `coaster_nestmod_${randomBytes(6).toString('hex')}`;
-  await postgresAdmin(`create database "${dbName}"`);
-  cleanUps.push(() => postgresAdmin(`drop database if exists "${dbName}" with (force)`));
-  return { driver: PostgreSqlDriver, clientUrl: postgresUrlFor(dbName) };
+/** Options of a new, empty database of its own on `name`, dropped after the test. */
+async function databaseOptions(name: TestDatabase['name']): Promise<CoasterOptions> {
+  const { options, drop } = await ownDatabase(name, 'coaster_nestmod');
+  cleanUps.push(drop);
+  return options;
 }
 
 async function texts(orm: MikroORM): Promise<string[]> {
   return (await orm.em.fork().find(Entry, {}, { orderBy: { text: 'asc' } })).map(entry => entry.text);
 }
 
-describe.each(['sqlite', 'postgresql'] as const)('CoasterMikroOrmModule on %s', name => {
+describe.each(threeDatabases.map(db => db.name))('CoasterMikroOrmModule on %s', name => {
   it('hands a named context to initOrm, injects its CoasterEntityManager by name, and forgets both ORMs on close', async () => {
     const [main, reports] = [await databaseOptions(name), await databaseOptions(name)];
     @Module({

@@ -6,10 +6,12 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { EntitySchema, MikroORM, type Options } from '@mikro-orm/core';
+import { MariaDbDriver } from '@mikro-orm/mariadb';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postgresAdmin, postgresUrlFor } from '../support/databases.js';
+import { mariadbUrlFor, postgresAdmin, postgresUrlFor, threeDatabases } from '../support/databases.js';
+import { mariadbAdmin } from '../support/mariadbServer.js';
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '../..');
@@ -80,7 +82,7 @@ describe('a NestJS app compiled as CommonJS', () => {
 
   /** A database of its own for the app: its environment, the options to read it back, and its removal. */
   async function database(
-    name: 'sqlite' | 'postgresql',
+    name: 'sqlite' | 'postgresql' | 'mariadb',
   ): Promise<{ env: Record<string, string>; options: Options; drop: () => Promise<void> }> {
     if (name === 'sqlite') {
       const path = join(consumer, `app-${randomBytes(4).toString('hex')}.sqlite`);
@@ -91,6 +93,15 @@ describe('a NestJS app compiled as CommonJS', () => {
       };
     }
     const dbName = `coaster_nest_${randomBytes(6).toString('hex')}`;
+    if (name === 'mariadb') {
+      const admin = (sql: string) => mariadbAdmin(mariadbUrlFor('mysql'), sql);
+      await admin(`create database \`${dbName}\``);
+      return {
+        env: { MARIADB_URL: mariadbUrlFor(dbName) },
+        options: { driver: MariaDbDriver, clientUrl: mariadbUrlFor(dbName) },
+        drop: () => admin(`drop database if exists \`${dbName}\``),
+      };
+    }
     await postgresAdmin(`create database "${dbName}"`);
     return {
       env: { DATABASE_URL: postgresUrlFor(dbName) },
@@ -119,7 +130,7 @@ describe('a NestJS app compiled as CommonJS', () => {
     return { app, next, exited, started: await next(), stderr: () => stderr };
   }
 
-  it.each(['sqlite', 'postgresql'] as const)(
+  it.each(threeDatabases.map(db => db.name as 'sqlite' | 'postgresql' | 'mariadb'))(
     'on %s: injects CoasterEntityManager, runs @ManagedSession routes in either decorator order, and 50 racing requests on 5 keys leave one row each',
     { timeout: 60_000 },
     async name => {

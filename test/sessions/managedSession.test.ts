@@ -14,9 +14,10 @@ import {
   onCommit,
   type CoasterOptions,
 } from '../../src/index.js';
-import { closeOrm as closeTestOrm, databases, type TestDatabase, type TestOrm } from '../support/databases.js';
+import { allDrivers, closeOrm as closeTestOrm, type TestDatabase, type TestOrm } from '../support/databases.js';
 import { Account, Address, raceEntities } from '../support/entities.js';
 import { Note, sessionEntities } from '../support/sessionEntities.js';
+import { sessionQueries, sqlFor } from '../support/sessionSql.js';
 
 const opened: TestOrm[] = [];
 
@@ -41,12 +42,7 @@ async function committedBodies(): Promise<string[]> {
   return notes.map(note => note.body);
 }
 
-/** Writes SQL in PostgreSQL's quoting, as `db` logs it. */
-function sqlFor(db: TestDatabase) {
-  return (...statements: string[]) => (db.name === 'postgresql' ? statements : statements.map(s => s.replaceAll('"', '`')));
-}
-
-describe.each(databases)('managed sessions on $name', db => {
+describe.each(allDrivers)('managed sessions on $name', db => {
   const sql = sqlFor(db);
   const insertNote = 'insert into "note" ("owner", "body") values (?, ?) returning "id"';
 
@@ -123,7 +119,7 @@ describe.each(databases)('managed sessions on $name', db => {
 
     expect(result).toBe('done');
     expect(sessionEm!.getUnitOfWork(false).getIdentityMap().keys()).toEqual([]);
-    expect(log.queries).toEqual(
+    expect(sessionQueries(log)).toEqual(
       sql('begin', insertNote, 'select "n0".* from "note" as "n0" where "n0"."body" = ? limit ?', insertNote, 'commit'),
     );
     expect(await committedBodies()).toEqual(['first', 'second']);
@@ -145,7 +141,7 @@ describe.each(databases)('managed sessions on $name', db => {
     await expect(session).rejects.toBe(failure);
     expect(failure.message).toBe('boom');
     expect(sessionEm!.getUnitOfWork(false).getIdentityMap().keys()).toEqual([]);
-    expect(log.queries).toEqual(sql('begin', insertNote, insertNote, 'rollback'));
+    expect(sessionQueries(log)).toEqual(sql('begin', insertNote, insertNote, 'rollback'));
     expect(await committedBodies()).toEqual([]);
   });
 
@@ -167,7 +163,7 @@ describe.each(databases)('managed sessions on $name', db => {
     });
 
     expect(merged).toBe(true);
-    expect(log.queries).toEqual(
+    expect(sessionQueries(log)).toEqual(
       sql(
         'begin',
         insertNote,
@@ -230,7 +226,13 @@ describe.each(databases)('managed sessions on $name', db => {
   it('passes isolationLevel and readOnly to the transaction', async () => {
     const { log } = await start(db);
     await managedSession(em => em.count(Note), { isolationLevel: IsolationLevel.SERIALIZABLE, readOnly: true });
-    expect(log.queries[0]).toBe(db.name === 'postgresql' ? 'start transaction isolation level serializable read only' : 'begin');
+    const begin = {
+      sqlite: ['begin'],
+      postgresql: ['start transaction isolation level serializable read only'],
+      mariadb: ['set transaction isolation level serializable, read only', 'begin'],
+      mysql: ['set transaction isolation level serializable, read only', 'begin'],
+    };
+    expect(log.queries.slice(0, begin[db.name].length)).toEqual(begin[db.name]);
   });
 
   describe("inside a framework's RequestContext", () => {
@@ -280,7 +282,7 @@ describe.each(databases)('managed sessions on $name', db => {
         });
 
         // the request's own select of a, then the session (its select flushes a first: FlushMode.AUTO)
-        expect(log.queries).toEqual(sql(selectNote, 'begin', updateOwner, selectNote, selectNote, 'commit'));
+        expect(sessionQueries(log)).toEqual(sql(selectNote, 'begin', updateOwner, selectNote, selectNote, 'commit'));
         expect(events).toEqual(['committed: commit']);
         expect(await committedOwners()).toEqual([
           ['a', 'session'],
@@ -290,7 +292,7 @@ describe.each(databases)('managed sessions on $name', db => {
         expect(await requestEm.findOneOrFail(Note, { body: 'b' })).toBe(b);
         log.clear();
         await requestEm.flush(); // nothing left to write
-        expect(log.queries).toEqual([]);
+        expect(sessionQueries(log)).toEqual([]);
       });
     });
 
@@ -312,10 +314,10 @@ describe.each(databases)('managed sessions on $name', db => {
         await expect(session).rejects.toBe(failure);
 
         expect([a.owner, b.owner]).toEqual(['before', 'before']);
-        expect(log.queries.slice(0, 3)).toEqual(sql('begin', updateOwner, 'rollback'));
+        expect(sessionQueries(log).slice(0, 3)).toEqual(sql('begin', updateOwner, 'rollback'));
         log.clear();
         await requestEm.flush();
-        expect(log.queries).toEqual([]);
+        expect(sessionQueries(log)).toEqual([]);
       });
       expect(await committedOwners()).toEqual([
         ['a', 'before'],
@@ -347,7 +349,7 @@ describe.each(databases)('managed sessions on $name', db => {
         expect(ada.addresses.getItems().map(address => address.email)).toEqual(['one@example.com']);
         log.clear();
         await requestEm.flush();
-        expect(log.queries).toEqual([]);
+        expect(sessionQueries(log)).toEqual([]);
       });
       expect((await orm.em.fork().find(Address, {})).map(address => address.email)).toEqual(['one@example.com']);
     });
@@ -376,7 +378,7 @@ describe.each(databases)('managed sessions on $name', db => {
       });
 
       expect(events).toEqual(['callback returns', 'first', 'second sees 1']);
-      expect(log.queries).toEqual(sql('begin', insertNote, 'commit', 'begin', 'select count(*) as "count" from "note" as "n0"', 'commit'));
+      expect(sessionQueries(log)).toEqual(sql('begin', insertNote, 'commit', 'begin', 'select count(*) as "count" from "note" as "n0"', 'commit'));
     });
 
     it('never runs a callback after a rollback', async () => {
@@ -503,7 +505,7 @@ describe.each(databases)('managed sessions on $name', db => {
       expect(await service.addTwo('kept', 'dropped', failure)).toEqual(['kept']);
       await expect(service.add('failed', failure)).rejects.toBe(failure);
 
-      expect(log.queries).toEqual(
+      expect(sessionQueries(log)).toEqual(
         sql(
           'begin',
           'savepoint "trx1"',
@@ -572,8 +574,8 @@ describe.each(databases)('managed sessions on $name', db => {
       for (const { path, handler } of found) {
         expect(await handler.call(controller, path, 'router')).toBe(path === 'above' ? 1 : 2);
       }
-      const sessionQueries = sql('begin', insertNote, 'select count(*) as "count" from "note" as "n0"', 'commit');
-      expect(log.queries).toEqual([...sessionQueries, ...sessionQueries]);
+      const oneSession = sql('begin', insertNote, 'select count(*) as "count" from "note" as "n0"', 'commit');
+      expect(sessionQueries(log)).toEqual([...oneSession, ...oneSession]);
       expect(await committedBodies()).toEqual(['above', 'below']);
     });
   });

@@ -2,8 +2,9 @@ import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManagedSessionError, closeOrm, defineCoasterConfig, initOrm, managedSession } from '../../src/index.js';
-import { closeOrm as closeTestOrm, databases, type TestDatabase, type TestOrm } from '../support/databases.js';
+import { closeOrm as closeTestOrm, threeDatabases, type TestDatabase, type TestOrm } from '../support/databases.js';
 import { Counter, Note, sessionEntities } from '../support/sessionEntities.js';
+import { sessionQueries, sqlFor } from '../support/sessionSql.js';
 
 let testOrm: TestOrm | undefined;
 
@@ -19,9 +20,8 @@ async function start(db: TestDatabase, optInTransactions: boolean) {
   return { orm, log };
 }
 
-describe.each(databases)('opt-in transactions on $name', db => {
-  const sql = (...statements: string[]) =>
-    db.name === 'postgresql' ? statements : statements.map(s => s.replaceAll('"', '`'));
+describe.each(threeDatabases)('opt-in transactions on $name', db => {
+  const sql = sqlFor(db);
   const insertCounter = 'insert into "counter" ("value") values (?) returning "id"';
   const insertNote = 'insert into "note" ("owner", "body") values (?, ?) returning "id"';
   const selectNotes = 'select "n0".* from "note" as "n0"';
@@ -33,7 +33,7 @@ describe.each(databases)('opt-in transactions on $name', db => {
     em.create(Note, { owner: 'a', body: 'autocommitted' });
     em.create(Counter, {});
     await em.flush();
-    expect(log.queries).toEqual(sql(insertCounter, insertNote));
+    expect(sessionQueries(log)).toEqual(sql(insertCounter, insertNote));
     expect(await orm.em.fork().count(Note)).toBe(1);
 
     log.clear();
@@ -41,11 +41,11 @@ describe.each(databases)('opt-in transactions on $name', db => {
       tx.create(Note, { owner: 'a', body: 'atomic' });
       tx.create(Counter, {});
     });
-    expect(log.queries).toEqual(sql('begin', insertCounter, insertNote, 'commit'));
+    expect(sessionQueries(log)).toEqual(sql('begin', insertCounter, insertNote, 'commit'));
 
     log.clear();
     await orm.em.fork().find(Note, {});
-    expect(log.queries).toEqual(sql(selectNotes));
+    expect(sessionQueries(log)).toEqual(sql(selectNotes));
   });
 
   it('without the option, MikroORM wraps the same flush in a transaction', async () => {
@@ -54,7 +54,7 @@ describe.each(databases)('opt-in transactions on $name', db => {
     em.create(Note, { owner: 'a', body: 'implicit' });
     em.create(Counter, {});
     await em.flush();
-    expect(log.queries).toEqual(sql('begin', insertCounter, insertNote, 'commit'));
+    expect(sessionQueries(log)).toEqual(sql('begin', insertCounter, insertNote, 'commit'));
   });
 
   it('em.begin()...commit() is atomic, nested transactional is a savepoint, rollback leaves nothing', async () => {
@@ -64,7 +64,7 @@ describe.each(databases)('opt-in transactions on $name', db => {
     em.create(Note, { owner: 'a', body: 'outer' });
     await em.transactional(async tx => void tx.create(Note, { owner: 'a', body: 'nested' }));
     await em.commit();
-    expect(log.queries).toEqual(
+    expect(sessionQueries(log)).toEqual(
       sql('begin', 'savepoint "trx1"', insertNote, 'release savepoint "trx1"', insertNote, 'commit'),
     );
 
@@ -74,7 +74,7 @@ describe.each(databases)('opt-in transactions on $name', db => {
     other.create(Note, { owner: 'b', body: 'rolled back' });
     await other.flush();
     await other.rollback();
-    expect(log.queries).toEqual(sql('begin', insertNote, 'rollback'));
+    expect(sessionQueries(log)).toEqual(sql('begin', insertNote, 'rollback'));
     expect((await orm.em.fork().find(Note, {}, { orderBy: { body: 'asc' } })).map(n => n.body)).toEqual(['nested', 'outer']);
   });
 
@@ -82,7 +82,7 @@ describe.each(databases)('opt-in transactions on $name', db => {
     const { orm, log } = await start(db, true);
     await initOrm(orm);
     await managedSession(async em => void em.create(Note, { owner: 'a', body: 'managed' }));
-    expect(log.queries).toEqual(sql('begin', insertNote, 'commit'));
+    expect(sessionQueries(log)).toEqual(sql('begin', insertNote, 'commit'));
   });
 
   it.each([
@@ -100,7 +100,7 @@ describe.each(databases)('opt-in transactions on $name', db => {
       em.create(Counter, {});
       await expect(em.flush()).rejects.toBeInstanceOf(UniqueConstraintViolationException);
       const statements = sql(insertCounter, insertNote);
-      expect(log.queries).toEqual(optInTransactions ? statements : ['begin', ...statements, 'rollback']);
+      expect(sessionQueries(log)).toEqual(optInTransactions ? statements : ['begin', ...statements, 'rollback']);
       expect(await orm.em.fork().count(Counter)).toBe(countersLeft);
     },
   );

@@ -143,12 +143,15 @@ describe.each(databases)('MikroORM internals on $name', db => {
   it('knex Transaction.begin and trxClient: shapes refused with MikroOrmInternalError, a failed BEGIN mapped', async () => {
     const sent: string[] = [];
     const transaction = { begin: async () => sent.push('BEGIN;'), trxClient: { query: async (_: unknown, sql: string) => sent.push(sql) } };
-    await beginWith(transaction, 'BEGIN IMMEDIATE;', error => error).begin();
+    await beginWith(transaction, ['BEGIN IMMEDIATE;'], error => error).begin();
     expect(sent).toEqual(['BEGIN IMMEDIATE;']);
+    sent.length = 0;
+    await beginWith(transaction, ['SET TRANSACTION ISOLATION LEVEL serializable, READ ONLY;', 'BEGIN;'], error => error).begin();
+    expect(sent).toEqual(['SET TRANSACTION ISOLATION LEVEL serializable, READ ONLY;', 'BEGIN;']);
     const failing = { begin: async () => undefined, trxClient: { query: async () => Promise.reject(new Error('busy')) } };
-    await expect(beginWith(failing, 'BEGIN IMMEDIATE;', error => new Error(`mapped: ${error.message}`)).begin()).rejects.toThrow('mapped: busy');
-    expect(() => beginWith({}, 'BEGIN IMMEDIATE;', error => error)).toThrow(MikroOrmInternalError.missing('knex Transaction.begin').message);
-    await expect(beginWith({ begin: async () => undefined }, 'BEGIN IMMEDIATE;', error => error).begin()).rejects.toThrow(
+    await expect(beginWith(failing, ['BEGIN IMMEDIATE;'], error => new Error(`mapped: ${error.message}`)).begin()).rejects.toThrow('mapped: busy');
+    expect(() => beginWith({}, ['BEGIN IMMEDIATE;'], error => error)).toThrow(MikroOrmInternalError.missing('knex Transaction.begin').message);
+    await expect(beginWith({ begin: async () => undefined }, ['BEGIN IMMEDIATE;'], error => error).begin()).rejects.toThrow(
       MikroOrmInternalError.missing('knex Transaction.trxClient.query').message,
     );
   });

@@ -1,11 +1,13 @@
 import type { AddressInfo } from 'node:net';
 import type { Server, ServerResponse } from 'node:http';
 import { Entity, PrimaryKey, Property, RequestContext, TransactionContext, type EntityManager } from '@mikro-orm/core';
+import { MySqlPlatform, type SqlEntityManager } from '@mikro-orm/knex';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeOrm, CommitOutcomeUnknownError, getOrm, initOrm, ManagedSessionError, onCommit } from '../../src/index.js';
 import type { RequestSessionOptions } from '../../src/sessions/requestSession.js';
 import { backendPid, terminateBackend } from './backends.js';
-import { closeOrm as closeTestOrm, databases, postgresql, type TestDatabase, type TestOrm } from './databases.js';
+import { closeOrm as closeTestOrm, mariadb, postgresql, threeDatabases, type TestDatabase, type TestOrm } from './databases.js';
+import { mariadbAdmin } from './mariadbServer.js';
 import { Note } from './sessionEntities.js';
 
 /**
@@ -73,7 +75,7 @@ export interface NoteRequest<Own extends string = never> {
   /**
    * `throw`: the handler throws; `failing onCommit`: it registers an onCommit callback that throws; `dangling`: it
    * also writes a row that fails the COMMIT; `stream`: that, and it answers in chunks of text; `connection lost`:
-   * it terminates its session's PostgreSQL backend, so the COMMIT meets a dead connection.
+   * it terminates its session's PostgreSQL backend (kills its MariaDB connection), so the COMMIT meets a dead connection.
    */
   then?: 'throw' | 'failing onCommit' | 'dangling' | 'stream' | 'connection lost' | Own;
 }
@@ -133,9 +135,22 @@ export async function insertNote<Own extends string>(
     await em.flush(); // the foreign key is deferred: the COMMIT fails, not this INSERT
   }
   if (then === 'connection lost') {
-    await terminateBackend(await backendPid(em)); // nothing is left to flush: the COMMIT is what fails
+    await loseConnection(em); // nothing is left to flush: the COMMIT is what fails
   }
   return { status, then, json: { id: note.id, inContext: RequestContext.getEntityManager() !== undefined } };
+}
+
+/**
+ * Ends the server connection of `em`'s transaction from another connection, as a restart or an administrator
+ * would: PostgreSQL's `pg_terminate_backend`, MariaDB's `KILL` (both wait until the server has let it go).
+ */
+export async function loseConnection(em: SqlEntityManager): Promise<void> {
+  if (em.getPlatform() instanceof MySqlPlatform) {
+    const [{ id }] = await em.execute<{ id: number | string }[]>('select connection_id() as id');
+    await mariadbAdmin(em.config.get('clientUrl')!, `kill ${Number(id)}`);
+    return;
+  }
+  await terminateBackend(await backendPid(em));
 }
 
 /** Starts an app, after a database of its own made the process-wide ORM ({@link startDatabase}) when `db` is given. */
@@ -187,7 +202,7 @@ export function describeRequestSessions({ name, responseName, start }: HttpInteg
     });
   });
 
-  describe.each(databases)(`${name} on $name`, db => {
+  describe.each(threeDatabases)(`${name} on $name`, db => {
     it(`commits a succeeding request before the ${responseName} is sent, then runs onCommit, then sends it`, async () => {
       const { url, seen } = await start(db);
 
@@ -267,9 +282,11 @@ export function describeRequestSessions({ name, responseName, start }: HttpInteg
       expect(await committed()).toEqual({ notes: [], pending: 0 });
       expect(seen.onCommit).toEqual([]);
     });
+  });
 
+  describe.each([postgresql, ...threeDatabases.filter(db => db === mariadb)])(`${name} on $name, when the connection is lost`, db => {
     it('turns a COMMIT whose connection is lost into CommitOutcomeUnknownError for the error handler, and the next request works', async () => {
-      const { url, seen } = await start(postgresql);
+      const { url, seen } = await start(db);
 
       const response = await post(url, { body: 'lost', then: 'connection lost' });
       expect(response.status).toBe(500);

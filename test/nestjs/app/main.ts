@@ -3,6 +3,7 @@
 // it imports the package by name, which resolves only in the test's consumer directory.
 import 'reflect-metadata';
 import { Entity, MikroORM, PrimaryKey, Property, RequestContext, Unique } from '@mikro-orm/core';
+import { MariaDbDriver } from '@mikro-orm/mariadb';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { Controller, Get, HttpCode, Injectable, Module, Param, Post, Put } from '@nestjs/common';
@@ -96,16 +97,32 @@ export class CommitController {
 
 const entities = [Tag];
 const databaseUrl = process.env.DATABASE_URL;
+const mariadbUrl = process.env.MARIADB_URL;
+
+/** The ORM module: PostgreSQL at DATABASE_URL, MariaDB at MARIADB_URL, else the SQLite file at SQLITE_PATH. */
+function ormModule() {
+  if (databaseUrl) {
+    return CoasterMikroOrmModule.forRootAsync({
+      driver: PostgreSqlDriver,
+      useFactory: () => ({ driver: PostgreSqlDriver, clientUrl: databaseUrl, entities, pool: { max: 5 } }),
+    });
+  }
+  if (mariadbUrl) {
+    // READ COMMITTED, PostgreSQL's default. Under MariaDB's REPEATABLE READ a racing getOrCreate can meet a row its
+    // snapshot hides (TransactionRetryError), which only the outermost session's retries cure, and the GET route's
+    // outermost session is the service's, which also runs nested (where retries are refused).
+    const readCommitted = (connection: { query(sql: string, done: (error: Error | null) => void): void }, done: (error: Error | null, connection: unknown) => void) =>
+      connection.query('set session transaction isolation level read committed', error => done(error, connection));
+    return CoasterMikroOrmModule.forRootAsync({
+      driver: MariaDbDriver,
+      useFactory: () => ({ driver: MariaDbDriver, clientUrl: mariadbUrl, entities, pool: { max: 5, afterCreate: readCommitted } }),
+    });
+  }
+  return CoasterMikroOrmModule.forRoot({ driver: SqliteDriver, dbName: process.env.SQLITE_PATH, entities });
+}
 
 @Module({
-  imports: [
-    databaseUrl
-      ? CoasterMikroOrmModule.forRootAsync({
-          driver: PostgreSqlDriver,
-          useFactory: () => ({ driver: PostgreSqlDriver, clientUrl: databaseUrl, entities, pool: { max: 5 } }),
-        })
-      : CoasterMikroOrmModule.forRoot({ driver: SqliteDriver, dbName: process.env.SQLITE_PATH, entities }),
-  ],
+  imports: [ormModule()],
   controllers: [TagController, CommitController],
   providers: [TagService],
 })
