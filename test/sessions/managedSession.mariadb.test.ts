@@ -376,10 +376,12 @@ describe.each([mariadb, mysqlDriver])('managed sessions on MariaDB through $name
 
       const error = await session.catch((rejection: unknown) => rejection);
       expect(error).toBeInstanceOf(CommitOutcomeUnknownError);
-      // the mariadb connector's 08S01 (ER_CMD_CONNECTION_CLOSED or ER_SOCKET_UNEXPECTED_CLOSE), mysql2's PROTOCOL_CONNECTION_LOST without a SQLSTATE
-      expect((error as Error).cause).toMatchObject(
-        db.name === 'mariadb' ? { sqlState: '08S01', message: expect.stringMatching(/^COMMIT; - /) } : { code: 'PROTOCOL_CONNECTION_LOST', message: expect.stringMatching(/^COMMIT; - Connection lost/) },
-      );
+      // the mariadb connector's 08S01 (ER_CMD_CONNECTION_CLOSED or ER_SOCKET_UNEXPECTED_CLOSE); mysql2's error has no
+      // SQLSTATE, and which one it is depends on when the socket's end arrives: PROTOCOL_CONNECTION_LOST, EPIPE, or
+      // "Can't add new command when connection is in closed state" (no code at all)
+      const cause = (error as Error).cause as Error & { sqlState?: string };
+      expect(cause.message).toMatch(/^COMMIT; - /);
+      expect(cause.sqlState).toBe(db.name === 'mariadb' ? '08S01' : undefined);
       expect(attempts).toBe(1);
       expect(await committedBodies()).toEqual([]);
       const bodies = await Promise.all([0, 1, 2].map(i => managedSession(async em => em.create(Note, { owner: 'next', body: `next/${i}` }).body)));
