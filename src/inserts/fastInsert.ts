@@ -2,6 +2,7 @@ import {
   ChangeSetComputer,
   DriverException,
   EventType,
+  UniqueConstraintViolationException,
   Utils,
   wrap,
   type ChangeSet,
@@ -32,11 +33,12 @@ const SAVEPOINT = 'failsafe_add';
  * inside a transaction wrapped in `savepoint failsafe_add; ...; release savepoint failsafe_add` unless
  * `options.savepoint` is `false`. A duplicate raises no error on the server. On SQLite the insert goes
  * alone (a failed statement leaves the transaction usable there), the select only after a conflict.
- * On MariaDB (10.5 or later: {@link insertPath} asks the server) the statement is `insert ... returning *`
+ * On MariaDB (10.5 or later: {@link insertPath} asks the server) the insert is `insert ... returning *`
  * alone, without ON CONFLICT (which the MySQL family does not have; `insert ignore` would hide other errors
- * too) and without a savepoint: a duplicate is the server's 1062, which rolls back that statement only and
- * propagates as MikroORM's `UniqueConstraintViolationException` for `failsafeAdd` to recover from as on the
- * savepoint path.
+ * too) and without a savepoint: a duplicate is the server's 1062, which rolls back that statement only, and
+ * then the select of `filters` is sent. If that does not find exactly one row (or there are no `filters`),
+ * the 1062 propagates as MikroORM's `UniqueConstraintViolationException`, for `failsafeAdd` to handle as
+ * on the savepoint path (resolve to `undefined`, tell a row a snapshot hides, or rethrow).
  *
  * Resolves to `entity` when it was inserted, to the managed row that `filters` match when it was a
  * duplicate (PostgreSQL, SQLite), to `undefined` for a duplicate without `filters`. When `filters` match no row or several,
@@ -63,19 +65,26 @@ export async function fastInsert<T extends object>(
 ): Promise<T | undefined> {
   const changeSet = await prepareInsert(em, meta, entity);
   const schema = wrap(entity, true).getSchema();
-  if (dialect === 'mysql') {
-    // a 1062 undoes this statement only (InnoDB's statement-level rollback): no savepoint; it propagates
-    const [row] = (await run(em, [insertStatement(em, meta, changeSet.payload, schema, false)], false))[0];
-    return registerInserted(em, meta, entity, changeSet, row);
-  }
-  const insert = insertStatement(em, meta, changeSet.payload, schema, true);
+  const mysql = dialect === 'mysql';
+  // the MySQL family's ON CONFLICT is `insert ignore`, which hides other errors too: a 1062 is the duplicate there
+  const insert = insertStatement(em, meta, changeSet.payload, schema, !mysql);
   const select = filters === undefined ? undefined : await selectStatement(em, meta, filters, schema);
   const savepoint = dialect === 'postgresql' && em.isInTransaction() && options.savepoint !== false;
 
-  let inserted: Dictionary[];
+  let inserted: Dictionary[] = [];
   let matched: Dictionary[] | undefined;
   if (dialect === 'postgresql') {
     [inserted, matched] = await run(em, select ? [insert, select] : [insert], savepoint);
+  } else if (mysql) {
+    try {
+      // a 1062 undoes this statement only (InnoDB's statement-level rollback), so no savepoint
+      [inserted] = await run(em, [insert], false);
+    } catch (error) {
+      matched = error instanceof UniqueConstraintViolationException && select ? (await run(em, [select], false))[0] : undefined;
+      if (matched?.length !== 1) {
+        throw error; // failsafeAdd recovers from it as on the savepoint path, or tells a snapshot hid the row
+      }
+    }
   } else {
     [inserted] = await run(em, [insert], false);
     matched = select && inserted.length === 0 ? (await run(em, [select], false))[0] : undefined;

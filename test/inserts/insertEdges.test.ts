@@ -22,7 +22,7 @@ import {
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from '../../src/index.js';
-import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
+import { closeOrm, threeDatabases, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
 
@@ -106,7 +106,7 @@ async function seed<T extends object>(orm: TestOrm, entity: new () => T, ...data
   await em.flush();
 }
 
-describe.each(databases)('race-safe inserts at the edges on $name', db => {
+describe.each(threeDatabases)('race-safe inserts at the edges on $name', db => {
   describe.each(insertPaths)('on the $name path', path => {
     let orm: TestOrm;
     let log: QueryLog;

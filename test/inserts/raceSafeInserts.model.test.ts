@@ -14,7 +14,7 @@ import { AfterCreate, BeforeCreate, Entity, FlushMode, PrimaryKey, Property } fr
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoasterUsageError } from '../../src/index.js';
-import { closeOrm, databases, type TestOrm } from '../support/databases.js';
+import { closeOrm, threeDatabases, type TestOrm } from '../support/databases.js';
 import { Tag } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
 
@@ -399,7 +399,7 @@ const commands = [
   names.map(n => new UncoveredGetOrCreate(n)),
 ];
 
-describe.each(databases)('race-safe inserts against a reference model on $name', db => {
+describe.each(threeDatabases)('race-safe inserts against a reference model on $name', db => {
   describe.each(insertPaths)('on the $name path', path => {
     let orm: TestOrm;
 
