@@ -134,9 +134,12 @@ const calls: Call[] = [
 
 const cases = cars.flatMap(car => calls.map(call => ({ ...car, ...call })));
 
-/** The log without quotes, as in the other suites. */
+/**
+ * The log without quotes, as in the other suites, and without the `show variables like 'auto_increment_increment'`
+ * that MikroORM's MySQL-family drivers send once per ORM, at the first flush that inserts.
+ */
 function statements(log: QueryLog): string[] {
-  return log.queries.map(q => q.replace(/["`]/g, ''));
+  return log.queries.filter(q => !q.startsWith('show variables')).map(q => q.replace(/["`]/g, ''));
 }
 
 describe.each(threeDatabases)('a race-safe insert that rejects leaves no row on $name', db => {
@@ -173,7 +176,8 @@ describe.each(threeDatabases)('a race-safe insert that rejects leaves no row on 
       expect(statements(log)).toEqual(
         test.inserted
           ? // an afterCreate listener puts the entity on the savepoint path on either ORM: the insert is rolled back
-            [...lookup, open, `insert into ${table} (name) values (?) returning id`, undo]
+            // (MikroORM reads MariaDB's new id from the insert's result, without RETURNING)
+            [...lookup, open, `insert into ${table} (name) values (?)${db.name === 'mariadb' ? '' : ' returning id'}`, undo]
           : // the hook throws before the insert: on the fast path before any SQL
             [...lookup, ...(path.name === 'fast' ? [] : [open, undo])],
       );
@@ -210,7 +214,9 @@ describe.each(threeDatabases)('a race-safe insert that rejects leaves no row on 
     it('entities without afterCreate listeners keep their path in the same ORM', async () => {
       const em = orm.em.fork();
       await em.failsafeAdd(em.create(Tag, { name: 'news' }, { persist: false }));
-      expect(statements(log).some(q => q.includes('on conflict do nothing'))).toBe(path.name === 'fast');
+      // (MariaDB's fast path: `insert ... returning *`, which a flush never sends there)
+      const fast = (q: string) => q.includes(db.name === 'mariadb' ? 'returning *' : 'on conflict do nothing');
+      expect(statements(log).some(fast)).toBe(path.name === 'fast');
     });
   });
 });
