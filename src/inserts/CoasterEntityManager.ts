@@ -89,9 +89,12 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * 3. On PostgreSQL and SQLite most entities take the fast path ({@link fastInsert}): one
    *    `insert ... on conflict do nothing returning *`, sent with the select of `filters` as one string on
    *    PostgreSQL, inside a savepoint only in a transaction (none with `options.savepoint: false`). A
-   *    duplicate raises no error on the server. Entities whose flush it cannot reproduce ({@link insertPath}:
+   *    duplicate raises no error on the server. On MariaDB 10.5+ (asked once per ORM) the fast path is
+   *    `insert ... returning *` alone, without a savepoint (a 1062 rolls back that statement only), then the
+   *    select of `filters` after a 1062. Entities whose flush it cannot reproduce ({@link insertPath}:
    *    versioned, STI, embedded, deferrable uniques, primary relationships, onLoad or afterCreate listeners,
-   *    flush subscribers, new related entities, other drivers) are inserted by a flush in `transactional`
+   *    flush subscribers, new related entities, MySQL-family servers without RETURNING, other drivers) are
+   *    inserted by a flush in `transactional`
    *    with propagation `NESTED`: a SAVEPOINT inside an open transaction, a transaction of its own otherwise.
    * 4. On success the same instance is returned, now managed by this EntityManager.
    * 5. On a `UniqueConstraintViolationException` only the savepoint is rolled back; the caller's
@@ -113,10 +116,14 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    savepoint path's nested transaction, so its error rolls the insert back. Only a subscriber's
    *    `afterTransactionCommit` comes too late: outside a transaction it runs after the savepoint path's
    *    commit, and its error rejects the call with the row committed, as it rejects a plain `flush`.
-   * 8. Under REPEATABLE READ or SERIALIZABLE, when the filters match nothing and no row with any of the
-   *    candidate's unique keys is visible, the conflicting row was committed after the snapshot:
-   *    {@link TransactionRetryError} (on the fast path, ON CONFLICT's 40001 for that hidden row is its cause). A visible row rethrows the violation (retrying cannot help).
-   *    Serialization failures and deadlocks are never caught.
+   * 8. Under REPEATABLE READ or SERIALIZABLE (PostgreSQL), when the filters match nothing and no row with
+   *    any of the candidate's unique keys is visible, the conflicting row was committed after the snapshot:
+   *    {@link TransactionRetryError} (on the fast path, ON CONFLICT's 40001 for that hidden row is its cause).
+   *    A visible row rethrows the violation (retrying cannot help). On the MySQL family, inside a transaction,
+   *    a locking read of the filters (`lock in share mode`) that finds the row the plain read missed means a
+   *    REPEATABLE READ snapshot hides it: {@link TransactionRetryError}; finding nothing rethrows the 1062.
+   *    Serialization failures and deadlocks (MariaDB's 1213 and 1020 roll the whole transaction back) are
+   *    never caught.
    *
    * Inside a transaction it emits (PostgreSQL, fast path, one round trip whether the row is new or not):
    * ```sql
