@@ -18,15 +18,18 @@ import { closeOrm, threeDatabases, type TestOrm } from '../support/databases.js'
 import { Tag } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
 
-/** The natural key whose insert a hook refuses, while a {@link FailingInsert} runs; `undefined` otherwise. */
-let refusedKey: string | undefined;
+/**
+ * The row whose insert a hook refuses, while a {@link FailingInsert} runs; `undefined` otherwise. By kind too: the
+ * pending rows of the other kind that the call flushes first may share the key, and must go in.
+ */
+let refused: { kind: Kind; key: string } | undefined;
 
 /** The error a refusing hook throws. */
 class HookRefusal extends Error {}
 
 /**
  * A row keyed by a natural key, so a new instance can share the primary key of a managed one. Its
- * `beforeCreate` hook refuses {@link refusedKey}; the fast path fires it before sending the insert.
+ * `beforeCreate` hook refuses {@link refused}; the fast path fires it before sending the insert.
  */
 @Entity()
 class Handle {
@@ -38,13 +41,13 @@ class Handle {
 
   @BeforeCreate()
   refuse(): void {
-    if (this.nick === refusedKey) {
+    if (refused?.kind === 'handle' && this.nick === refused.key) {
       throw new HookRefusal(`beforeCreate refused ${this.nick}`);
     }
   }
 }
 
-/** A natural key with an `afterCreate` hook that refuses {@link refusedKey}: inserted on the savepoint path. */
+/** A natural key with an `afterCreate` hook that refuses {@link refused}: inserted on the savepoint path. */
 @Entity()
 class Ticket {
   @PrimaryKey({ type: 'string' })
@@ -55,7 +58,7 @@ class Ticket {
 
   @AfterCreate()
   refuse(): void {
-    if (this.code === refusedKey) {
+    if (refused?.kind === 'ticket' && this.code === refused.key) {
       throw new HookRefusal(`afterCreate refused ${this.code}`);
     }
   }
@@ -78,7 +81,7 @@ type Row = Tag | Handle | Ticket;
 /**
  * `key`: the natural key's property. `mappedWhenNew`: MikroORM puts a persisted entity in the identity map
  * before it is inserted when its primary key is known, as a natural key is. `hook`: which of the entity's
- * hooks refuses {@link refusedKey}, if any.
+ * hooks refuses {@link refused}, if any.
  */
 const KINDS: Record<Kind, { entity: typeof Tag | typeof Handle | typeof Ticket; key: string; mappedWhenNew: boolean; hook?: string }> = {
   tag: { entity: Tag, key: 'name', mappedWhenNew: false },
@@ -269,7 +272,7 @@ class FailingInsert implements Command {
   check = (m: Readonly<Model>) => KINDS[this.kind].hook !== undefined && !m.memory[this.kind].has(this.name) && !m.db[this.kind].has(this.name);
   async run(m: Model, r: Real): Promise<void> {
     const where = { [KINDS[this.kind].key]: this.name } as never;
-    refusedKey = this.name;
+    refused = { kind: this.kind, key: this.name };
     try {
       const call =
         this.call === 'failsafeAdd'
@@ -277,7 +280,7 @@ class FailingInsert implements Command {
           : r.em.getOrCreate(KINDS[this.kind].entity as typeof Tag, where, { color: this.color });
       await expect(call).rejects.toThrow(HookRefusal);
     } finally {
-      refusedKey = undefined;
+      refused = undefined;
     }
     m.flush(); // both flush every other pending change before the insert
     forgetRemoved(m, r);
