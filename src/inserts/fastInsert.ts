@@ -41,8 +41,8 @@ const SAVEPOINT = 'failsafe_add';
  * on the savepoint path (resolve to `undefined`, tell a row a snapshot hides, or rethrow).
  *
  * Resolves to `entity` when it was inserted, to the managed row that `filters` match when it was a
- * duplicate (PostgreSQL, SQLite), to `undefined` for a duplicate without `filters`. When `filters` match no row or several,
- * the same row is inserted again without ON CONFLICT, so that the database names the violated
+ * duplicate, to `undefined` for a duplicate without `filters` (PostgreSQL, SQLite). When `filters` match no row or
+ * several there, the same row is inserted again without ON CONFLICT, so that the database names the violated
  * constraint: that `UniqueConstraintViolationException` propagates for the caller's recovery (or the
  * row is inserted, if the conflicting one went away meanwhile). Errors propagate as MikroORM's
  * exceptions, the savepoint rolled back first (if that fails too, its error is attached to theirs: see
