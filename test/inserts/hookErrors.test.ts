@@ -1,7 +1,7 @@
 /**
  * A race-safe insert that rejects leaves no row (issue 15, point 1): an `afterCreate` that throws, in the
  * entity or in a subscriber, rolls its insert back; an `onCreate` or `beforeCreate` that throws does so
- * before the insert is sent. Run on both databases and both insert paths, outside a transaction and inside
+ * before the insert is sent. Run on SQLite, PostgreSQL and MariaDB and both insert paths, outside a transaction and inside
  * one whose other work commits; after each rejection the database, the identity map and a later flush
  * are checked, not only the error. Last, the documented exception: a subscriber's
  * `afterTransactionCommit`, which runs after the commit.
