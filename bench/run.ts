@@ -3,6 +3,8 @@
  * the same run, then failsafeAdd's fast path against its savepoint path on SQLite. Uses
  * $COASTER_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test) to create a scratch
  * database, or a throwaway server when nothing answers there; SQLite uses files in a temporary folder.
+ * MariaDB's table uses $COASTER_TEST_MARIADB_URL (default mysql://root@127.0.0.1:3306/test), and is left out,
+ * saying so, when no server answers there.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,7 +12,9 @@ import { join } from 'node:path';
 import { MikroORM, type EventSubscriber } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
+import { MariaDbDriver } from '@mikro-orm/mariadb';
 import { SqliteDriver } from '@mikro-orm/sqlite';
+import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { BenchTag as Tag } from './entities.js';
 import { type CoasterEntityManager, defineCoasterConfig } from '../src/index.js';
@@ -20,6 +24,7 @@ import {
   postgresAnswers,
   startThrowawayPostgres,
 } from '../test/support/postgresServer.js';
+import { DEFAULT_MARIADB_URL, MARIADB_URL_VARIABLE, mariadbAdmin, mariadbAnswers } from '../test/support/mariadbServer.js';
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 400);
 const WORKERS = 8;
@@ -130,7 +135,10 @@ async function contention(
 }
 
 /** A contention worker running `insert` for every key in one MikroORM transaction. */
-function ormWorker(orm: MikroORM<PostgreSqlDriver, Em>, insert: (em: Em, name: string) => Promise<unknown>): Worker {
+function ormWorker<D extends AbstractSqlDriver>(
+  orm: MikroORM<D, CoasterEntityManager<D>>,
+  insert: (em: CoasterEntityManager<D>, name: string) => Promise<unknown>,
+): Worker {
   return keys =>
     orm.em.fork().transactional(async em => {
       for (const name of keys) {
@@ -351,5 +359,161 @@ async function sqliteRows(): Promise<Row[]> {
   }
 }
 
+type MariaDbEm = CoasterEntityManager<MariaDbDriver>;
+
+/** The floor on MariaDB: what mysql2 alone needs to insert a row (`insert ... returning *`) or, on 1062, find it. */
+async function mariadbFloorInsert(connection: mysql.Connection, name: string): Promise<unknown> {
+  try {
+    const [rows] = await connection.query('insert into bench_tag (name) values (?) returning *', [name]);
+    return (rows as unknown[])[0];
+  } catch (error) {
+    if ((error as { errno?: number }).errno !== 1062) {
+      throw error;
+    }
+    const [rows] = await connection.query('select * from bench_tag where name = ? limit 2', [name]);
+    return (rows as unknown[])[0];
+  }
+}
+
+/**
+ * failsafeAdd on MariaDB through `@mikro-orm/mariadb`, against the same baselines as PostgreSQL's and the raw mysql2
+ * floor, then under contention. The fast path sends `insert ... returning *` alone and the select only after a
+ * 1062: a new row is one round trip, a duplicate two (PostgreSQL sends both statements as one string; MariaDB's
+ * connectors run several statements in one round trip only with the connection-wide `multipleStatements`
+ * option, which the library cannot turn on), so the "existing row vs new row" target has no MariaDB counterpart.
+ */
+async function mariadbTables(): Promise<void> {
+  const serverUrl = process.env[MARIADB_URL_VARIABLE] || DEFAULT_MARIADB_URL;
+  if (!(await mariadbAnswers(serverUrl))) {
+    console.log(`\nMariaDB: no server answers at ${serverUrl}; its table is left out.`);
+    return;
+  }
+  await mariadbAdmin(serverUrl, 'drop database if exists coaster_bench', 'create database coaster_bench');
+  const url = new URL(serverUrl);
+  url.pathname = '/coaster_bench';
+  const options = { driver: MariaDbDriver, clientUrl: url.toString(), entities: [Tag], pool: { max: WORKERS + 2 } };
+  const orm = await MikroORM.init<MariaDbDriver, MariaDbEm>(defineCoasterConfig(options));
+  const savepointOrm = await MikroORM.init<MariaDbDriver, MariaDbEm>(defineCoasterConfig({ ...options, subscribers: [new FlushListener()] }));
+  const pool = mysql.createPool({ uri: url.toString(), connectionLimit: WORKERS });
+  const raw = await mysql.createConnection({ uri: url.toString() });
+  try {
+    await orm.schema.createSchema();
+    const rows: Row[] = [];
+    const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
+      rows.push({ case: name, baseline, baselineMs, subjectMs, target });
+    const newTag = (em: MariaDbEm, name: string) => em.create(Tag, { name }, { persist: false });
+    await inRolledBackTransaction(orm, async em => {
+      await em.failsafeAdd(newTag(em, 'existing'));
+      em.clear();
+      row(
+        'in a transaction: failsafeAdd, new row',
+        'persist + flush',
+        await compare(
+          i => em.persist(em.create(Tag, { name: `persist-${i}` })).flush(),
+          i => em.failsafeAdd(newTag(em, `fast-${i}`), { name: `fast-${i}` }),
+          () => em.clear(),
+        ),
+        1.3,
+      );
+      row(
+        'in a transaction: failsafeAdd, existing row (two round trips)',
+        'failsafeAdd, new row',
+        await compare(
+          i => em.failsafeAdd(newTag(em, `fast2-${i}`), { name: `fast2-${i}` }),
+          () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' }),
+          () => em.clear(),
+        ),
+      );
+    });
+    await inRolledBackTransaction(savepointOrm, async em => {
+      await em.failsafeAdd(newTag(em, 'existing'));
+      em.clear();
+      row(
+        'in a transaction: savepoint path, new row',
+        'persist + flush',
+        await compare(
+          i => em.persist(em.create(Tag, { name: `persist-${i}` })).flush(),
+          i => em.failsafeAdd(newTag(em, `slow-${i}`), { name: `slow-${i}` }),
+          () => em.clear(),
+        ),
+      );
+      row(
+        'in a transaction: savepoint path, existing row',
+        'persist + flush',
+        await compare(
+          i => em.persist(em.create(Tag, { name: `persist2-${i}` })).flush(),
+          () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' }),
+          () => em.clear(),
+        ),
+      );
+    });
+
+    const em = orm.em.fork();
+    await em.failsafeAdd(newTag(em, 'existing'));
+    em.clear();
+    const outside = (prefix: string) => (i: number) => em.failsafeAdd(newTag(em, `${prefix}-${i}`), { name: `${prefix}-${i}` });
+    const existing = () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' });
+    const persist = (prefix: string) => (i: number) => em.persist(em.create(Tag, { name: `${prefix}-${i}` })).flush();
+    row('outside: failsafeAdd, new row', 'persist + flush', await compare(persist('op'), outside('on'), () => em.clear()), 0.75);
+    row('outside: failsafeAdd, existing row', 'persist + flush', await compare(persist('op2'), existing, () => em.clear()), 0.75);
+    row('outside: failsafeAdd, new row', 'floor (mysql2)', await compare(i => mariadbFloorInsert(raw, `raw-${i}`), outside('on2'), () => em.clear()), 1.7);
+    row('outside: failsafeAdd, existing row', 'floor (mysql2)', await compare(() => mariadbFloorInsert(raw, 'existing'), existing, () => em.clear()), 1.7);
+    const slowEm = savepointOrm.em.fork();
+    row(
+      'outside: savepoint path, existing row',
+      'floor (mysql2)',
+      await compare(
+        () => mariadbFloorInsert(raw, 'existing'),
+        () => slowEm.failsafeAdd(newTag(slowEm, 'existing'), { name: 'existing' }),
+        () => slowEm.clear(),
+      ),
+    );
+    row('getOrCreate, existing row', 'findOne', await compare(() => em.findOne(Tag, { name: 'existing' }), () => em.getOrCreate(Tag, { name: 'existing' }), () => em.clear()), 1.1);
+    printRows('MariaDB (@mikro-orm/mariadb)', rows);
+
+    const count = (prefix: string) => orm.em.fork().count(Tag, { name: { $like: `${prefix}%` } });
+    const floorWorker: Worker = async keys => {
+      const connection = await pool.getConnection();
+      try {
+        await connection.query('begin');
+        for (const name of keys) {
+          await mariadbFloorInsert(connection, name);
+        }
+        await connection.query('commit');
+      } catch (error) {
+        await connection.query('rollback');
+        throw error;
+      } finally {
+        connection.release();
+      }
+    };
+    const results = [
+      await contention('floor', floorWorker, count),
+      await contention('failsafeAdd', ormWorker(orm, (em, name) => em.failsafeAdd(newTag(em, name), { name })), count),
+      await contention('savepoint-path', ormWorker(savepointOrm, (em, name) => em.failsafeAdd(newTag(em, name), { name })), count),
+    ];
+    const floor = results[0];
+    const labels: Record<string, string> = { floor: 'floor (mysql2)', 'savepoint-path': 'failsafeAdd, savepoint path' };
+    console.log(`\nMariaDB contention: ${WORKERS} workers x ${KEYS} keys x ${CONTENTION_ROUNDS} rounds, each worker one transaction per round\n`);
+    console.table(
+      results.map(r => ({
+        operation: labels[r.label] ?? r.label,
+        'ops/s': r.opsPerSecond,
+        'vs floor': (r.opsPerSecond / floor.opsPerSecond).toFixed(2),
+        target: r.label === 'failsafeAdd' ? '>= 0.45' : '',
+        'errors escaped': r.escaped,
+        'rows (expected)': `${r.rows} (${KEYS * CONTENTION_ROUNDS})`,
+      })),
+    );
+  } finally {
+    await raw.end();
+    await pool.end();
+    await orm.close();
+    await savepointOrm.close();
+    await mariadbAdmin(serverUrl, 'drop database if exists coaster_bench');
+  }
+}
+
 await main();
 printRows('SQLite (files)', await sqliteRows());
+await mariadbTables();

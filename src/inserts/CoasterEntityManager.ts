@@ -27,6 +27,7 @@ import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, Trans
 import { type FailsafeAddOptions } from './failsafeAddOptions.js';
 import { fastInsert, isHiddenConflict } from './fastInsert.js';
 import { insertPath } from './insertPath.js';
+import { selectStatement } from './statements.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
 import { NestedRollbackGuard } from '../sessions/nestedRollback.js';
 import { withCommitLevel } from '../sessions/onCommit.js';
@@ -89,9 +90,12 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * 3. On PostgreSQL and SQLite most entities take the fast path ({@link fastInsert}): one
    *    `insert ... on conflict do nothing returning *`, sent with the select of `filters` as one string on
    *    PostgreSQL, inside a savepoint only in a transaction (none with `options.savepoint: false`). A
-   *    duplicate raises no error on the server. Entities whose flush it cannot reproduce ({@link insertPath}:
+   *    duplicate raises no error on the server. On MariaDB 10.5+ (asked once per ORM) the fast path is
+   *    `insert ... returning *` alone, without a savepoint (a 1062 rolls back that statement only), then the
+   *    select of `filters` after a 1062. Entities whose flush it cannot reproduce ({@link insertPath}:
    *    versioned, STI, embedded, deferrable uniques, primary relationships, onLoad or afterCreate listeners,
-   *    flush subscribers, new related entities, other drivers) are inserted by a flush in `transactional`
+   *    flush subscribers, new related entities, MySQL-family servers without RETURNING, other drivers) are
+   *    inserted by a flush in `transactional`
    *    with propagation `NESTED`: a SAVEPOINT inside an open transaction, a transaction of its own otherwise.
    * 4. On success the same instance is returned, now managed by this EntityManager.
    * 5. On a `UniqueConstraintViolationException` only the savepoint is rolled back; the caller's
@@ -113,10 +117,14 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    savepoint path's nested transaction, so its error rolls the insert back. Only a subscriber's
    *    `afterTransactionCommit` comes too late: outside a transaction it runs after the savepoint path's
    *    commit, and its error rejects the call with the row committed, as it rejects a plain `flush`.
-   * 8. Under REPEATABLE READ or SERIALIZABLE, when the filters match nothing and no row with any of the
-   *    candidate's unique keys is visible, the conflicting row was committed after the snapshot:
-   *    {@link TransactionRetryError} (on the fast path, ON CONFLICT's 40001 for that hidden row is its cause). A visible row rethrows the violation (retrying cannot help).
-   *    Serialization failures and deadlocks are never caught.
+   * 8. Under REPEATABLE READ or SERIALIZABLE (PostgreSQL), when the filters match nothing and no row with
+   *    any of the candidate's unique keys is visible, the conflicting row was committed after the snapshot:
+   *    {@link TransactionRetryError} (on the fast path, ON CONFLICT's 40001 for that hidden row is its cause).
+   *    A visible row rethrows the violation (retrying cannot help). On the MySQL family, inside a transaction,
+   *    a locking read of the filters (`lock in share mode`) that finds the row the plain read missed means a
+   *    REPEATABLE READ snapshot hides it: {@link TransactionRetryError}; finding nothing rethrows the 1062.
+   *    Serialization failures and deadlocks (MariaDB's 1213 and 1020 roll the whole transaction back) are
+   *    never caught.
    *
    * Inside a transaction it emits (PostgreSQL, fast path, one round trip whether the row is new or not):
    * ```sql
@@ -155,7 +163,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       return em.loadExisting(meta, entity, filters, conflict);
     }
 
-    const path = insertPath(em, meta, entity);
+    const path = await insertPath(em, meta, entity);
     try {
       if ('dialect' in path) {
         const result = await fastInsert(em, meta, entity, filters, path.dialect, options);
@@ -526,11 +534,48 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     if (rows.length > 1) {
       throw MultipleResultsError.onConflict(meta.className, filters, rows.length, conflict);
     }
-    const isolationLevel = await this.snapshotIsolationLevel();
-    if (isolationLevel && !(await this.anyUniqueKeyVisible(meta, candidate))) {
+    const isolationLevel = await this.snapshotHidingConflict(meta, candidate, filters);
+    if (isolationLevel) {
       throw TransactionRetryError.hiddenConflict(meta.className, isolationLevel, conflict);
     }
     throw conflict;
+  }
+
+  /**
+   * The isolation level of the open transaction when its snapshot hides the row that an insert of
+   * `candidate` conflicted with, which `filters` matched nothing of; `undefined` when no snapshot hides it
+   * (outside a transaction, under READ COMMITTED, on SQLite, which serialises writers).
+   * - PostgreSQL: the transaction is REPEATABLE READ or SERIALIZABLE (asked) and no row sharing one of
+   *   `candidate`'s unique keys is visible ({@link anyUniqueKeyVisible}).
+   * - MySQL family: a locking read of `filters` (`lock in share mode`: InnoDB's current read, of the latest
+   *   committed rows) finds the row that the plain read did not. Only a REPEATABLE READ snapshot can hide a
+   *   committed row (READ COMMITTED reads the latest one, SERIALIZABLE's reads all lock), and the row is
+   *   committed: InnoDB raised the 1062 only once its insert committed, and the 1062 left this transaction
+   *   a shared lock on it. The locking read keeps its locks (on the gap where `filters` match nothing)
+   *   until the transaction ends; with `innodb_snapshot_isolation` on (MariaDB 11.6's default) it fails
+   *   instead with 1020, which rolls the whole transaction back and propagates.
+   */
+  private async snapshotHidingConflict<T extends object>(
+    meta: EntityMetadata<T>,
+    candidate: T,
+    filters: FilterQuery<T>,
+  ): Promise<string | undefined> {
+    if (!this.isInTransaction()) {
+      return undefined;
+    }
+    switch (dialectOf(this.getPlatform())) {
+      case 'postgresql': {
+        const [row] = await this.execute<{ level: string }[]>(`select current_setting('transaction_isolation') as level`);
+        return SNAPSHOT_ISOLATION_LEVELS.has(row.level) && !(await this.anyUniqueKeyVisible(meta, candidate)) ? row.level : undefined;
+      }
+      case 'mysql': {
+        const locking = await selectStatement(this, meta, filters, undefined, true);
+        const rows = await this.execute<unknown[]>(locking.sql, [...locking.params], 'all');
+        return rows.length > 0 ? 'repeatable read' : undefined;
+      }
+      default:
+        return undefined;
+    }
   }
 
   /**
@@ -552,18 +597,5 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     }
     const visible = await this.count(meta.class, { $or: conditions } as FilterQuery<T>, { filters: false, connectionType: 'write' });
     return visible > 0;
-  }
-
-  /**
-   * The isolation level of the open PostgreSQL transaction when it reads from a snapshot taken at its
-   * start (REPEATABLE READ, SERIALIZABLE); `undefined` outside a transaction, under READ COMMITTED, and
-   * on databases without such snapshots (SQLite serialises writers, so a conflicting row is visible).
-   */
-  private async snapshotIsolationLevel(): Promise<string | undefined> {
-    if (!this.isInTransaction() || dialectOf(this.getPlatform()) !== 'postgresql') {
-      return undefined;
-    }
-    const [row] = await this.execute<{ level: string }[]>(`select current_setting('transaction_isolation') as level`);
-    return SNAPSHOT_ISOLATION_LEVELS.has(row.level) ? row.level : undefined;
   }
 }

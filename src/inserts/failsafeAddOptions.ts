@@ -16,8 +16,8 @@ export interface FailsafeAddOptions {
    * A duplicate is still resolved without an error. The trade-off: any other error (foreign key,
    * NOT NULL, CHECK, and a REPEATABLE READ snapshot hiding the conflicting row, which then comes out as
    * MikroORM's `DeadlockException` with code 40001) aborts your whole transaction: roll it back.
-   * No effect outside a transaction, on SQLite (which never needs the savepoint), or for entities that
-   * take the savepoint path. Default: `true`.
+   * No effect outside a transaction, on SQLite and MariaDB (which never need the savepoint: a failed
+   * statement leaves their transaction usable), or for entities that take the savepoint path. Default: `true`.
    */
   savepoint?: boolean;
 

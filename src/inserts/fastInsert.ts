@@ -2,6 +2,7 @@ import {
   ChangeSetComputer,
   DriverException,
   EventType,
+  UniqueConstraintViolationException,
   Utils,
   wrap,
   type ChangeSet,
@@ -21,9 +22,10 @@ import { insertStatement, selectStatement, type Statement } from './statements.j
 const SAVEPOINT = 'failsafe_add';
 
 /**
- * Inserts a new, unmanaged `entity` with `insert ... on conflict do nothing returning *`, leaving it as a
- * flush would: `onCreate` values set, validated, `beforeCreate` hooks fired, managed with every column
- * the database returned, its snapshot taken (a later flush sends nothing). Entities with `afterCreate`
+ * Inserts a new, unmanaged `entity` with `insert ... on conflict do nothing returning *` (MariaDB:
+ * `insert ... returning *`), leaving it as a flush would: `onCreate` values set, validated, `beforeCreate`
+ * hooks fired, managed with every column the database returned, its snapshot taken (a later flush sends
+ * nothing). Entities with `afterCreate`
  * listeners never come here ({@link insertPath}): their hook's error must roll the insert back. Anything
  * that throws before the insert (an `onCreate`, a `beforeCreate` hook, validation) throws before any SQL.
  *
@@ -31,10 +33,16 @@ const SAVEPOINT = 'failsafe_add';
  * inside a transaction wrapped in `savepoint failsafe_add; ...; release savepoint failsafe_add` unless
  * `options.savepoint` is `false`. A duplicate raises no error on the server. On SQLite the insert goes
  * alone (a failed statement leaves the transaction usable there), the select only after a conflict.
+ * On MariaDB (10.5 or later: {@link insertPath} asks the server) the insert is `insert ... returning *`
+ * alone, without ON CONFLICT (which the MySQL family does not have; `insert ignore` would hide other errors
+ * too) and without a savepoint: a duplicate is the server's 1062, which rolls back that statement only, and
+ * then the select of `filters` is sent. If that does not find exactly one row (or there are no `filters`),
+ * the 1062 propagates as MikroORM's `UniqueConstraintViolationException`, for `failsafeAdd` to handle as
+ * on the savepoint path (resolve to `undefined`, tell a row a snapshot hides, or rethrow).
  *
  * Resolves to `entity` when it was inserted, to the managed row that `filters` match when it was a
- * duplicate, to `undefined` for a duplicate without `filters`. When `filters` match no row or several,
- * the same row is inserted again without ON CONFLICT, so that the database names the violated
+ * duplicate, to `undefined` for a duplicate without `filters` (PostgreSQL, SQLite). When `filters` match no row or
+ * several there, the same row is inserted again without ON CONFLICT, so that the database names the violated
  * constraint: that `UniqueConstraintViolationException` propagates for the caller's recovery (or the
  * row is inserted, if the conflicting one went away meanwhile). Errors propagate as MikroORM's
  * exceptions, the savepoint rolled back first (if that fails too, its error is attached to theirs: see
@@ -57,14 +65,26 @@ export async function fastInsert<T extends object>(
 ): Promise<T | undefined> {
   const changeSet = await prepareInsert(em, meta, entity);
   const schema = wrap(entity, true).getSchema();
-  const insert = insertStatement(em, meta, changeSet.payload, schema, true);
+  const mysql = dialect === 'mysql';
+  // the MySQL family's ON CONFLICT is `insert ignore`, which hides other errors too: a 1062 is the duplicate there
+  const insert = insertStatement(em, meta, changeSet.payload, schema, !mysql);
   const select = filters === undefined ? undefined : await selectStatement(em, meta, filters, schema);
   const savepoint = dialect === 'postgresql' && em.isInTransaction() && options.savepoint !== false;
 
-  let inserted: Dictionary[];
+  let inserted: Dictionary[] = [];
   let matched: Dictionary[] | undefined;
   if (dialect === 'postgresql') {
     [inserted, matched] = await run(em, select ? [insert, select] : [insert], savepoint);
+  } else if (mysql) {
+    try {
+      // a 1062 undoes this statement only (InnoDB's statement-level rollback), so no savepoint
+      [inserted] = await run(em, [insert], false);
+    } catch (error) {
+      matched = error instanceof UniqueConstraintViolationException && select ? (await run(em, [select], false))[0] : undefined;
+      if (matched?.length !== 1) {
+        throw error; // failsafeAdd recovers from it as on the savepoint path, or tells a snapshot hid the row
+      }
+    }
   } else {
     [inserted] = await run(em, [insert], false);
     matched = select && inserted.length === 0 ? (await run(em, [select], false))[0] : undefined;
@@ -175,7 +195,9 @@ function registerInserted<T extends object>(
   row: Dictionary,
 ): T {
   const uow = em.getUnitOfWork(false);
-  uow.getChangeSetPersister().mapReturnedValues(entity, changeSet.payload, row, meta);
+  // MikroORM maps returned rows only where its platform sends RETURNING, and for em.upsert's row (its last
+  // flag), as for MariaDB's `insert ... returning *` here; the payload it then converts is not used again
+  uow.getChangeSetPersister().mapReturnedValues(entity, changeSet.payload, row, meta, !em.getPlatform().usesReturningStatement());
   registerManaged(uow, entity, em.getComparator().prepareEntity(entity));
   if (em.config.get('populateAfterFlush')) {
     // what the flush's (private) ChangeSetPersister.markAsPopulated does

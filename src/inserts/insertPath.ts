@@ -1,5 +1,6 @@
 import {
   EventType,
+  type Configuration,
   ReferenceKind,
   Reference,
   Utils,
@@ -11,8 +12,11 @@ import {
 import type { SqlEntityManager } from '@mikro-orm/knex';
 import { dialectOf } from '../shared/dialect.js';
 
-/** The databases whose `insert ... on conflict do nothing returning *` the fast path sends. */
-export type FastPathDialect = 'postgresql' | 'sqlite';
+/**
+ * The databases the fast path serves: PostgreSQL and SQLite (`insert ... on conflict do nothing returning *`)
+ * and MariaDB 10.5 or later (`insert ... returning *`, through `@mikro-orm/mariadb` or `@mikro-orm/mysql`).
+ */
+export type FastPathDialect = 'postgresql' | 'sqlite' | 'mysql';
 
 /**
  * Subscriber hooks that run only inside a flush or a transaction that the flush opens: a subscriber with
@@ -106,20 +110,25 @@ function computeMetadataReason(meta: EntityMetadata): string | undefined {
 
 /**
  * Which way `failsafeAdd` inserts `entity`: on the fast path (`insert ... on conflict do nothing
- * returning *`, see {@link fastInsert}) it returns the database's dialect; otherwise it returns why
- * the savepoint path is used. Chosen from the entity's metadata (cached), its `onLoad` and `afterCreate`
- * listeners (entity hooks and subscribers), the ORM's subscribers (see {@link InsertPathAware}), and
- * whether the entity holds a new entity that a flush would cascade to.
+ * returning *`, or `insert ... returning *` on MariaDB, see {@link fastInsert}) it returns the database's
+ * dialect; otherwise it returns why the savepoint path is used. Chosen from the entity's metadata (cached),
+ * its `onLoad` and `afterCreate` listeners (entity hooks and subscribers), the ORM's subscribers (see
+ * {@link InsertPathAware}), whether the entity holds a new entity that a flush would cascade to, and, on
+ * the MySQL family, whether the server has `INSERT ... RETURNING` ({@link serverVersion}).
  *
  * @example
  * ```ts
- * const path = insertPath(em, em.getMetadata().get(Tag), tag); // 'postgresql', or e.g. 'it is versioned (version)'
+ * const path = await insertPath(em, em.getMetadata().get(Tag), tag); // { dialect: 'postgresql' }, or { reason: 'it is versioned (version)' }
  * ```
  */
-export function insertPath(em: SqlEntityManager, meta: EntityMetadata, entity: object): { dialect: FastPathDialect } | { reason: string } {
-  const dialect = fastPathDialect(em);
-  if (!dialect) {
-    return { reason: `the fast path serves PostgreSQL and SQLite, not ${em.getPlatform().constructor.name}` };
+export async function insertPath(
+  em: SqlEntityManager,
+  meta: EntityMetadata,
+  entity: object,
+): Promise<{ dialect: FastPathDialect } | { reason: string }> {
+  const dialect = dialectOf(em.getPlatform());
+  if (dialect === 'other') {
+    return { reason: `the fast path serves PostgreSQL, SQLite and MariaDB, not ${em.getPlatform().constructor.name}` };
   }
   const reason =
     metadataReason(meta) ??
@@ -128,12 +137,41 @@ export function insertPath(em: SqlEntityManager, meta: EntityMetadata, entity: o
     // the `subscribers` option, not the event manager's: em.transactional registers a subscriber of its own
     // there, whose afterFlush only forgets deleted entities
     [...em.config.get('subscribers')].map(subscriber => subscriberReason(subscriber, meta)).find(reason => reason !== undefined);
-  return reason === undefined ? { dialect } : { reason };
+  if (reason !== undefined) {
+    return { reason };
+  }
+  if (dialect === 'mysql') {
+    const version = await serverVersion(em);
+    if (!hasReturning(version)) {
+      return { reason: `the server (${version}) has no INSERT ... RETURNING, which MariaDB has from 10.5` };
+    }
+  }
+  return { dialect };
 }
 
-function fastPathDialect(em: SqlEntityManager): FastPathDialect | undefined {
-  const dialect = dialectOf(em.getPlatform());
-  return dialect === 'postgresql' || dialect === 'sqlite' ? dialect : undefined;
+/** The server version of each ORM on the MySQL family, asked once (`select version()`), by its configuration. */
+const serverVersions = new WeakMap<Configuration, Promise<string>>();
+
+/**
+ * The MySQL-family server's version string (`10.11.19-MariaDB-0+deb12u1`, `8.0.36`), asked with one
+ * `select version()` per ORM (logged like every query), in the caller's transaction if there is one. The
+ * driver cannot tell: `@mikro-orm/mysql` may talk to MariaDB and `@mikro-orm/mariadb` to MySQL. A failed
+ * query is not remembered: the next call asks again.
+ */
+function serverVersion(em: SqlEntityManager): Promise<string> {
+  let version = serverVersions.get(em.config);
+  if (!version) {
+    version = em.execute<{ version: string }[]>('select version() as version').then(([row]) => row.version);
+    serverVersions.set(em.config, version);
+    version.catch(() => serverVersions.delete(em.config));
+  }
+  return version;
+}
+
+/** Whether a MySQL-family server of `version` has `INSERT ... RETURNING`: MariaDB from 10.5; no MySQL release. */
+function hasReturning(version: string): boolean {
+  const [major, minor] = (/^(\d+)\.(\d+)/.exec(version) ?? []).slice(1).map(Number);
+  return /mariadb/i.test(version) && (major > 10 || (major === 10 && minor >= 5));
 }
 
 /** A new entity on a to-one relation would be inserted by the flush too (cascade persist). */

@@ -1,4 +1,4 @@
-import { ReferenceKind, Utils, type Dictionary, type EntityData, type EntityMetadata, type EntityProperty, type FilterQuery } from '@mikro-orm/core';
+import { LockMode, ReferenceKind, Utils, type Dictionary, type EntityData, type EntityMetadata, type EntityProperty, type FilterQuery } from '@mikro-orm/core';
 import type { QueryBuilder, SqlEntityManager } from '@mikro-orm/knex';
 import { enabledFilterCondition } from '../shared/internals.js';
 
@@ -36,12 +36,18 @@ const MAX_SHAPES = 64;
 
 /**
  * The insert MikroORM's query builder renders for `payload` (already in database form), returning every
- * column, with `on conflict do nothing` if `ignoreConflicts`.
+ * column, with `on conflict do nothing` if `ignoreConflicts`. On the MySQL family, whose platforms drop the
+ * query builder's `returning` (MySQL has no `INSERT ... RETURNING`; MariaDB has it from 10.5, which the fast
+ * path checks first), ` returning *` is appended to the query builder's SQL; `ignoreConflicts` is never asked
+ * for there: the query builder renders it as `insert ignore`, which turns other errors (truncation, NULL into
+ * NOT NULL, a missing foreign key) into warnings too.
  *
  * @example
  * ```ts
  * insertStatement(em, meta, { name: 'news' }, undefined, true);
  * // { sql: 'insert into "tag" ("name") values (?) on conflict do nothing returning *', params: ['news'] }
+ * insertStatement(mariadbEm, meta, { name: 'news' }, undefined, false);
+ * // { sql: 'insert into `tag` (`name`) values (?) returning *', params: ['news'] }
  * ```
  */
 export function insertStatement<T extends object>(
@@ -51,6 +57,7 @@ export function insertStatement<T extends object>(
   schema: string | undefined,
   ignoreConflicts: boolean,
 ): Statement {
+  const appendReturning = !em.getPlatform().usesReturningStatement();
   const render = () => {
     const qb = em.getDriver().createQueryBuilder<T>(meta.className, em.getTransactionContext(), 'write', false, undefined, undefined, em);
     qb.withSchema(schema).insert(payload as T);
@@ -58,7 +65,8 @@ export function insertStatement<T extends object>(
       qb.onConflict().ignore();
     }
     qb.returning('*' as never);
-    return rendered(qb);
+    const statement = rendered(qb);
+    return appendReturning ? { ...statement, sql: `${statement.sql} returning *` } : statement;
   };
   return fromTemplate(em, meta, ignoreConflicts ? 'insert, ignoring conflicts' : 'insert', schema, payload, render, (keys, table) => {
     // knex lists an insert's columns sorted by name
@@ -74,12 +82,16 @@ export function insertStatement<T extends object>(
 }
 
 /**
- * The select `em.find(entity, filters, { limit: 2 })` sends, with the entity's enabled filters applied.
+ * The select `em.find(entity, filters, { limit: 2 })` sends, with the entity's enabled filters applied; with
+ * `lock`, the one `em.find(entity, filters, { limit: 2, lockMode: LockMode.PESSIMISTIC_READ })` sends (inside a
+ * transaction only), rendered every time: it is sent only after a conflict.
  *
  * @example
  * ```ts
  * await selectStatement(em, meta, { name: 'news' }, undefined);
  * // { sql: 'select "t0".* from "tag" as "t0" where "t0"."name" = ? limit ?', params: ['news', 2] }
+ * await selectStatement(mariadbEm, meta, { name: 'news' }, undefined, true);
+ * // { sql: 'select `t0`.* from `tag` as `t0` where `t0`.`name` = ? limit ? lock in share mode', params: ['news', 2] }
  * ```
  */
 export async function selectStatement<T extends object>(
@@ -87,6 +99,7 @@ export async function selectStatement<T extends object>(
   meta: EntityMetadata<T>,
   filters: FilterQuery<T>,
   schema: string | undefined,
+  lock = false,
 ): Promise<Statement> {
   const enabled = await enabledFilterCondition(em, meta.className);
   const render = () => {
@@ -94,10 +107,13 @@ export async function selectStatement<T extends object>(
     if (!Utils.isEmpty(enabled)) {
       qb.andWhere(enabled as FilterQuery<T>);
     }
+    if (lock) {
+      qb.setLockMode(LockMode.PESSIMISTIC_READ);
+    }
     return rendered(qb);
   };
-  if (!Utils.isPlainObject(filters) || !Utils.isEmpty(enabled) || Object.values(filters).includes(null)) {
-    return render(); // an operator, an entity's filter, or `is null`: not a column equal to a value
+  if (lock || !Utils.isPlainObject(filters) || !Utils.isEmpty(enabled) || Object.values(filters).includes(null)) {
+    return render(); // locking, an operator, an entity's filter, or `is null`: not a column equal to a value
   }
   return fromTemplate(em, meta, 'select', schema, filters, render, (keys, table) => {
     const quote = (name: string) => em.getPlatform().quoteIdentifier(name);

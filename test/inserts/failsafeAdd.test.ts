@@ -7,7 +7,7 @@ import {
   TransactionRetryError,
   defineCoasterConfig,
 } from '../../src/index.js';
-import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
+import { allDrivers, closeOrm, threeDatabases, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { insertPaths, savepointPath } from '../support/insertPaths.js';
 
@@ -18,23 +18,41 @@ function statements(log: QueryLog): string[] {
 
 /** The statements of each path and database, as {@link statements} shows them. */
 interface ExpectedStatements {
+  /** PostgreSQL's and SQLite's; on MariaDB, whose inserts MikroORM sends without `returning id`, without it. */
   savepoint: string[];
   postgresql: string[];
   sqlite: string[];
+  /** MariaDB's fast path: `insert ... returning *` alone, the select only after a duplicate (1062). */
+  mariadb: string[];
 }
 
 const INSERT_TAG = 'insert into tag (name) values (?) on conflict do nothing returning *';
 const SELECT_TAG = 'select t0.* from tag as t0 where t0.name = ? limit ?';
 /** One PostgreSQL round trip inside a transaction: the fast path's statements in its savepoint. */
 const inSavepoint = (...sql: string[]) => ['savepoint failsafe_add', ...sql, 'release savepoint failsafe_add'].join('; ');
+/** MariaDB's fast path insert of a tag. */
+const INSERT_TAG_RETURNING = 'insert into tag (name) values (?) returning *';
+/** The statements of a flush on MariaDB: MikroORM reads the new id from the insert's result, without RETURNING. */
+const withoutReturningId = (sql: string[]) => sql.map(q => q.replace(/ returning id$/, ''));
 
-describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
+/**
+ * Makes MariaDB's fast path ask the server's version (`select version()`, once per ORM) before the statements
+ * a test checks.
+ */
+async function askServerVersion(orm: TestOrm): Promise<void> {
+  const em = orm.em.fork();
+  await em.failsafeAdd(em.create(Tag, { name: 'version' }));
+  await orm.schema.clearDatabase();
+}
+
+describe.each(threeDatabases)('failsafeAdd and addAndCommit on $name', db => {
   describe.each(insertPaths)('on the $name path', path => {
     let orm: TestOrm;
     let log: QueryLog;
 
     beforeAll(async () => {
       ({ orm, log } = await db.init({ entities: raceEntities, ...path.options() }));
+      await askServerVersion(orm);
     });
     afterAll(() => closeOrm(orm));
     beforeEach(async () => {
@@ -42,7 +60,12 @@ describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
       log.clear();
     });
 
-    const expected = (statements: ExpectedStatements) => (path.name === 'savepoint' ? statements.savepoint : statements[db.name]);
+    const expected = (statements: ExpectedStatements) =>
+      path.name === 'fast'
+        ? statements[db.name as keyof ExpectedStatements]
+        : db.name === 'mariadb'
+          ? withoutReturningId(statements.savepoint)
+          : statements.savepoint;
 
     it('is a CoasterEntityManager on orm.em, its forks and transactional callbacks', async () => {
       expectTypeOf(orm.em).toEqualTypeOf<CoasterEntityManager>();
@@ -67,6 +90,7 @@ describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
           savepoint: ['begin', 'insert into tag (name) values (?) returning id', 'commit'],
           postgresql: [`${INSERT_TAG}; ${SELECT_TAG}`],
           sqlite: [INSERT_TAG],
+          mariadb: [INSERT_TAG_RETURNING],
         }),
       );
       log.clear();
@@ -88,6 +112,7 @@ describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
           savepoint: ['begin', 'insert into tag (name, color) values (?, ?) returning id', 'rollback', SELECT_TAG],
           postgresql: [`${insert}; ${SELECT_TAG}`],
           sqlite: [insert, SELECT_TAG],
+          mariadb: ['insert into tag (color, name) values (?, ?) returning *', SELECT_TAG],
         }),
       );
     });
@@ -147,6 +172,7 @@ describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
           ],
           postgresql: ['begin', inSavepoint(insert), 'commit'],
           sqlite: ['begin', insert, 'commit'],
+          mariadb: ['begin', 'insert into address (account_id, email) values (?, ?) returning *', 'commit'],
         }),
       );
       expect(parent.addresses.getItems()).toEqual([address]);
@@ -167,6 +193,8 @@ describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
           savepoint: ['begin', flushed, 'savepoint trx1', flushed, 'rollback to savepoint trx1', flushed, 'commit'],
           postgresql: ['begin', flushed, inSavepoint(INSERT_TAG), flushed, 'commit'],
           sqlite: ['begin', flushed, INSERT_TAG, flushed, 'commit'],
+          // the 1062 undoes the duplicate insert only: no savepoint, no select without filters
+          mariadb: withoutReturningId(['begin', flushed, INSERT_TAG_RETURNING, flushed, 'commit']),
         }),
       );
       expect(await tagNames(orm)).toEqual(['earlier', 'later', 'news']);
@@ -258,6 +286,7 @@ describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
             savepoint: ['begin', 'insert into tag (name) values (?) returning id', 'commit'],
             postgresql: [`${INSERT_TAG}; ${SELECT_TAG}`],
             sqlite: [INSERT_TAG],
+            mariadb: [INSERT_TAG_RETURNING],
           }),
         );
         expect(await orm.em.fork().findOneOrFail(Tag, { name: 'news' })).toMatchObject({ id: tag.id });
@@ -274,6 +303,7 @@ describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
             savepoint: ['begin', 'savepoint trx1', 'insert into tag (name) values (?) returning id', 'release savepoint trx1', 'commit'],
             postgresql: ['begin', inSavepoint(INSERT_TAG, SELECT_TAG), 'commit'],
             sqlite: ['begin', INSERT_TAG, 'commit'],
+            mariadb: ['begin', INSERT_TAG_RETURNING, 'commit'],
           }),
         );
       });
@@ -298,12 +328,13 @@ describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
   });
 });
 
-describe.each(databases)('failsafeAdd with disableTransactions on $name', db => {
+describe.each(threeDatabases)('failsafeAdd with disableTransactions on $name', db => {
   let orm: TestOrm;
   let log: QueryLog;
 
   beforeAll(async () => {
     ({ orm, log } = await db.init({ entities: raceEntities, disableTransactions: true }));
+    await askServerVersion(orm);
   });
 
   it('takes the fast path: one statement per insert, the duplicate found without an error', async () => {
@@ -311,7 +342,11 @@ describe.each(databases)('failsafeAdd with disableTransactions on $name', db => 
     const tag = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
     log.clear();
     expect(await orm.em.fork().failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' })).toMatchObject({ id: tag.id });
-    expect(statements(log)).toEqual(db.name === 'postgresql' ? [`${INSERT_TAG}; ${SELECT_TAG}`] : [INSERT_TAG, SELECT_TAG]);
+    expect(statements(log)).toEqual(
+      { postgresql: [`${INSERT_TAG}; ${SELECT_TAG}`], sqlite: [INSERT_TAG, SELECT_TAG], mariadb: [INSERT_TAG_RETURNING, SELECT_TAG] }[
+        db.name as 'postgresql' | 'sqlite' | 'mariadb'
+      ],
+    );
     await orm.em.fork().nativeDelete(Tag, {});
   });
 
@@ -325,10 +360,8 @@ describe.each(databases)('failsafeAdd with disableTransactions on $name', db => 
     expect(tag.id).toBeTypeOf('number');
     log.clear();
     expect(await orm.em.fork().failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' })).toMatchObject({ id: tag.id });
-    expect(statements(log)).toEqual([
-      'insert into tag (name) values (?) returning id',
-      'select t0.* from tag as t0 where t0.name = ? limit ?',
-    ]);
+    const insert = 'insert into tag (name) values (?) returning id';
+    expect(statements(log)).toEqual([db.name === 'mariadb' ? withoutReturningId([insert])[0] : insert, SELECT_TAG]);
   });
 });
 
@@ -336,83 +369,116 @@ async function tagNames(orm: TestOrm): Promise<string[]> {
   return (await orm.em.fork().find(Tag, {}, { orderBy: { name: 'asc' } })).map(t => t.name);
 }
 
-describe.each(insertPaths)('failsafeAdd under snapshot isolation on postgresql on the $name path', path => {
-  let orm: TestOrm;
+/** The databases with concurrent transactions: PostgreSQL, and MariaDB through both drivers. */
+const servers = allDrivers.filter(db => db.name !== 'sqlite');
 
-  beforeAll(async () => {
-    ({ orm } = await postgresql.init({ entities: raceEntities, ...path.options() }));
-  });
-  afterAll(() => closeOrm(orm));
-  beforeEach(() => orm.schema.clearDatabase());
+describe.each(servers)('failsafeAdd under snapshot isolation on $name', db => {
+  describe.each(insertPaths)('on the $name path', path => {
+    let orm: TestOrm;
+    let log: QueryLog;
 
-  /**
-   * Opens a transaction that reads the key `news` (taking its snapshot), then has another connection
-   * commit `news` in a transaction of the same isolation level, then inserts `news` itself.
-   */
-  async function conflictAfterSnapshot(isolationLevel: IsolationLevel, filters?: { name: string }) {
-    const em = orm.em.fork();
-    await em.begin({ isolationLevel });
-    try {
-      expect(await em.count(Tag, { name: 'news' })).toBe(0);
-      await orm.em.fork().transactional(other => other.addAndCommit(other.create(Tag, { name: 'news' }), { name: 'news' }), {
-        isolationLevel,
-      });
-      return await em.failsafeAdd(em.create(Tag, { name: 'news' }), filters);
-    } finally {
-      await em.rollback();
-    }
-  }
+    beforeAll(async () => {
+      ({ orm, log } = await db.init({ entities: raceEntities, ...path.options() }));
+      await askServerVersion(orm);
+    });
+    afterAll(() => closeOrm(orm));
+    beforeEach(async () => {
+      await orm.schema.clearDatabase();
+      log.clear();
+    });
 
-  it('REPEATABLE READ: throws TransactionRetryError when the conflicting row is invisible', async () => {
-    const error = await conflictAfterSnapshot(IsolationLevel.REPEATABLE_READ, { name: 'news' }).catch(e => e);
-    expect(error).toBeInstanceOf(TransactionRetryError);
-    expect(error).toMatchObject({ entityName: 'Tag', isolationLevel: 'repeatable read' });
-    expect(error.message).toMatch(/Roll back and retry the whole transaction/);
-    // the fast path's ON CONFLICT reports the hidden row as 40001, a plain insert as a unique violation
-    expect(error.cause).toBeInstanceOf(path.name === 'fast' ? DeadlockException : UniqueConstraintViolationException);
-    expect(error.cause).toMatchObject({ code: path.name === 'fast' ? '40001' : '23505' });
-  });
-
-  it('SERIALIZABLE: throws TransactionRetryError when the conflicting row is invisible', async () => {
-    const error = await conflictAfterSnapshot(IsolationLevel.SERIALIZABLE, { name: 'news' }).catch(e => e);
-    expect(error).toBeInstanceOf(TransactionRetryError);
-    expect(error).toMatchObject({ isolationLevel: 'serializable' });
-  });
-
-  it('lets a deadlock (40P01) met inside its savepoint escape as DeadlockException', async () => {
-    const [a, b] = [orm.em.fork(), orm.em.fork()];
-    const failures: unknown[] = [];
-    /** On failure, records the error and ends the victim's transaction so the other one can go on. */
-    const settle = (em: CoasterEntityManager, name: string) =>
-      em.failsafeAdd(em.create(Tag, { name }), { name }).catch(async error => {
-        failures.push(error);
+    /**
+     * Opens a transaction that reads another table (taking its snapshot: PostgreSQL's at the first statement,
+     * InnoDB's at the first plain read, which under MariaDB's SERIALIZABLE locks what it reads), then has another
+     * connection commit `news` in a transaction of the same isolation level, then inserts `news` itself.
+     */
+    async function conflictAfterSnapshot(isolationLevel: IsolationLevel, filters?: { name: string }) {
+      const em = orm.em.fork();
+      await em.begin({ isolationLevel });
+      try {
+        expect(await em.count(Account, {})).toBe(0);
+        await orm.em.fork().transactional(other => other.addAndCommit(other.create(Tag, { name: 'news' }), { name: 'news' }), {
+          isolationLevel,
+        });
+        log.clear();
+        return await em.failsafeAdd(em.create(Tag, { name: 'news' }), filters);
+      } finally {
         await em.rollback();
-      });
-    await a.begin();
-    await b.begin();
-    try {
-      for (const em of [a, b]) {
-        await em.execute(`set local deadlock_timeout = '50ms'`);
       }
-      await a.failsafeAdd(a.create(Tag, { name: 'first' }));
-      await b.failsafeAdd(b.create(Tag, { name: 'second' }));
-      // a waits for b's "second", b waits for a's "first": PostgreSQL breaks the cycle.
-      await Promise.all([settle(a, 'second'), settle(b, 'first')]);
-      expect(failures).toHaveLength(1);
-      expect(failures[0]).toBeInstanceOf(DeadlockException);
-      expect(failures[0]).toMatchObject({ code: '40P01' });
-    } finally {
-      for (const em of [a, b]) {
-        if (em.isInTransaction()) {
+    }
+
+    it('REPEATABLE READ: throws TransactionRetryError when the conflicting row is invisible', async () => {
+      const error = await conflictAfterSnapshot(IsolationLevel.REPEATABLE_READ, { name: 'news' }).catch(e => e);
+      expect(error).toBeInstanceOf(TransactionRetryError);
+      expect(error).toMatchObject({ entityName: 'Tag', isolationLevel: 'repeatable read' });
+      expect(error.message).toMatch(/Roll back and retry the whole transaction/);
+      if (db.name === 'postgresql') {
+        // the fast path's ON CONFLICT reports the hidden row as 40001, a plain insert as a unique violation
+        expect(error.cause).toBeInstanceOf(path.name === 'fast' ? DeadlockException : UniqueConstraintViolationException);
+        expect(error.cause).toMatchObject({ code: path.name === 'fast' ? '40001' : '23505' });
+      } else {
+        // InnoDB's 1062 either way; the plain select misses the row, the locking read finds it
+        expect(error.cause).toBeInstanceOf(UniqueConstraintViolationException);
+        expect(error.cause).toMatchObject({ errno: 1062 });
+        expect(statements(log).slice(-3)).toEqual([SELECT_TAG, `${SELECT_TAG} lock in share mode`, 'rollback']);
+      }
+    });
+
+    it('REPEATABLE READ: rethrows the violation when the filters match no row, hidden or not', async () => {
+      const error = await conflictAfterSnapshot(IsolationLevel.REPEATABLE_READ, { name: 'elsewhere' }).catch(e => e);
+      expect(error).toBeInstanceOf(db.name === 'postgresql' ? TransactionRetryError : UniqueConstraintViolationException);
+    });
+
+    it('SERIALIZABLE: throws TransactionRetryError when the conflicting row is invisible (PostgreSQL), finds it (MariaDB)', async () => {
+      const result = await conflictAfterSnapshot(IsolationLevel.SERIALIZABLE, { name: 'news' }).catch(e => e);
+      if (db.name === 'postgresql') {
+        expect(result).toBeInstanceOf(TransactionRetryError);
+        expect(result).toMatchObject({ isolationLevel: 'serializable' });
+      } else {
+        // InnoDB's SERIALIZABLE reads lock and see the latest committed rows: no snapshot hides the winner
+        expect(result).toBeInstanceOf(Tag);
+        expect(result).toMatchObject({ name: 'news' });
+      }
+    });
+
+    it('lets a deadlock met inside its insert escape as DeadlockException', async () => {
+      const [a, b] = [orm.em.fork(), orm.em.fork()];
+      const failures: unknown[] = [];
+      /** On failure, records the error and ends the victim's transaction so the other one can go on. */
+      const settle = (em: CoasterEntityManager, name: string) =>
+        em.failsafeAdd(em.create(Tag, { name }), { name }).catch(async error => {
+          failures.push(error);
           await em.rollback();
+        });
+      await a.begin();
+      await b.begin();
+      try {
+        if (db.name === 'postgresql') {
+          for (const em of [a, b]) {
+            await em.execute(`set local deadlock_timeout = '50ms'`);
+          }
+        }
+        await a.failsafeAdd(a.create(Tag, { name: 'first' }));
+        await b.failsafeAdd(b.create(Tag, { name: 'second' }));
+        // a waits for b's "second", b waits for a's "first": the database breaks the cycle.
+        await Promise.all([settle(a, 'second'), settle(b, 'first')]);
+        expect(failures).toHaveLength(1);
+        expect(failures[0]).toBeInstanceOf(DeadlockException);
+        // InnoDB rolls the victim's whole transaction back (1213): nothing recovers from it
+        expect(failures[0]).toMatchObject(db.name === 'postgresql' ? { code: '40P01' } : { errno: 1213 });
+      } finally {
+        for (const em of [a, b]) {
+          if (em.isInTransaction()) {
+            await em.rollback();
+          }
         }
       }
-    }
-  });
+    });
 
-  it('READ COMMITTED: sees the committed row and returns it', async () => {
-    const tag = await conflictAfterSnapshot(IsolationLevel.READ_COMMITTED, { name: 'news' });
-    expect(tag?.name).toBe('news');
+    it('READ COMMITTED: sees the committed row and returns it', async () => {
+      const tag = await conflictAfterSnapshot(IsolationLevel.READ_COMMITTED, { name: 'news' });
+      expect(tag?.name).toBe('news');
+    });
   });
 });
 

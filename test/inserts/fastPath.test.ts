@@ -24,7 +24,7 @@ import {
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { AutoInitDefault, CreatedAt, UpdatedAt } from '../../src/index.js';
-import { closeOrm, databases, type QueryLog, type TestOrm, withPrimary } from '../support/databases.js';
+import { closeOrm, threeDatabases, type QueryLog, type TestOrm, withPrimary } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { FlushWatcher } from '../support/insertPaths.js';
 import { ChildForPrimary, ParentForPrimary, primaryEntities } from '../primary/entities.js';
@@ -202,17 +202,18 @@ function addTag(orm: TestOrm, filters?: { name: string }): Promise<Tag | undefin
   return em.failsafeAdd(em.create(Tag, { name: 'news' }, { persist: false }), filters);
 }
 
-/** Whether the log holds the fast path's insert (and nothing of the savepoint path's). */
+/** Whether the log holds the fast path's insert (MariaDB's `insert ... returning *`, which a flush never sends there). */
 function tookFastPath(log: QueryLog): boolean {
-  return statements(log).some(q => q.includes('on conflict do nothing returning *'));
+  return statements(log).some(q => q.includes('on conflict do nothing returning *') || /^insert .* returning \*$/.test(q));
 }
 
-describe.each(databases)('the fast path on $name', db => {
+describe.each(threeDatabases)('the fast path on $name', db => {
   let orm: TestOrm;
   let log: QueryLog;
 
   beforeAll(async () => {
-    ({ orm, log } = await db.init({ entities }, withPrimary));
+    // primary relationships do not reach MariaDB in this change: its ORM leaves their entities out
+    ({ orm, log } = db.name === 'mariadb' ? await db.init({ entities: entities.filter(e => !(primaryEntities as object[]).includes(e)) }) : await db.init({ entities }, withPrimary));
   });
   afterAll(() => closeOrm(orm));
   beforeEach(async () => {
@@ -235,7 +236,9 @@ describe.each(databases)('the fast path on $name', db => {
       const result = inTransaction ? await em.transactional(add) : await add(em);
 
       expect(result === undefined ? undefined : { id: result.id }).toEqual(withFilters ? { id: existing.id } : undefined);
-      expect(log.errors).toEqual([]); // MikroORM logs every statement the database refused at level error
+      // MikroORM logs every statement the database refused at level error; on MariaDB the duplicate is the
+      // insert's 1062, which rolls back that statement only: no savepoint, no rollback statement either
+      expect(log.errors.map(q => q.replace(/["`]/g, ''))).toEqual(db.name === 'mariadb' ? ['insert into tag (name) values (?) returning *'] : []);
       expect(statements(log).filter(q => /rollback/.test(q))).toEqual([]);
       expect(await orm.em.fork().count(Tag)).toBe(1);
     });
@@ -337,7 +340,12 @@ describe.each(databases)('the fast path on $name', db => {
       const insert = 'insert into tag (name) values (?) on conflict do nothing returning *';
       const select = 'select t0.* from tag as t0 where t0.name = ? limit ?';
       expect(statements(log)).toEqual(
-        db.name === 'postgresql' ? ['begin', `${insert}; ${select}`, 'commit'] : ['begin', insert, select, 'commit'],
+        {
+          postgresql: ['begin', `${insert}; ${select}`, 'commit'],
+          sqlite: ['begin', insert, select, 'commit'],
+          // never a savepoint on MariaDB: the option changes nothing there
+          mariadb: ['begin', 'insert into tag (name) values (?) returning *', select, 'commit'],
+        }[db.name as 'postgresql' | 'sqlite' | 'mariadb'],
       );
     });
 
@@ -381,7 +389,7 @@ describe.each(databases)('the fast path on $name', db => {
         'a new related entity, which a flush inserts with it (cascade)',
         (em: TestOrm['em']) => em.create(Comment, { body: 'hi', tag: em.create(Tag, { name: 'new' }, { persist: false }) }, { persist: false }),
       ],
-    ])('%s', async (_, build) => {
+    ].filter(([name]) => db.name !== 'mariadb' || !String(name).includes('primary relationship')) as [string, (em: TestOrm['em']) => object][])('%s', async (_, build) => {
       const em = orm.em.fork();
       const entity = await build(em);
       log.clear();

@@ -1,8 +1,8 @@
-import { Entity, EntityRepositoryType, PrimaryKey, Property, Unique, UniqueConstraintViolationException } from '@mikro-orm/core';
+import { Entity, EntityRepositoryType, IsolationLevel, PrimaryKey, Property, Unique, UniqueConstraintViolationException } from '@mikro-orm/core';
 import { SqlEntityManager } from '@mikro-orm/knex';
 import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
-import { CoasterEntityRepository, CoasterUsageError, type FindOrCreateResult } from '../../src/index.js';
-import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
+import { CoasterEntityRepository, CoasterUsageError, TransactionRetryError, type FindOrCreateResult } from '../../src/index.js';
+import { allDrivers, closeOrm, threeDatabases, type QueryLog, type TestDatabase, type TestOrm } from '../support/databases.js';
 import { Tag, raceEntities } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
 
@@ -23,7 +23,7 @@ class Label {
 
 const entities = [...raceEntities, Label];
 
-describe.each(databases)('findOrCreate on $name', db => {
+describe.each(threeDatabases)('findOrCreate on $name', db => {
   describe.each(insertPaths)('on the $name path', path => {
     let orm: TestOrm;
     let log: QueryLog;
@@ -105,7 +105,7 @@ describe.each(databases)('findOrCreate on $name', db => {
   });
 });
 
-describe.each(databases)('CoasterEntityRepository without CoasterEntityManager on $name', db => {
+describe.each(threeDatabases)('CoasterEntityRepository without CoasterEntityManager on $name', db => {
   it('tells to enable CoasterEntityManager', async () => {
     const { orm } = await db.init({ entities });
     try {
@@ -123,40 +123,75 @@ describe.each(databases)('CoasterEntityRepository without CoasterEntityManager o
   });
 });
 
-describe.each(insertPaths)('findOrCreate racing another transaction on postgresql on the $name path', path => {
-  let orm: TestOrm;
+describe.each(allDrivers.filter(db => db.name !== 'sqlite'))('findOrCreate racing another transaction on $name', db => {
+  describe.each(insertPaths)('on the $name path', path => {
+    let orm: TestOrm;
 
-  beforeAll(async () => {
-    ({ orm } = await postgresql.init({ entities, ...path.options() }));
-  });
-  afterAll(() => closeOrm(orm));
+    beforeAll(async () => {
+      ({ orm } = await db.init({ entities, ...path.options() }));
+    });
+    afterAll(() => closeOrm(orm));
+    beforeEach(() => orm.schema.clearDatabase());
 
-  it('recovers the row a concurrent transaction inserted after the find missed it', async () => {
-    const [a, b] = [orm.em.fork(), orm.em.fork()];
-    await a.begin();
-    const mine = await a.getOrCreate(Tag, { name: 'news' }, { color: 'red' });
-    expect(mine.created).toBe(true);
-    // b's find cannot see a's uncommitted row; its insert then waits on a's lock
-    const theirs = b.transactional(tx => tx.getOrCreate(Tag, { name: 'news' }, { color: 'blue' }));
-    await waitForLockWait(orm.em.fork());
-    await a.commit();
-    const result = await theirs;
-    expect(result.created).toBe(false);
-    expect(result.entity).toMatchObject({ id: mine.entity.id, color: 'red' });
-    expect(await orm.em.fork().count(Tag, { name: 'news' })).toBe(1);
+    /** a inserts `news` in a transaction; b's find misses it, b's insert waits on a's lock, a commits. */
+    async function race(isolationLevel?: IsolationLevel) {
+      const [a, b] = [orm.em.fork(), orm.em.fork()];
+      await a.begin();
+      const mine = await a.getOrCreate(Tag, { name: 'news' }, { color: 'red' });
+      expect(mine.created).toBe(true);
+      // b's find cannot see a's uncommitted row; its insert then waits on a's lock
+      const theirs = b.transactional(tx => tx.getOrCreate(Tag, { name: 'news' }, { color: 'blue' }), { isolationLevel });
+      theirs.catch(() => undefined);
+      await waitForLockWait(db, orm.em.fork()).catch(async error => {
+        await a.rollback();
+        throw error;
+      });
+      await a.commit();
+      return { mine: mine.entity, theirs };
+    }
+
+    it('recovers the row a concurrent transaction inserted after the find missed it (READ COMMITTED)', async () => {
+      const { mine, theirs } = await race(IsolationLevel.READ_COMMITTED);
+      const result = await theirs;
+      expect(result.created).toBe(false);
+      expect(result.entity).toMatchObject({ id: mine.id, color: 'red' });
+      expect(await orm.em.fork().count(Tag, { name: 'news' })).toBe(1);
+    });
+
+    it("under the database's default isolation: recovers it (PostgreSQL), or asks for a retry (MariaDB's REPEATABLE READ)", async () => {
+      const { mine, theirs } = await race();
+      if (db.name === 'postgresql') {
+        expect(await theirs).toMatchObject({ created: false, entity: { id: mine.id } });
+      } else {
+        // b's find took its snapshot before a committed: only a locking read sees the row, which b may not return
+        const error = await theirs.catch(e => e);
+        expect(error).toBeInstanceOf(TransactionRetryError);
+        expect(error).toMatchObject({ entityName: 'Tag', isolationLevel: 'repeatable read' });
+        expect(await orm.em.fork().transactional(tx => tx.getOrCreate(Tag, { name: 'news' }))).toMatchObject({
+          created: false,
+          entity: { id: mine.id },
+        });
+      }
+      expect(await orm.em.fork().count(Tag, { name: 'news' })).toBe(1);
+    });
   });
 });
 
-/** Resolves once some backend of this database waits on a lock. */
-async function waitForLockWait(em: { execute: TestOrm['em']['execute'] }): Promise<void> {
+/**
+ * Resolves once some connection to this test's database waits on a row lock (polled, at most 2 s). On MariaDB,
+ * an insert still running: it waits on the lock, or is about to (innodb_trx, refreshed every 0.1 s or so, lags).
+ */
+async function waitForLockWait(db: TestDatabase, em: { execute: TestOrm['em']['execute'] }): Promise<void> {
+  const sql =
+    db.name === 'postgresql'
+      ? `select count(*) as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`
+      : `select count(*) as n from information_schema.processlist where db = database() and info like 'insert into%'`;
   for (let i = 0; i < 200; i++) {
-    const rows = await em.execute<{ n: string }[]>(
-      `select count(*) as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
-    );
+    const rows = await em.execute<{ n: string }[]>(sql);
     if (Number(rows[0].n) > 0) {
       return;
     }
     await new Promise(resolve => setTimeout(resolve, 10));
   }
-  throw new Error('no backend started waiting on a lock');
+  throw new Error('no connection started waiting on a lock');
 }

@@ -1,7 +1,7 @@
 /**
  * A race-safe insert that rejects leaves no row (issue 15, point 1): an `afterCreate` that throws, in the
  * entity or in a subscriber, rolls its insert back; an `onCreate` or `beforeCreate` that throws does so
- * before the insert is sent. Run on both databases and both insert paths, outside a transaction and inside
+ * before the insert is sent. Run on SQLite, PostgreSQL and MariaDB and both insert paths, outside a transaction and inside
  * one whose other work commits; after each rejection the database, the identity map and a later flush
  * are checked, not only the error. Last, the documented exception: a subscriber's
  * `afterTransactionCommit`, which runs after the commit.
@@ -19,7 +19,7 @@ import {
   wrap,
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
+import { closeOrm, threeDatabases, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Tag, raceEntities } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
 
@@ -134,12 +134,15 @@ const calls: Call[] = [
 
 const cases = cars.flatMap(car => calls.map(call => ({ ...car, ...call })));
 
-/** The log without quotes, as in the other suites. */
+/**
+ * The log without quotes, as in the other suites, and without the `show variables like 'auto_increment_increment'`
+ * that MikroORM's MySQL-family drivers send once per ORM, at the first flush that inserts.
+ */
 function statements(log: QueryLog): string[] {
-  return log.queries.map(q => q.replace(/["`]/g, ''));
+  return log.queries.filter(q => !q.startsWith('show variables')).map(q => q.replace(/["`]/g, ''));
 }
 
-describe.each(databases)('a race-safe insert that rejects leaves no row on $name', db => {
+describe.each(threeDatabases)('a race-safe insert that rejects leaves no row on $name', db => {
   describe.each(insertPaths)('on the $name path', path => {
     let orm: TestOrm;
     let log: QueryLog;
@@ -173,7 +176,8 @@ describe.each(databases)('a race-safe insert that rejects leaves no row on $name
       expect(statements(log)).toEqual(
         test.inserted
           ? // an afterCreate listener puts the entity on the savepoint path on either ORM: the insert is rolled back
-            [...lookup, open, `insert into ${table} (name) values (?) returning id`, undo]
+            // (MikroORM reads MariaDB's new id from the insert's result, without RETURNING)
+            [...lookup, open, `insert into ${table} (name) values (?)${db.name === 'mariadb' ? '' : ' returning id'}`, undo]
           : // the hook throws before the insert: on the fast path before any SQL
             [...lookup, ...(path.name === 'fast' ? [] : [open, undo])],
       );
@@ -210,7 +214,9 @@ describe.each(databases)('a race-safe insert that rejects leaves no row on $name
     it('entities without afterCreate listeners keep their path in the same ORM', async () => {
       const em = orm.em.fork();
       await em.failsafeAdd(em.create(Tag, { name: 'news' }, { persist: false }));
-      expect(statements(log).some(q => q.includes('on conflict do nothing'))).toBe(path.name === 'fast');
+      // (MariaDB's fast path: `insert ... returning *`, which a flush never sends there)
+      const fast = (q: string) => q.includes(db.name === 'mariadb' ? 'returning *' : 'on conflict do nothing');
+      expect(statements(log).some(fast)).toBe(path.name === 'fast');
     });
   });
 });
@@ -222,7 +228,7 @@ class AfterCommitBreaker implements EventSubscriber {
   }
 }
 
-describe.each(databases)("a subscriber's afterTransactionCommit on $name (documented: it runs too late)", db => {
+describe.each(threeDatabases)("a subscriber's afterTransactionCommit on $name (documented: it runs too late)", db => {
   it('outside a transaction: its error rejects the call, the row stays committed, the entity detached', async () => {
     const { orm } = await db.init({ entities: raceEntities, subscribers: [new AfterCommitBreaker()] });
     try {

@@ -7,6 +7,7 @@
 import {
   Check,
   CheckConstraintViolationException,
+  DriverException,
   Embeddable,
   Embedded,
   Entity,
@@ -22,7 +23,7 @@ import {
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from '../../src/index.js';
-import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
+import { allDrivers, closeOrm, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
 
@@ -106,7 +107,7 @@ async function seed<T extends object>(orm: TestOrm, entity: new () => T, ...data
   await em.flush();
 }
 
-describe.each(databases)('race-safe inserts at the edges on $name', db => {
+describe.each(allDrivers)('race-safe inserts at the edges on $name', db => {
   describe.each(insertPaths)('on the $name path', path => {
     let orm: TestOrm;
     let log: QueryLog;
@@ -355,7 +356,8 @@ describe.each(databases)('race-safe inserts at the edges on $name', db => {
     describe('violations that are not duplicates (6)', () => {
       it.each([
         ['a foreign key', ForeignKeyConstraintViolationException, (em: TestOrm['em']) => em.create(Address, { email: 'x@y.z', account: em.getReference(Account, 404) }, { persist: false })],
-        ['a CHECK', CheckConstraintViolationException, (em: TestOrm['em']) => em.create(Product, { sku: 's1', price: -1, label: 'x' }, { persist: false })],
+        // @mikro-orm/mysql's converter knows MySQL's CHECK error (3819), not MariaDB's (4025): a plain DriverException
+        ['a CHECK', db.name === 'mysql' ? DriverException : CheckConstraintViolationException, (em: TestOrm['em']) => em.create(Product, { sku: 's1', price: -1, label: 'x' }, { persist: false })],
         ['a NOT NULL', NotNullConstraintViolationException, (em: TestOrm['em']) => em.create(Product, { sku: 's1', price: 1 } as never, { persist: false })],
       ])('%s violation propagates, with or without filters, the caller transaction still usable', async (_, exception, build) => {
         await orm.em.fork().transactional(async em => {

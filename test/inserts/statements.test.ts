@@ -7,7 +7,7 @@ import { Entity, ManyToOne, type Opt, PrimaryKey, Property, Unique, wrap } from 
 import { QueryBuilder, QueryType } from '@mikro-orm/knex';
 import { beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import { selectStatement } from '../../src/inserts/statements.js';
-import { closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
+import { closeOrm, postgresql, threeDatabases, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Tag, raceEntities } from '../support/entities.js';
 
 /** Columns of every kind a template takes: string, boolean, date, integer, null, a foreign key; and JSON, which it does not. */
@@ -59,7 +59,7 @@ const render = QueryBuilder.prototype.getKnexQuery;
 
 const startsAt = new Date('2026-12-02T10:00:00.000Z');
 
-describe.each(databases)('statement templates on $name', db => {
+describe.each(threeDatabases)('statement templates on $name', db => {
   let orm: TestOrm;
   let log: QueryLog;
   let renders: MockInstance;
@@ -67,6 +67,9 @@ describe.each(databases)('statement templates on $name', db => {
   // an ORM per test: templates are kept per entity metadata, so each test starts with none
   beforeEach(async () => {
     ({ orm, log } = await db.init({ entities: [...raceEntities, Meetup, Wide] }));
+    // MariaDB's fast path asks the server's version at its first insert (once per ORM): not a statement checked here
+    await orm.em.fork().failsafeAdd(Object.assign(new Account(), { name: 'server version' }));
+    await orm.schema.clearDatabase();
     renders = vi.spyOn(QueryBuilder.prototype, 'getKnexQuery');
     log.clear();
     return async () => {
@@ -216,7 +219,7 @@ describe.each(databases)('statement templates on $name', db => {
 
 describe('statement templates per schema on postgresql', () => {
   it('a fork with a schema of its own, or an entity with one, gets a template of its own', async () => {
-    const { orm, log } = await databases.find(db => db.name === 'postgresql')!.init({ entities: raceEntities });
+    const { orm, log } = await postgresql.init({ entities: raceEntities });
     try {
       for (const schema of ['tenant_a', 'tenant_b']) {
         await orm.em.execute(`create schema ${schema}; create table ${schema}.tag (like public.tag including all)`);

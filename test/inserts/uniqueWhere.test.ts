@@ -19,7 +19,7 @@ import {
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CoasterEntityRepository, CoasterUsageError } from '../../src/index.js';
-import { closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
+import { closeOrm, threeDatabases, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Tag, raceEntities } from '../support/entities.js';
 
 /** A book edition: unique by title and year together; its ISBN is indexed, not unique. */
@@ -147,9 +147,13 @@ class Cat extends Animal {
   fur?: string;
 }
 
-/** A slug unique only by an expression index, which the metadata cannot tell the properties of. */
+/**
+ * A slug unique only by an index given as SQL (`@Unique({ expression })`), which the metadata cannot tell the
+ * properties of. Plain SQL that every database of the suite runs (MariaDB has no expression indexes, nor `"`
+ * quotes); its default collation compares case-insensitively anyway.
+ */
 @Entity()
-@Unique({ name: 'slug_lower_value', expression: 'create unique index "slug_lower_value" on "slug" (lower("value"))' })
+@Unique({ name: 'slug_value', expression: 'create unique index slug_value on slug (value)' })
 class Slug {
   @PrimaryKey({ type: 'integer' })
   id!: number;
@@ -174,7 +178,7 @@ class Swatch {
 
 const entities = [...raceEntities, Edition, Gadget, Handle, Profile, Membership, Spot, Shop, Animal, Dog, Cat, Slug, Swatch];
 
-describe.each(databases)('the unique key covering findOrCreate’s where on $name', db => {
+describe.each(threeDatabases)('the unique key covering findOrCreate’s where on $name', db => {
   let orm: TestOrm;
   let log: QueryLog;
 
