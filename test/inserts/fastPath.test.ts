@@ -212,8 +212,7 @@ describe.each(threeDatabases)('the fast path on $name', db => {
   let log: QueryLog;
 
   beforeAll(async () => {
-    // primary relationships do not reach MariaDB in this change: its ORM leaves their entities out
-    ({ orm, log } = db.name === 'mariadb' ? await db.init({ entities: entities.filter(e => !(primaryEntities as object[]).includes(e)) }) : await db.init({ entities }, withPrimary));
+    ({ orm, log } = await db.init({ entities }, withPrimary));
   });
   afterAll(() => closeOrm(orm));
   beforeEach(async () => {
@@ -389,7 +388,7 @@ describe.each(threeDatabases)('the fast path on $name', db => {
         'a new related entity, which a flush inserts with it (cascade)',
         (em: TestOrm['em']) => em.create(Comment, { body: 'hi', tag: em.create(Tag, { name: 'new' }, { persist: false }) }, { persist: false }),
       ],
-    ].filter(([name]) => db.name !== 'mariadb' || !String(name).includes('primary relationship')) as [string, (em: TestOrm['em']) => object][])('%s', async (_, build) => {
+    ] as [string, (em: TestOrm['em']) => object][])('%s', async (_, build) => {
       const em = orm.em.fork();
       const entity = await build(em);
       log.clear();
