@@ -65,7 +65,9 @@ export class MultipleResultsError extends CoasterError {
  * A unique violation was raised inside a REPEATABLE READ or SERIALIZABLE transaction, and the row it
  * conflicts with is not visible to that transaction's snapshot (another transaction committed it
  * after this one started). Nothing the current transaction can read will return it: roll the whole
- * transaction back and run it again. The original violation is the `cause`.
+ * transaction back and run it again. The original violation is the `cause`. Also thrown by
+ * `updateOrCreate` when its snapshot shows a row that its locking read cannot find
+ * ({@link TransactionRetryError.rowNotLockable}, without a `cause`).
  *
  * @example
  * ```ts
