@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   BeforeUpdate,
   CheckConstraintViolationException,
@@ -9,6 +12,7 @@ import {
   Entity,
   EntityRepositoryType,
   ManyToOne,
+  MikroORM,
   OneToMany,
   PrimaryKey,
   Property,
@@ -23,9 +27,11 @@ import {
   MultipleResultsError,
   Timestamped,
   TransactionRetryError,
+  defineCoasterConfig,
   type CoasterEntityManager,
   type FindOrCreateResult,
 } from '../../src/index.js';
+import { SqliteDriver } from '@mikro-orm/sqlite';
 import { closeOrm, threeDatabases, type QueryLog, type TestOrm } from '../support/databases.js';
 
 class MemberRepository extends CoasterEntityRepository<Member> {}
@@ -443,5 +449,47 @@ describe.each(threeDatabases)('updateOrCreate on $name', db => {
       }
       expect(await stored('ada')).toBeNull();
     });
+  });
+});
+
+/**
+ * Three connections, not eight: node-sqlite3 runs statements on libuv's pool of four threads, and a
+ * BEGIN IMMEDIATE waiting for the write lock keeps its thread busy, so with more waiters than threads the
+ * holder could not run its next statement until the busy timeout (test/sessions/sqliteFile.test.ts races
+ * separate processes instead).
+ */
+const SQLITE_CONNECTIONS = 3;
+
+describe(`updateOrCreate on a SQLite file shared by ${SQLITE_CONNECTIONS} connections`, () => {
+  const orms: MikroORM[] = [];
+  let directory: string;
+
+  beforeAll(async () => {
+    directory = await mkdtemp(join(tmpdir(), 'coaster-update-'));
+    const options = defineCoasterConfig({ driver: SqliteDriver, dbName: join(directory, 'db.sqlite'), entities });
+    for (let i = 0; i < SQLITE_CONNECTIONS; i++) {
+      // each ORM has its one connection to the file; every transaction begins IMMEDIATE
+      orms.push(await MikroORM.init(options));
+    }
+    await orms[0].schema.createSchema();
+  });
+  afterAll(async () => {
+    for (const orm of orms) {
+      await orm.close(true);
+    }
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  it('gives racing callers one row, no error, one caller\'s values: the write lock is held from the select to the commit', async () => {
+    const results = await Promise.all(
+      orms.map((orm, i) =>
+        (orm.em.fork() as CoasterEntityManager).updateOrCreate(Member, { handle: 'race' }, { name: `caller ${i}`, score: i }),
+      ),
+    );
+    expect(results.filter(r => r.created)).toHaveLength(1);
+    const rows = await orms[0].em.fork().find(Member, {});
+    expect(rows).toHaveLength(1);
+    expect(results.map(r => r.entity.name)).toContain(rows[0].name);
+    expect(rows[0].score).toBe(Number(rows[0].name.replace('caller ', '')));
   });
 });
