@@ -300,7 +300,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *
    * Emits, outside a transaction, when the row exists (PostgreSQL):
    * ```sql
-   * begin transaction isolation level read committed
+   * start transaction isolation level read committed
    * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2 for update
    * update "tag" set "color" = 'blue' where "id" = 1
    * commit

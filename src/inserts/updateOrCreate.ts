@@ -24,10 +24,10 @@ import { checkUniqueWhere } from './uniqueWhere.js';
 const METHOD = 'updateOrCreate';
 
 /**
- * How many times a call looks for the row with the locking read. A second look follows only when the
+ * How many times a call looks for the row with its locking read, at most. A second look follows only when the
  * insert found a row that the first locking read had not (a concurrent insert committed in between); a
- * row that a plain read finds twice and the locking read never is hidden from this transaction's snapshot
- * (or deleted and re-inserted over and over), and no further look in this transaction can help.
+ * row that a plain read finds twice and the locking read never is one this transaction's snapshot still
+ * shows after its deletion (or one deleted and inserted over and over), and a third look could not help.
  */
 const LOOKS = 2;
 
@@ -70,25 +70,23 @@ export async function updateOrCreate<T extends object>(
   }
   // as failsafeAdd does: the call's transaction or savepoint holds its own work only
   await em.flush();
-  const look = new Look(em, meta, where, update, { ...where, ...update, ...create } as EntityData<T>, options);
+  const looks = new Looks(em, meta, where, update, { ...where, ...update, ...create } as EntityData<T>, options);
   try {
     if (em.isInTransaction()) {
       // `savepoint: false` runs in the caller's transaction as it is (REQUIRED: no savepoint, no fork)
       const propagation = options.savepoint === false ? TransactionPropagation.REQUIRED : TransactionPropagation.NESTED;
-      return await em.transactional(async tx => (await look.run(tx)) ?? look.again(tx), { propagation });
+      return await em.transactional(async tx => (await looks.run(tx)) ?? looks.again(tx), { propagation });
     }
     const own: TransactionOptions = dialectOf(em.getPlatform()) === 'sqlite' ? {} : { isolationLevel: IsolationLevel.READ_COMMITTED };
-    return (await em.transactional(tx => look.run(tx), own)) ?? (await em.transactional(tx => look.again(tx), own));
+    return (await em.transactional(tx => looks.run(tx), own)) ?? (await em.transactional(tx => looks.again(tx), own));
   } catch (error) {
-    await look.restore(error);
+    await looks.restore(error);
     throw error;
   }
 }
 
 /** The looks of one call, and the managed entity they updated in memory, to put back if the call fails. */
-class Look<T extends object> {
-  /** How many looks were sent. */
-  private count = 0;
+class Looks<T extends object> {
   /** The entity that `em` (the caller's EntityManager) managed before `update` was assigned to it. */
   private assigned?: T;
 
@@ -106,7 +104,6 @@ class Look<T extends object> {
    * row instead (created by a concurrent caller after the locking read), which is then not locked.
    */
   async run(tx: CoasterEntityManager): Promise<FindOrCreateResult<T> | undefined> {
-    this.count++;
     const rows: T[] = await tx.find<T>(this.meta.class, this.where as FilterQuery<T>, {
       lockMode: LockMode.PESSIMISTIC_WRITE,
       limit: 2,
@@ -130,11 +127,11 @@ class Look<T extends object> {
     return result.created ? result : undefined;
   }
 
-  /** A second look, after the first one's insert found a row; finding none again throws {@link TransactionRetryError}. */
+  /** The second look, after the first one's insert found a row; finding none again throws {@link TransactionRetryError}. */
   async again(tx: CoasterEntityManager): Promise<FindOrCreateResult<T>> {
-    const result = this.count < LOOKS ? await this.run(tx) : undefined;
+    const result = await this.run(tx);
     if (!result) {
-      throw TransactionRetryError.rowNotLockable(METHOD, this.meta.className, this.where, this.count);
+      throw TransactionRetryError.rowNotLockable(METHOD, this.meta.className, this.where, LOOKS);
     }
     return result;
   }
