@@ -34,7 +34,7 @@ import {
   type FindOrCreateResult,
 } from '../../src/index.js';
 import { SqliteDriver } from '@mikro-orm/sqlite';
-import { allDrivers, closeOrm, type QueryLog, type TestOrm } from '../support/databases.js';
+import { allDrivers, closeOrm, sqlite, type QueryLog, type TestOrm } from '../support/databases.js';
 
 class MemberRepository extends CoasterEntityRepository<Member> {}
 
@@ -497,5 +497,20 @@ describe(`updateOrCreate on a SQLite file shared by ${SQLITE_CONNECTIONS} connec
     expect(rows).toHaveLength(1);
     expect(results.map(r => r.entity.name)).toContain(rows[0].name);
     expect(rows[0].score).toBe(Number(rows[0].name.replace('caller ', '')));
+  });
+});
+
+describe('updateOrCreate with disableTransactions', () => {
+  it('rejects with MikroORM\'s ValidationError before writing: the lock needs a transaction', async () => {
+    const { orm } = await sqlite.init({ entities, disableTransactions: true });
+    try {
+      const em = orm.em.fork();
+      await expect(em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' })).rejects.toThrow(
+        /An open transaction is required for this operation/,
+      );
+      expect(await orm.em.fork().count(Member)).toBe(0);
+    } finally {
+      await closeOrm(orm);
+    }
   });
 });
