@@ -292,11 +292,13 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *   updated as above.
    * - Outside a transaction the call runs in a READ COMMITTED transaction of its own (SQLite: a transaction),
    *   committed when the promise resolves; inside yours, in a savepoint (none with `options.savepoint: false`).
-   *   Either way an error (a foreign key, NOT NULL or CHECK violation as MikroORM's exception, a hook's) leaves
-   *   nothing of the call written, your transaction usable, and the managed entity reloaded from the row.
-   * - Under REPEATABLE READ or SERIALIZABLE, a row committed after your transaction's snapshot throws
-   *   {@link TransactionRetryError} (as {@link getOrCreate} does), as does a row your snapshot shows but that
-   *   was deleted since (MariaDB); PostgreSQL's own serialization failure for a row changed since propagates.
+   *   Either way an error (a foreign key or CHECK violation as MikroORM's exception, MikroORM's own refusal of
+   *   `null` for a NOT NULL property, a hook's) leaves nothing of the call written, your transaction usable,
+   *   and the managed entity reloaded from the row.
+   * - Under REPEATABLE READ or SERIALIZABLE on PostgreSQL, a row committed after your transaction's snapshot
+   *   throws {@link TransactionRetryError} (as {@link getOrCreate} does), and PostgreSQL's own serialization
+   *   failure for a row changed since propagates. On MariaDB the locking read sees the latest committed row
+   *   and updates it; a row your snapshot shows but that was deleted since throws {@link TransactionRetryError}.
    *
    * Emits, outside a transaction, when the row exists (PostgreSQL):
    * ```sql
