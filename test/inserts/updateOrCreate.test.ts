@@ -440,6 +440,26 @@ describe.each(allDrivers)('updateOrCreate on $name', db => {
       expect(await stored('ada')).toMatchObject({ name: db.name === 'postgresql' ? 'Ada' : 'Ada L.' });
     });
 
+    it.runIf(db.name === 'postgresql')('lets PostgreSQL\'s serialization failure through for a row changed or deleted after the snapshot', async () => {
+      for (const change of ['update', 'delete'] as const) {
+        await orm.schema.clearDatabase();
+        await orm.em.fork().updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+        const em = orm.em.fork();
+        await em.begin({ isolationLevel: IsolationLevel.REPEATABLE_READ });
+        try {
+          expect(await em.count(Member)).toBe(1); // takes the snapshot
+          await (change === 'update'
+            ? orm.em.fork().nativeUpdate(Member, { handle: 'ada' }, { plan: 'elsewhere' })
+            : orm.em.fork().nativeDelete(Member, { handle: 'ada' }));
+          // 40001 "could not serialize access due to concurrent update/delete", from the locking select
+          await expect(em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.' })).rejects.toMatchObject({ code: '40001' });
+          expect(await em.count(Team), 'the savepoint was rolled back: the transaction goes on').toBe(0);
+        } finally {
+          await em.rollback();
+        }
+      }
+    });
+
     it.runIf(db.name !== 'postgresql')('throws TransactionRetryError for a row the snapshot shows but that was deleted since (MariaDB)', async () => {
       await orm.em.fork().updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
       const em = orm.em.fork();
