@@ -264,6 +264,27 @@ async function main(): Promise<void> {
       1.1,
     );
 
+    row(
+      'outside: updateOrCreate, existing row',
+      'em.upsert, existing row',
+      await compare(
+        i => em.upsert(Tag, { name: 'existing', note: `upsert-${i}` }),
+        i => em.updateOrCreate(Tag, { name: 'existing' }, { note: `update-${i}` }),
+        () => em.clear(),
+      ),
+      1.3,
+    );
+    row(
+      'outside: updateOrCreate, new row',
+      'em.upsert, new row',
+      await compare(
+        i => em.upsert(Tag, { name: `upsert-new-${i}`, note: 'new' }),
+        i => em.updateOrCreate(Tag, { name: `update-new-${i}` }, { note: 'new' }),
+        () => em.clear(),
+      ),
+      1.3,
+    );
+
     printRows('PostgreSQL', rows);
 
     const count = (prefix: string) => orm.em.fork().count(Tag, { name: { $like: `${prefix}%` } });

@@ -30,6 +30,7 @@ import { insertPath } from './insertPath.js';
 import { selectStatement } from './statements.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
 import { NestedRollbackGuard } from '../sessions/nestedRollback.js';
+import { updateOrCreate } from './updateOrCreate.js';
 import { withCommitLevel } from '../sessions/onCommit.js';
 import { TransactionEnd } from '../shared/transactionEnd.js';
 import { timestampedUpsert, timestampedUpsertMany } from '../entity-decorators/timestampUpsert.js';
@@ -275,6 +276,61 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     options?: FailsafeAddOptions,
   ): Promise<FindOrCreateResult<T>> {
     return contextEntityManager(this).findOrInsert('getOrCreate', entityName, where, data, options);
+  }
+
+  /**
+   * Updates the row matching `where` with `update`, or creates it from `where` + `update` + `create`, and
+   * tells which (like Django's `update_or_create`, `create` being its `create_defaults`). Two concurrent
+   * callers never both insert, and never overwrite each other unseen: the found row is locked before it is
+   * read, so each update applies to the row as the previous one left it.
+   *
+   * - `where`: as {@link getOrCreate}'s (plain values, covered by a declared unique key unless
+   *   `options.checkUnique` is `false`; several matching rows throw {@link MultipleResultsError}).
+   * - `update` is written whether the row is found or created; `create` only to a new row, over `update`
+   *   where both give a property. Neither may contradict `where`, name an unknown property or a collection,
+   *   and `update` may not give a primary key that `where` does not: {@link CoasterUsageError} before any SQL.
+   * - This EntityManager's pending changes are flushed first, as {@link failsafeAdd} does.
+   * - Found: the row is read with `LockMode.PESSIMISTIC_WRITE` (`select ... for update` on PostgreSQL and
+   *   MariaDB; on SQLite, whose transactions lock the whole database for writing, the lock is the write lock:
+   *   see the README), `update` is assigned to it and flushed, so hooks run, `@UpdatedAt` moves and `@CreatedAt`
+   *   does not. When `update` changes nothing, no UPDATE is sent and `@UpdatedAt` stays (as a flush does).
+   *   The entity this EntityManager already manages for the row is the one returned and updated, its values
+   *   now those of the locked row plus `update`. Resolves to `{ entity, created: false }`.
+   * - Not found: inserted by {@link getOrCreate} (so {@link failsafeAdd}'s fast or savepoint path), resolves
+   *   to `{ entity, created: true }`. If a concurrent caller inserted the row in between, it is locked and
+   *   updated as above.
+   * - Outside a transaction the call runs in a READ COMMITTED transaction of its own (SQLite: a transaction),
+   *   committed when the promise resolves; inside yours, in a savepoint (none with `options.savepoint: false`).
+   *   Either way an error (a foreign key or CHECK violation as MikroORM's exception, MikroORM's own refusal of
+   *   `null` for a NOT NULL property, a hook's) leaves nothing of the call written, your transaction usable,
+   *   and the managed entity reloaded from the row.
+   * - Under REPEATABLE READ or SERIALIZABLE on PostgreSQL, a row committed after your transaction's snapshot
+   *   throws {@link TransactionRetryError} (as {@link getOrCreate} does), and PostgreSQL's own serialization
+   *   failure for a row changed since propagates. On MariaDB the locking read sees the latest committed row
+   *   and updates it; a row your snapshot shows but that was deleted since throws {@link TransactionRetryError}.
+   *
+   * Emits, outside a transaction, when the row exists (PostgreSQL):
+   * ```sql
+   * start transaction isolation level read committed
+   * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2 for update
+   * update "tag" set "color" = 'blue' where "id" = 1
+   * commit
+   * ```
+   * and when it does not, the same locking select, then {@link getOrCreate}'s statements, then `commit`.
+   *
+   * @example
+   * ```ts
+   * const { entity: user, created } = await em.updateOrCreate(User, { email }, { name }, { plan: 'free' });
+   * ```
+   */
+  async updateOrCreate<T extends object>(
+    entityName: EntityName<T>,
+    where: EntityData<T>,
+    update: EntityData<T>,
+    create?: EntityData<T>,
+    options: FailsafeAddOptions = {},
+  ): Promise<FindOrCreateResult<T>> {
+    return updateOrCreate(contextEntityManager(this), entityName, where, update, create, options);
   }
 
   /**

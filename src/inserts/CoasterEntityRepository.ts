@@ -42,6 +42,16 @@ export class CoasterEntityRepository<T extends object> extends SqlEntityReposito
     return this.getCoasterEntityManager().getOrCreate(this.entityName, where, data, options);
   }
 
+  /** {@link CoasterEntityManager.updateOrCreate} for this repository's entity. */
+  async updateOrCreate(
+    where: EntityData<T>,
+    update: EntityData<T>,
+    create?: EntityData<T>,
+    options?: FailsafeAddOptions,
+  ): Promise<FindOrCreateResult<T>> {
+    return this.getCoasterEntityManager().updateOrCreate(this.entityName, where, update, create, options);
+  }
+
   private getCoasterEntityManager(): CoasterEntityManager {
     const em = this.getEntityManager();
     if (!(em instanceof CoasterEntityManager)) {

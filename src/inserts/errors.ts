@@ -65,7 +65,9 @@ export class MultipleResultsError extends CoasterError {
  * A unique violation was raised inside a REPEATABLE READ or SERIALIZABLE transaction, and the row it
  * conflicts with is not visible to that transaction's snapshot (another transaction committed it
  * after this one started). Nothing the current transaction can read will return it: roll the whole
- * transaction back and run it again. The original violation is the `cause`.
+ * transaction back and run it again. The original violation is the `cause`. Also thrown by
+ * `updateOrCreate` when its snapshot shows a row that its locking read cannot find
+ * ({@link TransactionRetryError.rowNotLockable}, without a `cause`).
  *
  * @example
  * ```ts
@@ -83,11 +85,14 @@ export class MultipleResultsError extends CoasterError {
 export class TransactionRetryError extends CoasterError {
   private constructor(
     message: string,
-    /** The entity whose insert conflicted. */
+    /** The entity whose insert conflicted, or whose row could not be locked. */
     readonly entityName: string,
-    /** The transaction's isolation level as the database reported it, e.g. `repeatable read`. */
-    readonly isolationLevel: string,
-    cause: DriverException,
+    /**
+     * The transaction's isolation level as the database reported it, e.g. `repeatable read`; `undefined`
+     * from {@link TransactionRetryError.rowNotLockable}, which does not ask the database.
+     */
+    readonly isolationLevel: string | undefined,
+    cause?: DriverException,
   ) {
     super(message, { cause });
   }
@@ -101,6 +106,22 @@ export class TransactionRetryError extends CoasterError {
       entityName,
       isolationLevel,
       cause,
+    );
+  }
+
+  /**
+   * `updateOrCreate` looked for the row with its locking read `looks` times and found none, while its
+   * insert found the row each time with a plain read: the transaction's snapshot (REPEATABLE READ on
+   * MariaDB) still shows a row that was deleted since, or other transactions keep deleting and inserting it.
+   */
+  static rowNotLockable(method: string, entityName: string, where: unknown, looks: number): TransactionRetryError {
+    return new TransactionRetryError(
+      `${method}(${entityName}, ${describe(where)}) found no row to lock ${looks} times, while its insert found ` +
+        `one each time: this transaction's snapshot shows a row that another transaction has deleted since (or ` +
+        `other transactions keep deleting and inserting it). Nothing was written. Roll back and retry the whole ` +
+        `transaction (or call it outside a transaction, where it runs under READ COMMITTED).`,
+      entityName,
+      undefined,
     );
   }
 }
@@ -261,6 +282,31 @@ export class CoasterUsageError extends CoasterError {
         `values (unique constraints let NULLs repeat): two concurrent calls could both insert, and every later call ` +
         `would find two rows. Nothing was sent. ${fix}; or, if the constraint exists only in the database, pass ` +
         `{ checkUnique: false } in the options. A @Unique({ expression }) cannot be checked, so it covers nothing.`,
+    );
+  }
+
+  /** `updateOrCreate`'s `update` or `create` names something that is not a property of the entity. */
+  static unknownPropertyInValues(method: string, entityName: string, argument: string, key: string): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}() writes \`${argument}\` to a ${entityName} row, but '${key}' is not a property of ${entityName}, ` +
+        `so MikroORM would set it on the instance and write nothing. Nothing was sent. Use the entity's property ` +
+        `names (not column names).`,
+    );
+  }
+
+  /** `updateOrCreate`'s `update` or `create` holds a collection, which is no column of the row. */
+  static collectionInValues(method: string, argument: string, key: string): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}() writes the row's own columns, but \`${argument}\` gives the collection '${key}'. Nothing was ` +
+        `sent. Change the collection on the entity the call returns, then flush.`,
+    );
+  }
+
+  /** `updateOrCreate`'s `update` sets a primary key that `where` does not give: it would move the row. */
+  static primaryKeyInUpdate(method: string, entityName: string, key: string): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(${entityName}, where, update) would change the primary key '${key}' of the row it finds. Nothing ` +
+        `was sent. Put the key in \`where\` to find the row by it, or in \`create\` to give it to a new row only.`,
     );
   }
 

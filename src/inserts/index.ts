@@ -1,6 +1,6 @@
 /**
- * Race-safe inserts: `CoasterEntityManager` (`failsafeAdd`, `addAndCommit`, `findOrCreate`, `getOrCreate`),
- * its repository, and `withRaceSafeInserts`, the options transformer that installs it.
+ * Race-safe inserts: `CoasterEntityManager` (`failsafeAdd`, `addAndCommit`, `findOrCreate`, `getOrCreate`,
+ * `updateOrCreate`), its repository, and `withRaceSafeInserts`, the options transformer that installs it.
  * @module
  */
 export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
