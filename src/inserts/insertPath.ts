@@ -121,14 +121,29 @@ export function insertPath(em: SqlEntityManager, meta: EntityMetadata, entity: o
   if (!dialect) {
     return { reason: `the fast path serves PostgreSQL and SQLite, not ${em.getPlatform().constructor.name}` };
   }
-  const reason =
+  const reason = flushReason(em, meta, entity);
+  return reason === undefined ? { dialect } : { reason };
+}
+
+/**
+ * Why only a flush can insert `entity` as MikroORM would, on any database: its metadata, a new entity it holds
+ * on a to-one relation, its `onLoad` and `afterCreate` listeners, the ORM's subscribers; `undefined` when a
+ * statement of the library's own may insert it (see {@link insertPath}; batches ask it on MariaDB too).
+ *
+ * @example
+ * ```ts
+ * flushReason(em, em.getMetadata().get(Tag), tag); // undefined, or e.g. 'it is versioned (version)'
+ * ```
+ */
+export function flushReason(em: SqlEntityManager, meta: EntityMetadata, entity: object): string | undefined {
+  return (
     metadataReason(meta) ??
     cascadeReason(meta, entity) ??
     HOOK_REASONS.find(([event]) => em.getEventManager().hasListeners(event, meta))?.[1] ??
     // the `subscribers` option, not the event manager's: em.transactional registers a subscriber of its own
     // there, whose afterFlush only forgets deleted entities
-    [...em.config.get('subscribers')].map(subscriber => subscriberReason(subscriber, meta)).find(reason => reason !== undefined);
-  return reason === undefined ? { dialect } : { reason };
+    [...em.config.get('subscribers')].map(subscriber => subscriberReason(subscriber, meta)).find(reason => reason !== undefined)
+  );
 }
 
 function fastPathDialect(em: SqlEntityManager): FastPathDialect | undefined {
