@@ -290,8 +290,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * - Bad input (not an array, a row that is no plain object, an unknown property, an operator, a row without a
    *   value for a key property, a `uniqueBy` that is no unique key, rows that pick no key or several, a bad
    *   `chunkSize`) throws {@link CoasterUsageError} before any SQL. An empty array resolves to `[]` with no SQL.
-   * - Rows are sent `chunkSize` (default 1,000) at a time, never more than 32,766 bound values per statement;
-   *   `options.progress` hears of each chunk.
+   * - Rows are sent `chunkSize` (default 1,000) at a time, never more than 32,766 bound values (on SQLite, 500
+   *   rows) per statement; `options.progress` hears of each chunk.
    *
    * Emits on PostgreSQL (SQLite alike, with backticks), outside a transaction, for two new keys and one existing:
    * ```sql

@@ -341,10 +341,10 @@ export class CoasterUsageError extends CoasterError {
     );
   }
 
-  /** A row of a batch lacks a value for a property of its `uniqueBy` key. */
-  static rowWithoutKey(method: string, entityName: string, index: number, uniqueBy: string[], row: unknown): CoasterUsageError {
+  /** A row (`input` is `rows`) or entity (`entities`) of a batch lacks a value for a property of its `uniqueBy` key. */
+  static rowWithoutKey(method: string, entityName: string, input: string, index: number, uniqueBy: string[], row: unknown): CoasterUsageError {
     return new CoasterUsageError(
-      `${method}(${entityName}): rows[${index}] ${describe(row)} has no non-null value for every property of ` +
+      `${method}(${entityName}): ${input}[${index}] ${describe(row)} has no non-null value for every property of ` +
         `uniqueBy ${describe(uniqueBy)}, so it cannot be looked up (unique constraints let NULLs repeat). Nothing was sent.`,
     );
   }

@@ -17,7 +17,13 @@ import {
   wrap,
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
-import { CoasterEntityRepository, CoasterUsageError, TransactionRetryError, type FindOrCreateResult } from '../../src/index.js';
+import {
+  CoasterEntityRepository,
+  CoasterUsageError,
+  ManagedKeyConflictError,
+  TransactionRetryError,
+  type FindOrCreateResult,
+} from '../../src/index.js';
 import { allDrivers, closeOrm, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
@@ -350,11 +356,48 @@ describe.each(allDrivers)('batches on $name', db => {
       ['a uniqueBy naming no property', () => orm.em.fork().getOrCreateMany(Tag, [{ name: 'a' }], { uniqueBy: ['nom' as never] }), /uniqueBy names 'nom'/],
       ['a bad chunkSize', () => orm.em.fork().getOrCreateMany(Tag, [{ name: 'a' }], { chunkSize: 0 }), /chunkSize must be a positive integer/],
       ['failsafeAddMany of a plain object', () => orm.em.fork().failsafeAddMany([{ name: 'a' }]), /needs an entity instance/],
+      ['failsafeAddMany of an entity without the key', () => orm.em.fork().failsafeAddMany([new Tag()], { uniqueBy: ['name'] }), /entities\[0\] Tag \{\} has no non-null value/],
       ['failsafeAddMany of two classes', () => orm.em.fork().failsafeAddMany<object>([new Tag(), new Label()]), /entities\[1\] a Label/],
     ])('refuses %s with a usage error before any SQL', async (_, call, message) => {
       await expect(call()).rejects.toBeInstanceOf(CoasterUsageError);
       await expect(call()).rejects.toThrow(message);
       expect(log.queries).toEqual([]);
+    });
+
+    it('returns a managed entity with the row\'s primary key and key without SQL, and refuses one with another key', async () => {
+      const em = orm.em.fork();
+      const [label] = await em.findOrCreateMany(Label, [{ code: 'a' }]);
+      log.clear();
+      const [same] = await em.getOrCreateMany(Label, [{ id: label.id, code: 'a' }], { uniqueBy: ['code'] });
+      expect(same).toEqual({ entity: label, created: false });
+      expect(log.queries).toEqual([]);
+      const call = em.getOrCreateMany(Label, [{ id: label.id, code: 'b' }], { uniqueBy: ['code'] });
+      await expect(call).rejects.toBeInstanceOf(ManagedKeyConflictError);
+      expect(log.queries).toEqual([]);
+      expect(label.code).toBe('a');
+    });
+
+    it.runIf(path.name === 'fast')('binds at most 32,766 values (SQLite: 500 rows) per statement, whatever chunkSize says', async () => {
+      // three columns: 10,922 rows per statement; SQLite's compound select takes 500
+      const names = Array.from({ length: 11_000 }, (_, i) => ({ name: `n${String(i).padStart(5, '0')}` }));
+      const results = await orm.em.fork().getOrCreateMany(Tag, names, { chunkSize: 100_000 });
+      expect(results.every(result => result.created)).toBe(true);
+      expect(statements(log).filter(q => q.startsWith('insert')).length).toBe(db.name === 'sqlite' ? 22 : 2);
+      expect(await orm.em.fork().count(Tag)).toBe(11_000);
+    });
+
+    it.runIf(path.name === 'fast' && db.name === 'postgresql')('inside a transaction, works in a savepoint', async () => {
+      await seed(orm, { name: 'b' });
+      log.clear();
+      await orm.em.fork().transactional(em => em.getOrCreateMany(Tag, [{ name: 'b' }, { name: 'a' }]));
+      expect(statements(log)).toEqual([
+        'begin',
+        'savepoint trx',
+        'insert into tag (name) values (?), (?) on conflict (name) do nothing returning *',
+        'select t0.* from tag as t0 where t0.name in (?)',
+        'release savepoint trx',
+        'commit',
+      ]);
     });
 
     it('takes the one key every row holds by default, and uniqueBy to choose', async () => {

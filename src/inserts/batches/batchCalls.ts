@@ -88,7 +88,7 @@ export async function failsafeAddMany<T extends object>(
 ): Promise<(T | undefined)[]> {
   const key = resolveBatchKey(method, meta, entities as readonly Dictionary[], options, true);
   if (key) {
-    entities.forEach((entity, index) => checkKeyValues(method, meta, key, entity as Dictionary, index));
+    entities.forEach((entity, index) => checkKeyValues(method, meta, key, entity as Dictionary, index, 'entities'));
   }
   const uow = em.getUnitOfWork(false);
   entities.forEach(entity => uow.getPersistStack().delete(entity));

@@ -19,7 +19,7 @@ import { describe, TransactionRetryError } from '../errors.js';
 import { isHiddenConflict, prepareInsert, registerInserted } from '../fastInsert.js';
 import { flushReason } from '../insertPath.js';
 import { keyString, type BatchKey } from './batchKey.js';
-import { DEFAULT_CHUNK_SIZE, MAX_BOUND_VALUES, type ManyOptions } from './manyOptions.js';
+import { DEFAULT_CHUNK_SIZE, MAX_BOUND_VALUES, SQLITE_MAX_ROWS, type ManyOptions } from './manyOptions.js';
 
 /**
  * One distinct key of a batch (or, for `failsafeAddMany` without a key, one entity), and what became of it.
@@ -95,10 +95,13 @@ const returningServers = new WeakMap<Configuration, Promise<boolean>>();
  */
 export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slot<T>[]): Promise<void> {
   const { em, options } = batch;
+  if (slots.length === 0) {
+    return; // every key was resolved without SQL
+  }
   const dialect = dialectOf(em.getPlatform());
   const returning = dialect === 'mysql' && (await serverReturns(em));
   const ordered = batch.key ? [...slots].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)) : slots;
-  const size = chunkSize(batch);
+  const size = chunkSize(batch, dialect);
   const ownTransaction = !em.isInTransaction();
   let state: RunState<T>;
   for (let attempt = 1; ; attempt++) {
@@ -310,10 +313,14 @@ function unresolved<T extends object>(slots: Slot<T>[]): Slot<T>[] {
   return slots.filter(slot => slot.created === undefined);
 }
 
-/** Rows per statement: `chunkSize`, fewer if the entity's columns times the rows would bind more than {@link MAX_BOUND_VALUES} values. */
-function chunkSize<T extends object>(batch: Batch<T>): number {
+/**
+ * Rows per statement: `chunkSize`, fewer if the entity's columns times the rows would bind more than
+ * {@link MAX_BOUND_VALUES} values, and at most {@link SQLITE_MAX_ROWS} on SQLite.
+ */
+function chunkSize<T extends object>(batch: Batch<T>, dialect: Dialect): number {
   const columns = batch.meta.props.reduce((sum, prop) => sum + (prop.fieldNames?.length ?? 0), 0);
-  return Math.max(1, Math.min(batch.options.chunkSize ?? DEFAULT_CHUNK_SIZE, Math.floor(MAX_BOUND_VALUES / Math.max(1, columns))));
+  const rows = Math.min(batch.options.chunkSize ?? DEFAULT_CHUNK_SIZE, Math.floor(MAX_BOUND_VALUES / Math.max(1, columns)));
+  return Math.max(1, dialect === 'sqlite' ? Math.min(rows, SQLITE_MAX_ROWS) : rows);
 }
 
 /**
@@ -380,6 +387,9 @@ async function explained<T extends object>(
     range = (await refused(batch, dialect, half)) ? half : range.slice(half.length);
   }
   const slot = range[0];
+  if (failing.length > 1 && !(await refused(batch, dialect, [slot]))) {
+    return error; // no single row is refused: the statement as a whole was (a limit of the database's)
+  }
   error.message = `${batch.method}(${batch.meta.className}): the database refused ${batch.inputName}[${slot.index}] ${describe(batch.source(slot.index))}: ${error.message}`;
   return error;
 }

@@ -88,10 +88,17 @@ export function checkRow<T extends object>(method: string, meta: EntityMetadata<
   checkCreatableWhere(method, meta, where as EntityData<T>, rest as EntityData<T>);
 }
 
-/** Checks that `values` (a row, or an entity of `failsafeAddMany`) gives every key property a non-null value. */
-export function checkKeyValues<T extends object>(method: string, meta: EntityMetadata<T>, key: BatchKey<T>, values: Dictionary, index: number): void {
+/** Checks that `values` (a row, or an entity of `failsafeAddMany`: `input`) gives every key property a non-null value. */
+export function checkKeyValues<T extends object>(
+  method: string,
+  meta: EntityMetadata<T>,
+  key: BatchKey<T>,
+  values: Dictionary,
+  index: number,
+  input: 'rows' | 'entities' = 'rows',
+): void {
   if (key.names.some(name => values[name] == null)) {
-    throw CoasterUsageError.rowWithoutKey(method, meta.className, index, key.names, values);
+    throw CoasterUsageError.rowWithoutKey(method, meta.className, input, index, key.names, values);
   }
 }
 

@@ -10,6 +10,13 @@ export const DEFAULT_CHUNK_SIZE = 1_000;
  */
 export const MAX_BOUND_VALUES = 32_766;
 
+/**
+ * Rows per statement at most on SQLite, whatever `chunkSize` says: knex writes SQLite's multi-row insert as
+ * `select ? as a union all select ? as a ...`, and SQLite refuses a compound select of more than 500 terms
+ * (`SQLITE_MAX_COMPOUND_SELECT`).
+ */
+export const SQLITE_MAX_ROWS = 500;
+
 /** Options of `getOrCreateMany`, `findOrCreateMany` and `failsafeAddMany`. */
 export interface ManyOptions<T> extends FailsafeAddOptions {
   /**
@@ -25,7 +32,8 @@ export interface ManyOptions<T> extends FailsafeAddOptions {
 
   /**
    * Rows per statement (and per round trip). Default: {@link DEFAULT_CHUNK_SIZE} (1,000). A statement never binds
-   * more than {@link MAX_BOUND_VALUES} (32,766) values, SQLite's limit, so wide rows are sent in smaller chunks.
+   * more than {@link MAX_BOUND_VALUES} (32,766) values, SQLite's limit, so wide rows are sent in smaller chunks,
+   * and holds at most {@link SQLITE_MAX_ROWS} (500) rows on SQLite.
    * All chunks of a call are written in one transaction (a savepoint inside the caller's), in key order.
    */
   chunkSize?: number;
