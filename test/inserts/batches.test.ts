@@ -5,6 +5,8 @@
  */
 import {
   AfterCreate,
+  Check,
+  DriverException,
   DeadlockException,
   Entity,
   EntityRepositoryType,
@@ -65,9 +67,10 @@ class Gadget {
   }
 }
 
-/** A composite key across a relation and a scalar. */
+/** A composite key across a relation and a scalar; hits may not be negative. */
 @Entity()
 @Unique({ properties: ['account', 'day'] })
+@Check({ name: 'visit_hits_check', expression: 'hits >= 0' })
 class Visit {
   @PrimaryKey({ type: 'integer' })
   id!: number;
@@ -198,6 +201,16 @@ describe.each(allDrivers)('batches on $name', db => {
         expect(em.getUnitOfWork().getIdentityMap().getStore(orm.getMetadata().get(Address.name)).size).toBe(0);
       });
 
+      it('names the row a CHECK constraint refuses, in a chunk of several statements, writing none', async () => {
+        const account = await orm.em.fork().findOrCreate(Account, { name: 'ada' });
+        const rows = ['a', 'b', 'c', 'd', 'e'].map((day, i) => ({ account: account.id, day, hits: day === 'd' ? -1 : i }));
+        const call = run(em => em.getOrCreateMany(Visit, rows, { chunkSize: 2 }));
+        // MikroORM's MySQL driver maps MariaDB's CHECK errno (4025) to a plain DriverException
+        await expect(call).rejects.toBeInstanceOf(DriverException);
+        await expect(call).rejects.toThrow(/getOrCreateMany\(Visit\): the database refused rows\[3\] \{ account: \d+, day: 'd', hits: -1 \}/);
+        expect(await orm.em.fork().count(Visit)).toBe(0);
+      });
+
       it('works in chunks, in key order, reporting progress', async () => {
         const progress: [number, number][] = [];
         const names = ['e', 'c', 'a', 'd', 'b'];
@@ -253,6 +266,22 @@ describe.each(allDrivers)('batches on $name', db => {
         expect(await tagRows(orm)).toEqual([
           { name: 'fresh', color: null },
           { name: 'old', color: 'grey' },
+        ]);
+      });
+
+      it('failsafeAddMany takes entities that em.create persisted, and a later flush sends nothing', async () => {
+        const em = orm.em.fork();
+        const work = async (tx: TestOrm['em']) => {
+          const tags = ['p', 'q'].map(name => tx.create(Tag, { name }));
+          expect(await tx.failsafeAddMany(tags)).toEqual(tags);
+          log.clear();
+          await tx.flush();
+          expect(log.queries).toEqual([]);
+        };
+        await (inTransaction ? em.transactional(work) : work(em));
+        expect(await tagRows(orm)).toEqual([
+          { name: 'p', color: null },
+          { name: 'q', color: null },
         ]);
       });
 

@@ -360,7 +360,8 @@ async function inTransaction(em: SqlEntityManager, dialect: Dialect, savepoint: 
  * The error a failed call rejects with: a hidden conflict (PostgreSQL's 40001 from ON CONFLICT) as
  * {@link TransactionRetryError}; a statement's other error (a foreign key, NOT NULL or CHECK violation, a value
  * too long) as it is, its message prefixed with the input position and values of the row the database refused
- * (for a multi-row insert, found by inserting halves of it again in savepoints that are rolled back).
+ * (for a multi-row insert, found by inserting halves of it again in savepoints that are rolled back), unless no
+ * single row fails alone, or the call ran in the caller's transaction without a savepoint (`savepoint: false`).
  */
 async function explained<T extends object>(
   batch: Batch<T>,
@@ -368,11 +369,16 @@ async function explained<T extends object>(
   failing: Slot<T>[] | undefined,
   error: unknown,
 ): Promise<unknown> {
+  // with `savepoint: false` in a transaction, PostgreSQL's transaction is aborted: no statement can run
+  const aborted = batch.options.savepoint === false && batch.em.isInTransaction();
   if (isHiddenConflict(error)) {
-    const [row] = await batch.em.execute<{ level: string }[]>(`select current_setting('transaction_isolation') as level`);
+    const [row] = aborted
+      ? [{ level: 'repeatable read or serializable' }]
+      : await batch.em.execute<{ level: string }[]>(`select current_setting('transaction_isolation') as level`);
     return TransactionRetryError.hiddenConflict(batch.meta.className, row.level, error);
   }
   if (
+    aborted ||
     !failing ||
     !(error instanceof DriverException) ||
     error instanceof UniqueConstraintViolationException ||
