@@ -34,6 +34,7 @@ export interface Slot<T extends object> {
   index: number;
   /** The new entity to insert, if the slot starts with one (`failsafeAddMany`); else made by {@link Batch.create}. */
   candidate?: T;
+  /** The candidate's insert as a flush would compute it (`onCreate` values, `beforeCreate` hooks applied), once prepared. */
   changeSet?: ChangeSet<T>;
   /** The row the insert returned, registered once the call's transaction committed. */
   returned?: Dictionary;
@@ -45,7 +46,9 @@ export interface Slot<T extends object> {
 
 /** What a batch call needs from its caller: the entity, its key, and the ways to make and insert one entity. */
 export interface Batch<T extends object> {
+  /** The EntityManager the call acts on (its context's), bound to the call's transaction while it runs. */
   em: SqlEntityManager;
+  /** The entity's metadata. */
   meta: EntityMetadata<T>;
   /** `undefined` for `failsafeAddMany` without a key: entities are then inserted one by one, in input order. */
   key?: BatchKey<T>;
@@ -53,6 +56,7 @@ export interface Batch<T extends object> {
   method: string;
   /** How messages name an input position: `rows` or `entities`. */
   inputName: string;
+  /** The caller's options. */
   options: ManyOptions<T>;
   /** The new entity of a slot that starts without one (`getOrCreateMany`). */
   create(slot: Slot<T>): T;
@@ -80,7 +84,9 @@ const returningServers = new WeakMap<Configuration, Promise<boolean>>();
 /**
  * Resolves every slot: finds its row or inserts its entity, in one transaction (a savepoint inside the caller's
  * transaction, none with `savepoint: false`; on MariaDB/MySQL a transaction of its own runs under READ COMMITTED),
- * chunk by chunk in key order, so that overlapping batches take their locks in the same order and cannot deadlock.
+ * chunk by chunk in key order, so that overlapping batches take their locks in the same order (which rules
+ * deadlocks out on PostgreSQL; on InnoDB a call in a transaction of its own retries one, see
+ * {@link DEADLOCK_ATTEMPTS}).
  * Inserted entities are registered (managed, with their snapshot) once that transaction committed; on any error
  * nothing of the call is written and nothing new is managed.
  *
@@ -90,7 +96,7 @@ const returningServers = new WeakMap<Configuration, Promise<boolean>>();
  * the keys, then `insert ... returning *` of the missing ones; a duplicate-key error (another transaction inserted
  * one of them) undoes only that statement and the keys are selected again; a key that only a locking read sees is
  * hidden by the transaction's snapshot: {@link TransactionRetryError}. Entities a multi-row insert cannot serve
- * (see `insertPath`: afterCreate listeners, flush subscribers, versioning, ...) and other databases: one select
+ * (see `flushReason`: afterCreate listeners, flush subscribers, versioning, ...) and other databases: one select
  * per chunk, then `failsafeAdd` for each missing key, in key order.
  */
 export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slot<T>[]): Promise<void> {
