@@ -6,6 +6,8 @@
 import {
   AfterCreate,
   Check,
+  Filter,
+  UniqueConstraintViolationException,
   DriverException,
   DeadlockException,
   Entity,
@@ -85,7 +87,22 @@ class Visit {
   hits: number = 0;
 }
 
-const entities = [...raceEntities, Label, Gadget, Visit];
+/** A row hidden by a default filter still holds its unique name. */
+@Entity()
+@Filter({ name: 'visible', cond: { hidden: false }, default: true })
+class Secret {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  name!: string;
+
+  @Property({ type: 'boolean', default: false })
+  hidden: boolean = false;
+}
+
+const entities = [...raceEntities, Label, Gadget, Visit, Secret];
 
 /** A quoting-free view of the log: `"tag"` and `` `tag` `` both read `tag`. */
 function statements(log: QueryLog): string[] {
@@ -427,6 +444,18 @@ describe.each(allDrivers)('batches on $name', db => {
         'release savepoint trx',
         'commit',
       ]);
+    });
+
+    it('rejects with the database\'s unique violation a key whose row a filter hides, never silently', async () => {
+      await orm.em.fork().insert(Secret, { name: 'hidden', hidden: true });
+      log.clear();
+      const call = orm.em.fork().getOrCreateMany(Secret, [{ name: 'shown' }, { name: 'hidden' }]);
+      await expect(call).rejects.toBeInstanceOf(UniqueConstraintViolationException);
+      if (path.name === 'fast' && (db.name === 'postgresql' || db.name === 'sqlite')) {
+        // two rounds of insert-and-select skip it, then an insert without ON CONFLICT lets the database name it
+        expect(statements(log).map(q => q.split(' ')[0])).toEqual(['begin', 'insert', 'select', 'insert', 'select', 'insert', 'rollback']);
+      }
+      expect(await orm.em.fork().count(Secret, {}, { filters: false })).toBe(1);
     });
 
     it('takes the one key every row holds by default, and uniqueBy to choose', async () => {
