@@ -34,6 +34,8 @@ import { updateOrCreate } from './updateOrCreate.js';
 import { withCommitLevel } from '../sessions/onCommit.js';
 import { TransactionEnd } from '../shared/transactionEnd.js';
 import { timestampedUpsert, timestampedUpsertMany } from '../entity-decorators/timestampUpsert.js';
+import { checkArray, failsafeAddMany, getOrCreateMany } from './batches/batchCalls.js';
+import type { ManyOptions } from './batches/manyOptions.js';
 
 /** What {@link CoasterEntityManager.getOrCreate} resolves to. */
 export interface FindOrCreateResult<T> {
@@ -331,6 +333,112 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     options: FailsafeAddOptions = {},
   ): Promise<FindOrCreateResult<T>> {
     return updateOrCreate(contextEntityManager(this), entityName, where, update, create, options);
+  }
+
+  /**
+   * {@link getOrCreate} for many rows at once (Django's `get_or_create` in bulk, with a `created` flag per row):
+   * one result per row, in input order. Each row holds a new row's values; `options.uniqueBy` (default: the one
+   * unique key whose properties every row holds, a generated primary key left out) picks the key that identifies it.
+   *
+   * - A found row is returned as stored: the row's other values are not applied. An entity this EntityManager
+   *   already manages under that key is returned as that instance, its unflushed changes kept.
+   * - Rows repeating a key are one row: every position gets the same instance, `created` true at most at the first.
+   * - New entities are managed as after a flush: `onCreate` values (timestamps, `@AutoInitDefault`), `beforeCreate`
+   *   hooks, every column the database returned, a snapshot (a later flush sends nothing).
+   * - Race-safe: callers racing on overlapping keys, inside or outside transactions, end with one row per key and
+   *   `created` true exactly once per row across them. Keys are written in a stable order (sorted), so that
+   *   overlapping batches cannot deadlock. A key another transaction committed meanwhile is looked up again (READ
+   *   COMMITTED); under REPEATABLE READ or SERIALIZABLE, a row the snapshot hides throws {@link TransactionRetryError}.
+   * - The whole call is one transaction (a savepoint inside the caller's; none with `savepoint: false`): a foreign
+   *   key, NOT NULL or CHECK violation rejects with MikroORM's exception, its message naming the refused row
+   *   (`rows[3] { ... }`), no row of the call written, the caller's transaction usable.
+   * - Bad input (not an array, a row that is no plain object, an unknown property, an operator, a row without a
+   *   value for a key property, a `uniqueBy` that is no unique key, rows that pick no key or several, a bad
+   *   `chunkSize`) throws {@link CoasterUsageError} before any SQL. An empty array resolves to `[]` with no SQL.
+   * - Rows are sent `chunkSize` (default 1,000) at a time, never more than 32,766 bound values (on SQLite, 500
+   *   rows) per statement; `options.progress` hears of each chunk.
+   *
+   * Emits on PostgreSQL (SQLite alike, with backticks), outside a transaction, for two new keys and one existing:
+   * ```sql
+   * begin
+   * insert into "tag" ("name") values ('a'), ('b'), ('c') on conflict ("name") do nothing returning *
+   * select "t0".* from "tag" as "t0" where "t0"."name" in ('b')
+   * commit
+   * ```
+   * On MariaDB 10.5+ (`set transaction isolation level read committed` first, outside a transaction):
+   * ```sql
+   * select `t0`.* from `tag` as `t0` where `t0`.`name` in ('a', 'b', 'c')
+   * insert into `tag` (`name`) values ('a'), ('c') returning *
+   * ```
+   * Entities whose flush a multi-row insert cannot reproduce (the reasons of {@link failsafeAdd}'s savepoint path:
+   * `afterCreate` listeners, flush subscribers, versioning, ...) and other servers are found with one select per
+   * chunk, then inserted key by key with {@link failsafeAdd}, in the same transaction.
+   *
+   * @example
+   * ```ts
+   * const results = await em.getOrCreateMany(User, [{ email: 'ada@example.com', name: 'Ada' }, { email: 'bob@example.com' }]);
+   * const created = results.filter(result => result.created).length;
+   * ```
+   */
+  async getOrCreateMany<T extends object>(
+    entityName: EntityName<T>,
+    rows: EntityData<T>[],
+    options: ManyOptions<T> = {},
+  ): Promise<FindOrCreateResult<T>[]> {
+    const em = contextEntityManager(this);
+    const meta = em.getMetadata().get<T>(Utils.className(entityName));
+    return getOrCreateMany(em, 'getOrCreateMany', meta, rows, options, {
+      failsafeAdd: (entity, filters) => em.failsafeAdd(entity, filters, options),
+      forget: entity => em.forget(meta, entity),
+    });
+  }
+
+  /**
+   * {@link getOrCreateMany} without the `created` flags: the entities, one per row, in input order.
+   *
+   * @example
+   * ```ts
+   * const tags = await em.findOrCreateMany(Tag, names.map(name => ({ name })));
+   * ```
+   */
+  async findOrCreateMany<T extends object>(entityName: EntityName<T>, rows: EntityData<T>[], options?: ManyOptions<T>): Promise<T[]> {
+    const results = await this.getOrCreateMany(entityName, rows, options);
+    return results.map(result => result.entity);
+  }
+
+  /**
+   * {@link failsafeAdd} for many new entities of one class, as one batch: one result per entity, in input order.
+   * An inserted entity is returned as the same instance, now managed. A duplicate (of a stored row, or of an
+   * earlier entity of the call) resolves to the stored row's managed entity when the call has a key
+   * (`options.uniqueBy`, default: the one unique key whose properties every entity holds), and is detached.
+   * Without a key (no unique key held by every entity), entities are inserted one by one with `failsafeAdd`, in
+   * input order, and a duplicate resolves to `undefined`. The entities are checked as `failsafeAdd` checks one
+   * (new, standing alone: {@link CoasterUsageError} before any SQL); the EntityManager's other pending changes are
+   * flushed first. Transaction, errors, races, order and chunks as in {@link getOrCreateMany}.
+   *
+   * @example
+   * ```ts
+   * const tags = await em.failsafeAddMany(names.map(name => em.create(Tag, { name })));
+   * ```
+   */
+  async failsafeAddMany<T extends object>(entities: T[], options: ManyOptions<T> = {}): Promise<(T | undefined)[]> {
+    const em = contextEntityManager(this);
+    checkArray('failsafeAddMany', entities, options);
+    if (entities.length === 0) {
+      return [];
+    }
+    const meta = em.entityMetadata('failsafeAddMany', entities[0]);
+    entities.forEach((entity, index) => {
+      const other = em.entityMetadata('failsafeAddMany', entity);
+      if (other !== meta) {
+        throw CoasterUsageError.mixedEntities('failsafeAddMany', meta.className, other.className, index);
+      }
+      em.assertInsertableAlone('failsafeAddMany', meta, entity);
+    });
+    return failsafeAddMany(em, 'failsafeAddMany', meta, entities, options, {
+      failsafeAdd: (entity, filters) => em.failsafeAdd(entity, filters, options),
+      forget: entity => em.forget(meta, entity),
+    });
   }
 
   /**

@@ -318,6 +318,83 @@ export class CoasterUsageError extends CoasterError {
     );
   }
 
+  /** A batch method (`getOrCreateMany`, `findOrCreateMany`, `failsafeAddMany`) was given something other than an array. */
+  static notAnArray(method: string, value: unknown): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}() takes an array (of rows or entities), but got ${describe(value)}. Nothing was sent.`,
+    );
+  }
+
+  /** A row of `getOrCreateMany` is not a plain object of property values. */
+  static rowNotAnObject(method: string, index: number, row: unknown): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(): rows[${index}] is ${describe(row)}, not a plain object of the entity's property values. Nothing was sent.`,
+    );
+  }
+
+  /** `failsafeAddMany` was given entities of more than one class. */
+  static mixedEntities(method: string, first: string, other: string, index: number): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}() inserts entities of one class per call, but entities[0] is a ${first} and entities[${index}] a ` +
+        `${other}. Call it once per class. Nothing was sent.`,
+    );
+  }
+
+  /** `chunkSize` is not a positive integer. */
+  static badChunkSize(method: string, chunkSize: unknown): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(): chunkSize must be a positive integer (rows per statement), but is ${describe(chunkSize)}. ` +
+        `Leave it out for the default. Nothing was sent.`,
+    );
+  }
+
+  /**
+   * The `uniqueBy` of a batch names a property that cannot identify rows: not a property of the entity, or not
+   * one column of the entity's own (a collection, an embedded object, a formula).
+   */
+  static badUniqueByProperty(method: string, entityName: string, name: string): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(${entityName}): uniqueBy names '${name}', which is not a scalar or to-one relation property of ` +
+        `${entityName}. List the entity's property names (not column names) of one unique constraint. Nothing was sent.`,
+    );
+  }
+
+  /**
+   * The `uniqueBy` of a batch is not exactly the properties of one unique key declared in the entity's metadata,
+   * so the database would not refuse a second row with the same values: racing calls could both insert.
+   */
+  static uniqueByNotAKey(method: string, entityName: string, uniqueBy: string[], keys: string[]): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(${entityName}): uniqueBy ${describe(uniqueBy)} is not the properties of one of ${entityName}'s unique ` +
+        `keys (${keys.join('; ')}), so nothing would stop two racing calls from both inserting. Nothing was sent. ` +
+        `Pass the properties of one unique key, declare the constraint (@Unique({ properties: ${describe(uniqueBy)} })), ` +
+        `or, if it exists only in the database, pass { checkUnique: false }.`,
+    );
+  }
+
+  /**
+   * No `uniqueBy` was given and the rows do not pick one unique key: none of the entity's unique keys (a generated
+   * primary key left out) has all its properties in every row, or several have.
+   */
+  static uniqueByUnresolved(method: string, entityName: string, held: string[], keys: string[]): CoasterUsageError {
+    const why =
+      held.length === 0
+        ? `none of ${entityName}'s unique keys (${keys.join('; ') || 'none declared'}) has non-null values in every row`
+        : `several of ${entityName}'s unique keys have values in every row (${held.join('; ')})`;
+    return new CoasterUsageError(
+      `${method}(${entityName}) identifies rows by one unique key, but ${why}. Nothing was sent. Pass ` +
+        `{ uniqueBy: [...] } with the properties of the key that identifies a row.`,
+    );
+  }
+
+  /** A row (`input` is `rows`) or entity (`entities`) of a batch lacks a value for a property of its `uniqueBy` key. */
+  static rowWithoutKey(method: string, entityName: string, input: string, index: number, uniqueBy: string[], row: unknown): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(${entityName}): ${input}[${index}] ${describe(row)} has no non-null value for every property of ` +
+        `uniqueBy ${describe(uniqueBy)}, so it cannot be looked up (unique constraints let NULLs repeat). Nothing was sent.`,
+    );
+  }
+
   /** A {@link CoasterEntityRepository} was used with an EntityManager that is not a `CoasterEntityManager`. */
   static notCoasterEntityManager(entityName: string): CoasterUsageError {
     return new CoasterUsageError(

@@ -7,5 +7,6 @@ export { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityMa
 export { CoasterEntityRepository } from './CoasterEntityRepository.js';
 export { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
 export { type FailsafeAddOptions } from './failsafeAddOptions.js';
+export { type ManyOptions } from './batches/manyOptions.js';
 export { type InsertPathAware } from './insertPath.js';
 export { withRaceSafeInserts } from './withRaceSafeInserts.js';

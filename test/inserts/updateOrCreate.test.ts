@@ -388,7 +388,7 @@ describe.each(allDrivers)('updateOrCreate on $name', db => {
     throw new Error('no connection started waiting on a lock');
   }
 
-  describe.runIf(db.name !== 'sqlite').each(modes)('a row another transaction inserts meanwhile, $name', mode => {
+  if (db.name !== 'sqlite') describe.each(modes)('a row another transaction inserts meanwhile, $name', mode => {
     it('is locked and updated once that transaction commits, not inserted twice', async () => {
       const other = orm.em.fork();
       await other.begin();
@@ -418,7 +418,7 @@ describe.each(allDrivers)('updateOrCreate on $name', db => {
     });
   });
 
-  describe.runIf(db.name !== 'sqlite')('under REPEATABLE READ', () => {
+  if (db.name !== 'sqlite') describe('under REPEATABLE READ', () => {
     it('throws TransactionRetryError for a row committed after the snapshot (PostgreSQL), locks and updates it (MariaDB)', async () => {
       const em = orm.em.fork();
       await em.begin({ isolationLevel: IsolationLevel.REPEATABLE_READ });
@@ -440,7 +440,7 @@ describe.each(allDrivers)('updateOrCreate on $name', db => {
       expect(await stored('ada')).toMatchObject({ name: db.name === 'postgresql' ? 'Ada' : 'Ada L.' });
     });
 
-    it.runIf(db.name === 'postgresql')('lets PostgreSQL\'s serialization failure through for a row changed or deleted after the snapshot', async () => {
+    if (db.name === 'postgresql') it('lets PostgreSQL\'s serialization failure through for a row changed or deleted after the snapshot', async () => {
       for (const change of ['update', 'delete'] as const) {
         await orm.schema.clearDatabase();
         await orm.em.fork().updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
@@ -460,7 +460,7 @@ describe.each(allDrivers)('updateOrCreate on $name', db => {
       }
     });
 
-    it.runIf(db.name !== 'postgresql')('throws TransactionRetryError for a row the snapshot shows but that was deleted since (MariaDB)', async () => {
+    if (db.name !== 'postgresql') it('throws TransactionRetryError for a row the snapshot shows but that was deleted since (MariaDB)', async () => {
       await orm.em.fork().updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
       const em = orm.em.fork();
       await em.begin({ isolationLevel: IsolationLevel.REPEATABLE_READ });
