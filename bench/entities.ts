@@ -9,4 +9,8 @@ export class BenchTag {
   @Property({ type: 'string' })
   @Unique()
   name!: string;
+
+  /** What `updateOrCreate` and `em.upsert` write to an existing row. */
+  @Property({ type: 'string', nullable: true })
+  note?: string;
 }

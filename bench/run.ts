@@ -30,6 +30,9 @@ const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 400);
 const WORKERS = 8;
 const KEYS = 20;
 const CONTENTION_ROUNDS = 5;
+/** Rows per batch in the batch table, and how many batches each side runs (after a quarter as many to warm up). */
+const BATCH = 1_000;
+const BATCH_ITERATIONS = Number(process.env.BENCH_BATCH_ITERATIONS ?? 20);
 
 type Em = CoasterEntityManager<PostgreSqlDriver>;
 
@@ -61,9 +64,11 @@ async function compare(
   baseline: (i: number) => Promise<unknown>,
   subject: (i: number) => Promise<unknown>,
   reset: () => void | Promise<void>,
+  iterations = ITERATIONS,
+  warmUp = Math.max(100, iterations / 4),
 ): Promise<[number, number]> {
   const samples: [number[], number[]] = [[], []];
-  for (let i = -Math.max(100, ITERATIONS / 4); i < ITERATIONS; i++) {
+  for (let i = -Math.ceil(warmUp); i < iterations; i++) {
     for (const [side, op] of [baseline, subject].entries()) {
       const ms = await time(() => op(i));
       await reset();
@@ -90,8 +95,8 @@ async function inRolledBackTransaction<D extends AbstractSqlDriver>(
 }
 
 /** Prints `rows` as a table of medians, ratios and targets. */
-function printRows(database: string, rows: Row[]): void {
-  console.log(`${database}, ${ITERATIONS} iterations per side, medians in milliseconds\n`);
+function printRows(database: string, rows: Row[], iterations = ITERATIONS): void {
+  console.log(`${database}, ${iterations} iterations per side, medians in milliseconds\n`);
   console.table(
     rows.map(r => ({
       case: r.case,
@@ -114,6 +119,127 @@ class FlushListener implements EventSubscriber {
 async function floorInsert(client: pg.ClientBase, name: string): Promise<unknown> {
   const inserted = await client.query('insert into bench_tag (name) values ($1) on conflict do nothing returning *', [name]);
   return inserted.rows[0] ?? (await client.query('select * from bench_tag where name = $1 limit 2', [name])).rows[0];
+}
+
+/**
+ * The batch floor: what node-postgres alone needs to get or create `names`: one insert of them all that skips
+ * existing ones, then one select of the names it did not return.
+ */
+async function floorBatch(client: pg.ClientBase, names: string[]): Promise<unknown[]> {
+  const inserted = await client.query<{ name: string }>('insert into bench_tag (name) select unnest($1::text[]) on conflict do nothing returning *', [names]);
+  const returned = new Set(inserted.rows.map(row => row.name));
+  const missing = names.filter(name => !returned.has(name));
+  const found = missing.length === 0 ? [] : (await client.query('select * from bench_tag where name = any($1)', [missing])).rows;
+  return [...inserted.rows, ...found];
+}
+
+/** `BATCH` names, `prefix-0` ... */
+const batchNames = (prefix: string) => Array.from({ length: BATCH }, (_, k) => `${prefix}-${k}`);
+
+/** The batch table: getOrCreateMany of `BATCH` rows against the floor, a flush of the same rows, and getOrCreate in a loop. */
+async function batchRows(orm: MikroORM<PostgreSqlDriver, Em>, raw: pg.ClientBase): Promise<Row[]> {
+  const rows: Row[] = [];
+  const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
+    rows.push({ case: name, baseline, baselineMs, subjectMs, target });
+  const em = orm.em.fork();
+  const reset = () => em.clear();
+  const many = (prefix: string) => (i: number) => em.getOrCreateMany(Tag, batchNames(`${prefix}-${i}`).map(name => ({ name })));
+  await em.getOrCreateMany(Tag, batchNames('stored').map(name => ({ name })));
+  em.clear();
+  const warmUp = BATCH_ITERATIONS / 4;
+  row(`getOrCreateMany, ${BATCH} new rows`, 'floor (node-postgres)', await compare(i => floorBatch(raw, batchNames(`batch-floor-${i}`)), many('new'), reset, BATCH_ITERATIONS, warmUp), 2);
+  row(
+    `getOrCreateMany, ${BATCH} existing rows`,
+    'floor (node-postgres)',
+    await compare(
+      () => floorBatch(raw, batchNames('stored')),
+      () => em.getOrCreateMany(Tag, batchNames('stored').map(name => ({ name }))),
+      reset,
+      BATCH_ITERATIONS,
+      warmUp,
+    ),
+    2,
+  );
+  row(
+    `getOrCreateMany, ${BATCH} new rows`,
+    'em.create + flush',
+    await compare(
+      i => {
+        batchNames(`flush-${i}`).forEach(name => em.create(Tag, { name }));
+        return em.flush();
+      },
+      many('new2'),
+      reset,
+      BATCH_ITERATIONS,
+      warmUp,
+    ),
+    0.9,
+  );
+  row(
+    `em.upsertMany (onConflictAction: 'ignore'), ${BATCH} new rows`,
+    'floor (node-postgres)',
+    await compare(
+      i => floorBatch(raw, batchNames(`batch-floor2-${i}`)),
+      i => em.upsertMany(Tag, batchNames(`upsert-${i}`).map(name => ({ name })), { onConflictAction: 'ignore' }),
+      reset,
+      BATCH_ITERATIONS,
+      warmUp,
+    ),
+  );
+  row(
+    `getOrCreateMany, ${BATCH} new rows`,
+    `${BATCH} getOrCreate calls`,
+    await compare(
+      async i => {
+        for (const name of batchNames(`loop-${i}`)) {
+          await em.getOrCreate(Tag, { name });
+        }
+      },
+      many('new3'),
+      reset,
+      Math.ceil(BATCH_ITERATIONS / 4),
+      1,
+    ),
+    0.1,
+  );
+  return rows;
+}
+
+/**
+ * WORKERS callers racing getOrCreateMany on overlapping, shuffled `BATCH`-key batches, outside transactions:
+ * rows stored, created flags counted, errors escaped (deadlocks among them).
+ */
+async function racingBatches(orm: MikroORM<PostgreSqlDriver, Em>): Promise<void> {
+  const keys = batchNames('race');
+  const batches = Array.from({ length: WORKERS }, (_, worker) =>
+    keys
+      .filter((_, k) => (k + worker) % 4 !== 0)
+      .map((name, k) => ({ name, order: (k * 7919 + worker * 104729) % 10007 }))
+      .sort((a, b) => a.order - b.order)
+      .map(({ name }) => ({ name })),
+  );
+  let escaped = 0;
+  let deadlocks = 0;
+  let created = 0;
+  const elapsed = await time(() =>
+    Promise.all(
+      batches.map(rows =>
+        orm.em
+          .fork()
+          .getOrCreateMany(Tag, rows)
+          .then(
+            results => (created += results.filter(result => result.created).length),
+            (error: Error) => {
+              escaped++;
+              deadlocks += error.name === 'DeadlockException' ? 1 : 0;
+            },
+          ),
+      ),
+    ),
+  );
+  const stored = await orm.em.fork().count(Tag, { name: { $like: 'race-%' } });
+  console.log(`\nRacing batches: ${WORKERS} callers, overlapping ${BATCH}-key batches, outside transactions\n`);
+  console.table([{ 'ms': elapsed.toFixed(1), 'rows (expected)': `${stored} (${BATCH})`, 'created (expected)': `${created} (${stored})`, 'errors escaped': escaped, deadlocks }]);
 }
 
 /** One contention round: WORKERS transactions inserting the same KEYS keys in the same order. */
@@ -264,7 +390,30 @@ async function main(): Promise<void> {
       1.1,
     );
 
+    row(
+      'outside: updateOrCreate, existing row',
+      'em.upsert, existing row',
+      await compare(
+        i => em.upsert(Tag, { name: 'existing', note: `upsert-${i}` }),
+        i => em.updateOrCreate(Tag, { name: 'existing' }, { note: `update-${i}` }),
+        () => em.clear(),
+      ),
+      1.3,
+    );
+    row(
+      'outside: updateOrCreate, new row',
+      'em.upsert, new row',
+      await compare(
+        i => em.upsert(Tag, { name: `upsert-new-${i}`, note: 'new' }),
+        i => em.updateOrCreate(Tag, { name: `update-new-${i}` }, { note: 'new' }),
+        () => em.clear(),
+      ),
+      1.3,
+    );
+
     printRows('PostgreSQL', rows);
+    printRows(`PostgreSQL, batches of ${BATCH} rows, outside a transaction`, await batchRows(orm, raw), BATCH_ITERATIONS);
+    await racingBatches(orm);
 
     const count = (prefix: string) => orm.em.fork().count(Tag, { name: { $like: `${prefix}%` } });
     const floorWorker: Worker = async keys => {

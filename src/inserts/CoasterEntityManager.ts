@@ -30,9 +30,12 @@ import { insertPath } from './insertPath.js';
 import { selectStatement } from './statements.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
 import { NestedRollbackGuard } from '../sessions/nestedRollback.js';
+import { updateOrCreate } from './updateOrCreate.js';
 import { withCommitLevel } from '../sessions/onCommit.js';
 import { TransactionEnd } from '../shared/transactionEnd.js';
 import { timestampedUpsert, timestampedUpsertMany } from '../entity-decorators/timestampUpsert.js';
+import { checkArray, failsafeAddMany, getOrCreateMany } from './batches/batchCalls.js';
+import type { ManyOptions } from './batches/manyOptions.js';
 
 /** What {@link CoasterEntityManager.getOrCreate} resolves to. */
 export interface FindOrCreateResult<T> {
@@ -275,6 +278,167 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     options?: FailsafeAddOptions,
   ): Promise<FindOrCreateResult<T>> {
     return contextEntityManager(this).findOrInsert('getOrCreate', entityName, where, data, options);
+  }
+
+  /**
+   * Updates the row matching `where` with `update`, or creates it from `where` + `update` + `create`, and
+   * tells which (like Django's `update_or_create`, `create` being its `create_defaults`). Two concurrent
+   * callers never both insert, and never overwrite each other unseen: the found row is locked before it is
+   * read, so each update applies to the row as the previous one left it.
+   *
+   * - `where`: as {@link getOrCreate}'s (plain values, covered by a declared unique key unless
+   *   `options.checkUnique` is `false`; several matching rows throw {@link MultipleResultsError}).
+   * - `update` is written whether the row is found or created; `create` only to a new row, over `update`
+   *   where both give a property. Neither may contradict `where`, name an unknown property or a collection,
+   *   and `update` may not give a primary key that `where` does not: {@link CoasterUsageError} before any SQL.
+   * - This EntityManager's pending changes are flushed first, as {@link failsafeAdd} does.
+   * - Found: the row is read with `LockMode.PESSIMISTIC_WRITE` (`select ... for update` on PostgreSQL and
+   *   MariaDB; on SQLite, whose transactions lock the whole database for writing, the lock is the write lock:
+   *   see the README), `update` is assigned to it and flushed, so hooks run, `@UpdatedAt` moves and `@CreatedAt`
+   *   does not. When `update` changes nothing, no UPDATE is sent and `@UpdatedAt` stays (as a flush does).
+   *   The entity this EntityManager already manages for the row is the one returned and updated, its values
+   *   now those of the locked row plus `update`. Resolves to `{ entity, created: false }`.
+   * - Not found: inserted by {@link getOrCreate} (so {@link failsafeAdd}'s fast or savepoint path), resolves
+   *   to `{ entity, created: true }`. If a concurrent caller inserted the row in between, it is locked and
+   *   updated as above.
+   * - Outside a transaction the call runs in a READ COMMITTED transaction of its own (SQLite: a transaction),
+   *   committed when the promise resolves; inside yours, in a savepoint (none with `options.savepoint: false`).
+   *   Either way an error (a foreign key or CHECK violation as MikroORM's exception, MikroORM's own refusal of
+   *   `null` for a NOT NULL property, a hook's) leaves nothing of the call written, your transaction usable,
+   *   and the managed entity reloaded from the row.
+   * - Under REPEATABLE READ or SERIALIZABLE on PostgreSQL, a row committed after your transaction's snapshot
+   *   throws {@link TransactionRetryError} (as {@link getOrCreate} does), and PostgreSQL's own serialization
+   *   failure for a row changed since propagates. On MariaDB the locking read sees the latest committed row
+   *   and updates it; a row your snapshot shows but that was deleted since throws {@link TransactionRetryError}.
+   *
+   * Emits, outside a transaction, when the row exists (PostgreSQL):
+   * ```sql
+   * start transaction isolation level read committed
+   * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2 for update
+   * update "tag" set "color" = 'blue' where "id" = 1
+   * commit
+   * ```
+   * and when it does not, the same locking select, then {@link getOrCreate}'s statements, then `commit`.
+   *
+   * @example
+   * ```ts
+   * const { entity: user, created } = await em.updateOrCreate(User, { email }, { name }, { plan: 'free' });
+   * ```
+   */
+  async updateOrCreate<T extends object>(
+    entityName: EntityName<T>,
+    where: EntityData<T>,
+    update: EntityData<T>,
+    create?: EntityData<T>,
+    options: FailsafeAddOptions = {},
+  ): Promise<FindOrCreateResult<T>> {
+    return updateOrCreate(contextEntityManager(this), entityName, where, update, create, options);
+  }
+
+  /**
+   * {@link getOrCreate} for many rows at once (Django's `get_or_create` in bulk, with a `created` flag per row):
+   * one result per row, in input order. Each row holds a new row's values; `options.uniqueBy` (default: the one
+   * unique key whose properties every row holds, a generated primary key left out) picks the key that identifies it.
+   *
+   * - A found row is returned as stored: the row's other values are not applied. An entity this EntityManager
+   *   already manages under that key is returned as that instance, its unflushed changes kept.
+   * - Rows repeating a key are one row: every position gets the same instance, `created` true at most at the first.
+   * - New entities are managed as after a flush: `onCreate` values (timestamps, `@AutoInitDefault`), `beforeCreate`
+   *   hooks, every column the database returned, a snapshot (a later flush sends nothing).
+   * - Race-safe: callers racing on overlapping keys, inside or outside transactions, end with one row per key and
+   *   `created` true exactly once per row across them. Keys are written in a stable order (sorted), so that
+   *   overlapping batches cannot deadlock. A key another transaction committed meanwhile is looked up again (READ
+   *   COMMITTED); under REPEATABLE READ or SERIALIZABLE, a row the snapshot hides throws {@link TransactionRetryError}.
+   * - The whole call is one transaction (a savepoint inside the caller's; none with `savepoint: false`): a foreign
+   *   key, NOT NULL or CHECK violation rejects with MikroORM's exception, its message naming the refused row
+   *   (`rows[3] { ... }`), no row of the call written, the caller's transaction usable.
+   * - Bad input (not an array, a row that is no plain object, an unknown property, an operator, a row without a
+   *   value for a key property, a `uniqueBy` that is no unique key, rows that pick no key or several, a bad
+   *   `chunkSize`) throws {@link CoasterUsageError} before any SQL. An empty array resolves to `[]` with no SQL.
+   * - Rows are sent `chunkSize` (default 1,000) at a time, never more than 32,766 bound values (on SQLite, 500
+   *   rows) per statement; `options.progress` hears of each chunk.
+   *
+   * Emits on PostgreSQL (SQLite alike, with backticks), outside a transaction, for two new keys and one existing:
+   * ```sql
+   * begin
+   * insert into "tag" ("name") values ('a'), ('b'), ('c') on conflict ("name") do nothing returning *
+   * select "t0".* from "tag" as "t0" where "t0"."name" in ('b')
+   * commit
+   * ```
+   * On MariaDB 10.5+ (`set transaction isolation level read committed` first, outside a transaction):
+   * ```sql
+   * select `t0`.* from `tag` as `t0` where `t0`.`name` in ('a', 'b', 'c')
+   * insert into `tag` (`name`) values ('a'), ('c') returning *
+   * ```
+   * Entities whose flush a multi-row insert cannot reproduce (the reasons of {@link failsafeAdd}'s savepoint path:
+   * `afterCreate` listeners, flush subscribers, versioning, ...) and other servers are found with one select per
+   * chunk, then inserted key by key with {@link failsafeAdd}, in the same transaction.
+   *
+   * @example
+   * ```ts
+   * const results = await em.getOrCreateMany(User, [{ email: 'ada@example.com', name: 'Ada' }, { email: 'bob@example.com' }]);
+   * const created = results.filter(result => result.created).length;
+   * ```
+   */
+  async getOrCreateMany<T extends object>(
+    entityName: EntityName<T>,
+    rows: EntityData<T>[],
+    options: ManyOptions<T> = {},
+  ): Promise<FindOrCreateResult<T>[]> {
+    const em = contextEntityManager(this);
+    const meta = em.getMetadata().get<T>(Utils.className(entityName));
+    return getOrCreateMany(em, 'getOrCreateMany', meta, rows, options, {
+      failsafeAdd: (entity, filters) => em.failsafeAdd(entity, filters, options),
+      forget: entity => em.forget(meta, entity),
+    });
+  }
+
+  /**
+   * {@link getOrCreateMany} without the `created` flags: the entities, one per row, in input order.
+   *
+   * @example
+   * ```ts
+   * const tags = await em.findOrCreateMany(Tag, names.map(name => ({ name })));
+   * ```
+   */
+  async findOrCreateMany<T extends object>(entityName: EntityName<T>, rows: EntityData<T>[], options?: ManyOptions<T>): Promise<T[]> {
+    const results = await this.getOrCreateMany(entityName, rows, options);
+    return results.map(result => result.entity);
+  }
+
+  /**
+   * {@link failsafeAdd} for many new entities of one class, as one batch: one result per entity, in input order.
+   * An inserted entity is returned as the same instance, now managed. A duplicate (of a stored row, or of an
+   * earlier entity of the call) resolves to the stored row's managed entity when the call has a key
+   * (`options.uniqueBy`, default: the one unique key whose properties every entity holds), and is detached.
+   * Without a key (no unique key held by every entity), entities are inserted one by one with `failsafeAdd`, in
+   * input order, and a duplicate resolves to `undefined`. The entities are checked as `failsafeAdd` checks one
+   * (new, standing alone: {@link CoasterUsageError} before any SQL); the EntityManager's other pending changes are
+   * flushed first. Transaction, errors, races, order and chunks as in {@link getOrCreateMany}.
+   *
+   * @example
+   * ```ts
+   * const tags = await em.failsafeAddMany(names.map(name => em.create(Tag, { name })));
+   * ```
+   */
+  async failsafeAddMany<T extends object>(entities: T[], options: ManyOptions<T> = {}): Promise<(T | undefined)[]> {
+    const em = contextEntityManager(this);
+    checkArray('failsafeAddMany', entities, options);
+    if (entities.length === 0) {
+      return [];
+    }
+    const meta = em.entityMetadata('failsafeAddMany', entities[0]);
+    entities.forEach((entity, index) => {
+      const other = em.entityMetadata('failsafeAddMany', entity);
+      if (other !== meta) {
+        throw CoasterUsageError.mixedEntities('failsafeAddMany', meta.className, other.className, index);
+      }
+      em.assertInsertableAlone('failsafeAddMany', meta, entity);
+    });
+    return failsafeAddMany(em, 'failsafeAddMany', meta, entities, options, {
+      failsafeAdd: (entity, filters) => em.failsafeAdd(entity, filters, options),
+      forget: entity => em.forget(meta, entity),
+    });
   }
 
   /**

@@ -3,6 +3,7 @@ import { SqlEntityRepository } from '@mikro-orm/knex';
 import { CoasterEntityManager, type FindOrCreateResult } from './CoasterEntityManager.js';
 import { CoasterUsageError } from './errors.js';
 import type { FailsafeAddOptions } from './failsafeAddOptions.js';
+import type { ManyOptions } from './batches/manyOptions.js';
 
 /**
  * An `EntityRepository` with the race-safe helpers of {@link CoasterEntityManager}, for code that works
@@ -40,6 +41,31 @@ export class CoasterEntityRepository<T extends object> extends SqlEntityReposito
   /** {@link CoasterEntityManager.getOrCreate} for this repository's entity. */
   async getOrCreate(where: EntityData<T>, data?: EntityData<T>, options?: FailsafeAddOptions): Promise<FindOrCreateResult<T>> {
     return this.getCoasterEntityManager().getOrCreate(this.entityName, where, data, options);
+  }
+
+  /** {@link CoasterEntityManager.updateOrCreate} for this repository's entity. */
+  async updateOrCreate(
+    where: EntityData<T>,
+    update: EntityData<T>,
+    create?: EntityData<T>,
+    options?: FailsafeAddOptions,
+  ): Promise<FindOrCreateResult<T>> {
+    return this.getCoasterEntityManager().updateOrCreate(this.entityName, where, update, create, options);
+  }
+
+  /** {@link CoasterEntityManager.getOrCreateMany} for this repository's entity. */
+  async getOrCreateMany(rows: EntityData<T>[], options?: ManyOptions<T>): Promise<FindOrCreateResult<T>[]> {
+    return this.getCoasterEntityManager().getOrCreateMany(this.entityName, rows, options);
+  }
+
+  /** {@link CoasterEntityManager.findOrCreateMany} for this repository's entity. */
+  async findOrCreateMany(rows: EntityData<T>[], options?: ManyOptions<T>): Promise<T[]> {
+    return this.getCoasterEntityManager().findOrCreateMany(this.entityName, rows, options);
+  }
+
+  /** {@link CoasterEntityManager.failsafeAddMany} on this repository's EntityManager. */
+  async failsafeAddMany(entities: T[], options?: ManyOptions<T>): Promise<(T | undefined)[]> {
+    return this.getCoasterEntityManager().failsafeAddMany(entities, options);
   }
 
   private getCoasterEntityManager(): CoasterEntityManager {

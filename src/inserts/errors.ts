@@ -65,7 +65,9 @@ export class MultipleResultsError extends CoasterError {
  * A unique violation was raised inside a REPEATABLE READ or SERIALIZABLE transaction, and the row it
  * conflicts with is not visible to that transaction's snapshot (another transaction committed it
  * after this one started). Nothing the current transaction can read will return it: roll the whole
- * transaction back and run it again. The original violation is the `cause`.
+ * transaction back and run it again. The original violation is the `cause`. Also thrown by
+ * `updateOrCreate` when its snapshot shows a row that its locking read cannot find
+ * ({@link TransactionRetryError.rowNotLockable}, without a `cause`).
  *
  * @example
  * ```ts
@@ -83,11 +85,14 @@ export class MultipleResultsError extends CoasterError {
 export class TransactionRetryError extends CoasterError {
   private constructor(
     message: string,
-    /** The entity whose insert conflicted. */
+    /** The entity whose insert conflicted, or whose row could not be locked. */
     readonly entityName: string,
-    /** The transaction's isolation level as the database reported it, e.g. `repeatable read`. */
-    readonly isolationLevel: string,
-    cause: DriverException,
+    /**
+     * The transaction's isolation level as the database reported it, e.g. `repeatable read`; `undefined`
+     * from {@link TransactionRetryError.rowNotLockable}, which does not ask the database.
+     */
+    readonly isolationLevel: string | undefined,
+    cause?: DriverException,
   ) {
     super(message, { cause });
   }
@@ -101,6 +106,22 @@ export class TransactionRetryError extends CoasterError {
       entityName,
       isolationLevel,
       cause,
+    );
+  }
+
+  /**
+   * `updateOrCreate` looked for the row with its locking read `looks` times and found none, while its
+   * insert found the row each time with a plain read: the transaction's snapshot (REPEATABLE READ on
+   * MariaDB) still shows a row that was deleted since, or other transactions keep deleting and inserting it.
+   */
+  static rowNotLockable(method: string, entityName: string, where: unknown, looks: number): TransactionRetryError {
+    return new TransactionRetryError(
+      `${method}(${entityName}, ${describe(where)}) found no row to lock ${looks} times, while its insert found ` +
+        `one each time: this transaction's snapshot shows a row that another transaction has deleted since (or ` +
+        `other transactions keep deleting and inserting it). Nothing was written. Roll back and retry the whole ` +
+        `transaction (or call it outside a transaction, where it runs under READ COMMITTED).`,
+      entityName,
+      undefined,
     );
   }
 }
@@ -264,11 +285,113 @@ export class CoasterUsageError extends CoasterError {
     );
   }
 
+  /** `updateOrCreate`'s `update` or `create` names something that is not a property of the entity. */
+  static unknownPropertyInValues(method: string, entityName: string, argument: string, key: string): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}() writes \`${argument}\` to a ${entityName} row, but '${key}' is not a property of ${entityName}, ` +
+        `so MikroORM would set it on the instance and write nothing. Nothing was sent. Use the entity's property ` +
+        `names (not column names).`,
+    );
+  }
+
+  /** `updateOrCreate`'s `update` or `create` holds a collection, which is no column of the row. */
+  static collectionInValues(method: string, argument: string, key: string): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}() writes the row's own columns, but \`${argument}\` gives the collection '${key}'. Nothing was ` +
+        `sent. Change the collection on the entity the call returns, then flush.`,
+    );
+  }
+
+  /** `updateOrCreate`'s `update` sets a primary key that `where` does not give: it would move the row. */
+  static primaryKeyInUpdate(method: string, entityName: string, key: string): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(${entityName}, where, update) would change the primary key '${key}' of the row it finds. Nothing ` +
+        `was sent. Put the key in \`where\` to find the row by it, or in \`create\` to give it to a new row only.`,
+    );
+  }
+
   /** `addAndCommit` was called without the filters it needs to recover. */
   static filtersRequired(method: string): CoasterUsageError {
     return new CoasterUsageError(
       `${method}() needs filters that find the existing row after a conflict, e.g. ${method}(user, { email: user.email }). ` +
         `Use em.failsafeAdd(entity) if the conflict may be ignored.`,
+    );
+  }
+
+  /** A batch method (`getOrCreateMany`, `findOrCreateMany`, `failsafeAddMany`) was given something other than an array. */
+  static notAnArray(method: string, value: unknown): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}() takes an array (of rows or entities), but got ${describe(value)}. Nothing was sent.`,
+    );
+  }
+
+  /** A row of `getOrCreateMany` is not a plain object of property values. */
+  static rowNotAnObject(method: string, index: number, row: unknown): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(): rows[${index}] is ${describe(row)}, not a plain object of the entity's property values. Nothing was sent.`,
+    );
+  }
+
+  /** `failsafeAddMany` was given entities of more than one class. */
+  static mixedEntities(method: string, first: string, other: string, index: number): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}() inserts entities of one class per call, but entities[0] is a ${first} and entities[${index}] a ` +
+        `${other}. Call it once per class. Nothing was sent.`,
+    );
+  }
+
+  /** `chunkSize` is not a positive integer. */
+  static badChunkSize(method: string, chunkSize: unknown): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(): chunkSize must be a positive integer (rows per statement), but is ${describe(chunkSize)}. ` +
+        `Leave it out for the default. Nothing was sent.`,
+    );
+  }
+
+  /**
+   * The `uniqueBy` of a batch names a property that cannot identify rows: not a property of the entity, or not
+   * one column of the entity's own (a collection, an embedded object, a formula).
+   */
+  static badUniqueByProperty(method: string, entityName: string, name: string): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(${entityName}): uniqueBy names '${name}', which is not a scalar or to-one relation property of ` +
+        `${entityName}. List the entity's property names (not column names) of one unique constraint. Nothing was sent.`,
+    );
+  }
+
+  /**
+   * The `uniqueBy` of a batch is not exactly the properties of one unique key declared in the entity's metadata,
+   * so the database would not refuse a second row with the same values: racing calls could both insert.
+   */
+  static uniqueByNotAKey(method: string, entityName: string, uniqueBy: string[], keys: string[]): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(${entityName}): uniqueBy ${describe(uniqueBy)} is not the properties of one of ${entityName}'s unique ` +
+        `keys (${keys.join('; ')}), so nothing would stop two racing calls from both inserting. Nothing was sent. ` +
+        `Pass the properties of one unique key, declare the constraint (@Unique({ properties: ${describe(uniqueBy)} })), ` +
+        `or, if it exists only in the database, pass { checkUnique: false }.`,
+    );
+  }
+
+  /**
+   * No `uniqueBy` was given and the rows do not pick one unique key: none of the entity's unique keys (a generated
+   * primary key left out) has all its properties in every row, or several have.
+   */
+  static uniqueByUnresolved(method: string, entityName: string, held: string[], keys: string[]): CoasterUsageError {
+    const why =
+      held.length === 0
+        ? `none of ${entityName}'s unique keys (${keys.join('; ') || 'none declared'}) has non-null values in every row`
+        : `several of ${entityName}'s unique keys have values in every row (${held.join('; ')})`;
+    return new CoasterUsageError(
+      `${method}(${entityName}) identifies rows by one unique key, but ${why}. Nothing was sent. Pass ` +
+        `{ uniqueBy: [...] } with the properties of the key that identifies a row.`,
+    );
+  }
+
+  /** A row (`input` is `rows`) or entity (`entities`) of a batch lacks a value for a property of its `uniqueBy` key. */
+  static rowWithoutKey(method: string, entityName: string, input: string, index: number, uniqueBy: string[], row: unknown): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(${entityName}): ${input}[${index}] ${describe(row)} has no non-null value for every property of ` +
+        `uniqueBy ${describe(uniqueBy)}, so it cannot be looked up (unique constraints let NULLs repeat). Nothing was sent.`,
     );
   }
 

@@ -1,5 +1,5 @@
 /**
- * Options of `failsafeAdd`, `addAndCommit`, `findOrCreate` and `getOrCreate`.
+ * Options of `failsafeAdd`, `addAndCommit`, `findOrCreate`, `getOrCreate` and `updateOrCreate`.
  *
  * @example
  * ```ts
@@ -17,12 +17,14 @@ export interface FailsafeAddOptions {
    * NOT NULL, CHECK, and a REPEATABLE READ snapshot hiding the conflicting row, which then comes out as
    * MikroORM's `DeadlockException` with code 40001) aborts your whole transaction: roll it back.
    * No effect outside a transaction, on SQLite and MariaDB (which never need the savepoint: a failed
-   * statement leaves their transaction usable), or for entities that take the savepoint path. Default: `true`.
+   * statement leaves their transaction usable), or for entities that take the savepoint path.
+   * `updateOrCreate` inside a transaction then also runs without its own savepoint, in your transaction
+   * as it is. Default: `true`.
    */
   savepoint?: boolean;
 
   /**
-   * `false` lets `findOrCreate` / `getOrCreate` run with a `where` that no unique key declared in the
+   * `false` lets `findOrCreate` / `getOrCreate` / `updateOrCreate` run with a `where` that no unique key declared in the
    * entity's metadata covers (primary key, `unique` property, `@Unique` with properties); by default
    * such a call throws `CoasterUsageError` before any SQL. Pass it only when the database has a unique
    * constraint over the `where`'s columns that the entity does not declare (one created by a migration

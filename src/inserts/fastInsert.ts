@@ -122,7 +122,7 @@ export function isHiddenConflict(error: unknown): error is DriverException {
  * own `ChangeSetComputer`), `beforeCreate` hooks with their changes merged into the payload (as the
  * unit of work's `runHooks` does), then the `validateRequired` check.
  */
-async function prepareInsert<T extends object>(em: SqlEntityManager, meta: EntityMetadata<T>, entity: T): Promise<ChangeSet<T>> {
+export async function prepareInsert<T extends object>(em: SqlEntityManager, meta: EntityMetadata<T>, entity: T): Promise<ChangeSet<T>> {
   const computer = new ChangeSetComputer(em.getValidator(), new Set(), em.getMetadata(), em.getPlatform(), em.config, em);
   // never null: read-only entities take the savepoint path, and a new entity has no snapshot yet
   const changeSet = computer.computeChangeSet(entity)!;
@@ -187,7 +187,7 @@ async function insertPlainly<T extends object>(
  * the identity map with a fresh snapshot (as `em.upsert` does), marked populated. No `afterCreate` to
  * fire: entities with such listeners take the savepoint path (see {@link insertPath}).
  */
-function registerInserted<T extends object>(
+export function registerInserted<T extends object>(
   em: SqlEntityManager,
   meta: EntityMetadata<T>,
   entity: T,

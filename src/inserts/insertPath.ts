@@ -130,23 +130,35 @@ export async function insertPath(
   if (dialect === 'other') {
     return { reason: `the fast path serves PostgreSQL, SQLite and MariaDB, not ${em.getPlatform().constructor.name}` };
   }
-  const reason =
+  const reason = flushReason(em, meta, entity);
+  if (reason !== undefined) {
+    return { reason };
+  }
+  if (dialect === 'mysql' && !(await hasReturning(em))) {
+    return { reason: `the server (${await serverVersion(em)}) has no INSERT ... RETURNING, which MariaDB has from 10.5` };
+  }
+  return { dialect };
+}
+
+/**
+ * Why only a flush can insert `entity` as MikroORM would, on any database: its metadata, a new entity it holds
+ * on a to-one relation, its `onLoad` and `afterCreate` listeners, the ORM's subscribers; `undefined` when a
+ * statement of the library's own may insert it (see {@link insertPath}; batches ask it on MariaDB too).
+ *
+ * @example
+ * ```ts
+ * flushReason(em, em.getMetadata().get(Tag), tag); // undefined, or e.g. 'it is versioned (version)'
+ * ```
+ */
+export function flushReason(em: SqlEntityManager, meta: EntityMetadata, entity: object): string | undefined {
+  return (
     metadataReason(meta) ??
     cascadeReason(meta, entity) ??
     HOOK_REASONS.find(([event]) => em.getEventManager().hasListeners(event, meta))?.[1] ??
     // the `subscribers` option, not the event manager's: em.transactional registers a subscriber of its own
     // there, whose afterFlush only forgets deleted entities
-    [...em.config.get('subscribers')].map(subscriber => subscriberReason(subscriber, meta)).find(reason => reason !== undefined);
-  if (reason !== undefined) {
-    return { reason };
-  }
-  if (dialect === 'mysql') {
-    const version = await serverVersion(em);
-    if (!hasReturning(version)) {
-      return { reason: `the server (${version}) has no INSERT ... RETURNING, which MariaDB has from 10.5` };
-    }
-  }
-  return { dialect };
+    [...em.config.get('subscribers')].map(subscriber => subscriberReason(subscriber, meta)).find(reason => reason !== undefined)
+  );
 }
 
 /** The server version of each ORM on the MySQL family, asked once (`select version()`), by its configuration. */
@@ -168,8 +180,12 @@ function serverVersion(em: SqlEntityManager): Promise<string> {
   return version;
 }
 
-/** Whether a MySQL-family server of `version` has `INSERT ... RETURNING`: MariaDB from 10.5; no MySQL release. */
-function hasReturning(version: string): boolean {
+/**
+ * Whether the MySQL-family server behind `em` has `INSERT ... RETURNING`: MariaDB from 10.5; no MySQL release
+ * ({@link serverVersion}, asked once per ORM). Batches ask it too.
+ */
+export async function hasReturning(em: SqlEntityManager): Promise<boolean> {
+  const version = await serverVersion(em);
   const [major, minor] = (/^(\d+)\.(\d+)/.exec(version) ?? []).slice(1).map(Number);
   return /mariadb/i.test(version) && (major > 10 || (major === 10 && minor >= 5));
 }

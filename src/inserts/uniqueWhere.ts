@@ -70,7 +70,7 @@ function collectNames(properties: Record<string, EntityProperty>, values: Record
  * expanded to its own properties), those of the root too for single table inheritance. An expression
  * key (`@Unique({ expression })`) is left out: which properties it spans cannot be known.
  */
-function uniqueKeys(meta: EntityMetadata): string[][] {
+export function uniqueKeys(meta: EntityMetadata): string[][] {
   const metas = meta.root === meta ? [meta] : [meta, meta.root];
   const keys = [
     meta.primaryKeys as string[],

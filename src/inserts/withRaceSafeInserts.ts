@@ -5,8 +5,8 @@ import { CoasterEntityManager } from './CoasterEntityManager.js';
 
 /**
  * Returns `options` with `entityManager: CoasterEntityManager`, MikroORM's own option, so that `orm.em`,
- * its forks and the `em` of `transactional` callbacks have `failsafeAdd`, `addAndCommit`, `findOrCreate`
- * and `getOrCreate`, and are typed so. `defineCoasterConfig` applies it; options it already went through
+ * its forks and the `em` of `transactional` callbacks have `failsafeAdd`, `addAndCommit`, `findOrCreate`,
+ * `getOrCreate` and `updateOrCreate`, and are typed so. `defineCoasterConfig` applies it; options it already went through
  * are returned as they are.
  *
  * @example

@@ -151,23 +151,24 @@ export function markTouched(entity: object): void {
 }
 
 /**
- * Runs `fn` with `entity` marked as being processed (`__processing`), as MikroORM marks an entity while it
- * creates or merges it, so that a flush's cascade (a managed parent whose collection holds the entity)
- * skips it. `failsafeAdd` flushes everything but the entity it inserts on its own; MikroORM has no public
- * way to leave one entity out of a flush.
+ * Runs `fn` with `entities` (one or several) marked as being processed (`__processing`), as MikroORM marks an
+ * entity while it creates or merges it, so that a flush's cascade (a managed parent whose collection holds
+ * one) skips them. `failsafeAdd` and `failsafeAddMany` flush everything but the entities they insert on their
+ * own; MikroORM has no public way to leave an entity out of a flush.
  *
  * @example
  * ```ts
  * await whileProcessing(entity, () => em.flush());
  * ```
  */
-export async function whileProcessing<T>(entity: object, fn: () => Promise<T>): Promise<T> {
-  const wrapped = internal('WrappedEntity.__processing', wrap(entity, true), typeof wrap(entity, true).__processing === 'boolean');
-  wrapped.__processing = true;
+export async function whileProcessing<T>(entities: object | readonly object[], fn: () => Promise<T>): Promise<T> {
+  const all = (Array.isArray(entities) ? entities : [entities]) as readonly object[];
+  const wrapped = all.map(entity => internal('WrappedEntity.__processing', wrap(entity, true), typeof wrap(entity, true).__processing === 'boolean'));
+  wrapped.forEach(one => (one.__processing = true));
   try {
     return await fn();
   } finally {
-    wrapped.__processing = false;
+    wrapped.forEach(one => (one.__processing = false));
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * Model-based test of the race-safe inserts: random sequences of `create`, `flush`, `assign`, `remove`,
- * `failsafeAdd` (with and without filters, from `em.create` or `new`), `getOrCreate`, inserts committed
+ * `failsafeAdd` (with and without filters, from `em.create` or `new`), `getOrCreate`, `updateOrCreate`, inserts committed
  * by a second connection, `failsafeAdd` / `getOrCreate` calls whose `beforeCreate` or `afterCreate` hook
  * throws, and `getOrCreate` calls whose `where` no unique key covers, for an entity with a generated key,
  * one with a natural key and a `beforeCreate` hook (fast path), one with a natural key and an `afterCreate`
@@ -288,6 +288,32 @@ class FailingInsert implements Command {
   toString = () => `${this.call}(${this.kind} ${this.name}, ${this.color}) with its ${KINDS[this.kind].hook} throwing`;
 }
 
+/**
+ * `updateOrCreate` of `name` with `color`: every pending change is flushed first; then the row holds
+ * `color` whether it existed (`created: false`) or not, and the entity this EntityManager held for it, if
+ * any, is the one returned, holding `color` too.
+ */
+class UpdateOrCreate implements Command {
+  constructor(readonly kind: Kind, readonly name: string, readonly color: string | null) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const where = { [KINDS[this.kind].key]: this.name } as never;
+    m.flush();
+    forgetRemoved(m, r);
+    const existed = m.db[this.kind].has(this.name);
+    const held = r.held[this.kind].get(this.name);
+    const { entity, created } = await r.em.updateOrCreate(KINDS[this.kind].entity as typeof Tag, where, { color: this.color });
+    expect(created).toBe(!existed);
+    if (held) {
+      expect(entity).toBe(held);
+    }
+    m.db[this.kind].set(this.name, this.color);
+    m.memory[this.kind].set(this.name, this.color);
+    r.held[this.kind].set(this.name, entity);
+  }
+  toString = () => `updateOrCreate(${this.kind} ${this.name}, ${this.color})`;
+}
+
 /** `getOrCreate` by a property no unique key covers: refused before any SQL, nothing flushed or written. */
 class UncoveredGetOrCreate implements Command {
   constructor(readonly text: string) {}
@@ -400,6 +426,7 @@ const commands = [
     .tuple(kinds, names, colors, fc.constantFrom<'failsafeAdd' | 'getOrCreate'>('failsafeAdd', 'getOrCreate'))
     .map(([k, n, c, call]) => new FailingInsert(k, n, c, call)),
   names.map(n => new UncoveredGetOrCreate(n)),
+  fc.tuple(kinds, names, colors).map(([k, n, c]) => new UpdateOrCreate(k, n, c)),
 ];
 
 describe.each(threeDatabases)('race-safe inserts against a reference model on $name', db => {

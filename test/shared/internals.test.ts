@@ -84,6 +84,9 @@ describe.each(threeDatabases)('MikroORM internals on $name', db => {
     expect(wrap(tag).isTouched()).toBe(true);
     const during = await whileProcessing(tag, async () => wrap(tag, true).__processing);
     expect([during, wrap(tag, true).__processing]).toEqual([true, false]);
+    const other = em.create(Tag, { name: 'other' });
+    const both = await whileProcessing([tag, other], async () => [wrap(tag, true).__processing, wrap(other, true).__processing]);
+    expect([both, wrap(other, true).__processing]).toEqual([[true, true], false]);
   });
 
   it('UnitOfWork.register: managed with the given snapshot, so a flush sends nothing', async () => {

@@ -1,0 +1,536 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  BeforeCreate,
+  BeforeUpdate,
+  CheckConstraintViolationException,
+  DeadlockException,
+  DriverException,
+  ForeignKeyConstraintViolationException,
+  IsolationLevel,
+  Check,
+  Collection,
+  Entity,
+  EntityRepositoryType,
+  ManyToOne,
+  MikroORM,
+  OneToMany,
+  PrimaryKey,
+  Property,
+  Unique,
+  ValidationError,
+  type Opt,
+} from '@mikro-orm/core';
+import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
+import {
+  CoasterEntityRepository,
+  CoasterUsageError,
+  MultipleResultsError,
+  Timestamped,
+  TransactionRetryError,
+  defineCoasterConfig,
+  type CoasterEntityManager,
+  type FindOrCreateResult,
+} from '../../src/index.js';
+import { SqliteDriver } from '@mikro-orm/sqlite';
+import { allDrivers, closeOrm, sqlite, type QueryLog, type TestOrm } from '../support/databases.js';
+
+class MemberRepository extends CoasterEntityRepository<Member> {}
+
+@Entity()
+class Team {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  name!: string;
+
+  @OneToMany(() => Member, member => member.team)
+  members = new Collection<Member>(this);
+}
+
+/** A member keyed by a unique handle, with timestamps, a NOT NULL name, a CHECK, a foreign key and a hook. */
+@Entity({ repository: () => MemberRepository })
+class Member extends Timestamped {
+  [EntityRepositoryType]?: MemberRepository;
+
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  handle!: string;
+
+  @Property({ type: 'string' })
+  name!: string;
+
+  @Property({ type: 'string', nullable: true })
+  plan?: string;
+
+  @Property({ type: 'integer' })
+  @Check({ name: 'member_score_positive', expression: 'score >= 0' })
+  score: Opt<number> = 0;
+
+  @ManyToOne(() => Team, { nullable: true })
+  team?: Team;
+
+  @BeforeCreate()
+  @BeforeUpdate()
+  refuse(): void {
+    if (this.name === 'refused') {
+      throw new Error('refused by the hook');
+    }
+  }
+}
+
+const entities = [Team, Member];
+
+/** What a member holds, as the database and the identity map are compared. */
+function state(member: Member) {
+  return {
+    id: member.id,
+    handle: member.handle,
+    name: member.name,
+    plan: member.plan ?? null,
+    score: member.score,
+    team: member.team?.id ?? null,
+    createdAt: member.createdAt.getTime(),
+    updatedAt: member.updatedAt.getTime(),
+  };
+}
+
+/** Waits until the clock has passed `time`, so that a timestamp set afterwards differs from it. */
+async function after(time: Date): Promise<void> {
+  while (Date.now() <= time.getTime()) {
+    await new Promise(resolve => setTimeout(resolve, 1));
+  }
+}
+
+/** Both ways a call runs: in a transaction of its own, and in a savepoint of the caller's transaction. */
+const modes = [
+  { name: 'outside a transaction', run: <R>(em: CoasterEntityManager, fn: (em: CoasterEntityManager) => Promise<R>) => fn(em) },
+  { name: 'inside a transaction', run: <R>(em: CoasterEntityManager, fn: (em: CoasterEntityManager) => Promise<R>) => em.transactional(fn) },
+];
+
+describe.each(allDrivers)('updateOrCreate on $name', db => {
+  let orm: TestOrm;
+  let log: QueryLog;
+
+  beforeAll(async () => {
+    // one connection per racing caller (SQLite's in-memory database lives on its one connection)
+    ({ orm, log } = await db.init({ entities, ...(db.name === 'sqlite' ? {} : { pool: { min: 0, max: 10 } }) }));
+  });
+  afterAll(() => closeOrm(orm));
+  beforeEach(async () => {
+    await orm.schema.clearDatabase();
+    log.clear();
+  });
+
+  /** The stored row, read by a fresh EntityManager. */
+  async function stored(handle: string): Promise<ReturnType<typeof state> | null> {
+    const row = await orm.em.fork().findOne(Member, { handle });
+    return row && state(row);
+  }
+
+  /** The statements logged since the last clear, without quotes, lower-cased. */
+  function statements(): string[] {
+    return log.statements.map(q => q.replace(/["`]/g, ''));
+  }
+
+  /** How this database begins the call's own transaction. */
+  const begin =
+    db.name === 'postgresql'
+      ? ['start transaction isolation level read committed']
+      : db.name === 'sqlite'
+        ? ['begin']
+        : ['set transaction isolation level read committed', 'begin'];
+  const lockingSelect = `select m0.* from member as m0 where m0.handle = ? limit ?${db.name === 'sqlite' ? '' : ' for update'}`;
+  const plainSelect = 'select m0.* from member as m0 where m0.handle = ? limit ?';
+
+  describe.each(modes)('$name', mode => {
+    it('creates the row from where + update + create when none matches, managed as after a flush', async () => {
+      const em = orm.em.fork();
+      const result = await mode.run(em, tx => tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' }, { plan: 'free' }));
+      expectTypeOf(result).toEqualTypeOf<FindOrCreateResult<Member>>();
+      expect(result.created).toBe(true);
+      const { entity } = result;
+      expect(entity).toMatchObject({ handle: 'ada', name: 'Ada', plan: 'free', score: 0 });
+      expect(entity.createdAt.getTime()).toBe(entity.updatedAt.getTime());
+      expect(await stored('ada')).toEqual(state(entity));
+      expect(em.getUnitOfWork().getById(Member.name, entity.id)).toBe(entity);
+      expect(em.getUnitOfWork().computeChangeSets(), 'nothing left to flush').toBeUndefined();
+      expect(em.getUnitOfWork().getChangeSets()).toEqual([]);
+    });
+
+    it('locks an existing row and updates it with update only: @UpdatedAt moves, @CreatedAt does not', async () => {
+      const first = await orm.em.fork().updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' }, { plan: 'free' });
+      await after(first.entity.updatedAt);
+      log.clear();
+      const em = orm.em.fork();
+      const result = await mode.run(em, tx => tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.', score: 3 }, { plan: 'pro' }));
+      expect(result.created).toBe(false);
+      const { entity } = result;
+      expect(entity).toMatchObject({ id: first.entity.id, handle: 'ada', name: 'Ada L.', plan: 'free', score: 3 });
+      expect(entity.createdAt.getTime()).toBe(first.entity.createdAt.getTime());
+      expect(entity.updatedAt.getTime()).toBeGreaterThan(first.entity.updatedAt.getTime());
+      const sent = statements();
+      expect(await stored('ada')).toEqual(state(entity));
+      expect(em.getUnitOfWork().getById(Member.name, entity.id)).toBe(entity);
+      const update = `update member set name = ?, score = ?, updated_at = ? where id = ?`;
+      expect(sent).toEqual(
+        mode.name === 'outside a transaction'
+          ? [...begin, lockingSelect, update, 'commit']
+          : ['begin', 'savepoint trx1', lockingSelect, update, 'release savepoint trx1', 'commit'],
+      );
+    });
+
+    it('sends the locking select, then getOrCreate, for a new row', async () => {
+      await mode.run(orm.em.fork(), tx => tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' }));
+      const sent = statements();
+      const [opening, closing] =
+        mode.name === 'outside a transaction'
+          ? [[...begin, lockingSelect, plainSelect], ['commit']]
+          : [['begin', 'savepoint trx1', lockingSelect, plainSelect], ['release savepoint trx1', 'commit']];
+      expect(sent.slice(0, opening.length)).toEqual(opening);
+      expect(sent.slice(-closing.length)).toEqual(closing);
+      // the insert between them is failsafeAdd's (its statements are its own suites' business)
+      expect(sent.slice(opening.length, -closing.length).some(q => q.includes('insert into member'))).toBe(true);
+    });
+
+    it('updates the instance this EntityManager manages, with the locked row\'s values', async () => {
+      const em = orm.em.fork();
+      const { entity: mine } = await em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+      await orm.em.fork().nativeUpdate(Member, { handle: 'ada' }, { plan: 'set elsewhere' });
+      const result = await mode.run(em, tx => tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.' }));
+      expect(result).toEqual({ entity: mine, created: false });
+      expect(mine).toMatchObject({ name: 'Ada L.', plan: 'set elsewhere' });
+      expect(await stored('ada')).toEqual(state(mine));
+      expect(em.getUnitOfWork().getById(Member.name, mine.id)).toBe(mine);
+    });
+
+    it('flushes the managed instance\'s own unflushed changes first, as failsafeAdd flushes pending changes', async () => {
+      const em = orm.em.fork();
+      const { entity: mine } = await em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+      mine.plan = 'changed in memory';
+      log.clear();
+      await mode.run(em, tx => tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.' }));
+      expect(mine).toMatchObject({ name: 'Ada L.', plan: 'changed in memory' });
+      expect(await stored('ada')).toEqual(state(mine));
+      const sent = statements();
+      const flushed = sent.findIndex(q => q.startsWith('update member set plan'));
+      expect(flushed).toBeGreaterThanOrEqual(0);
+      expect(flushed).toBeLessThan(sent.indexOf(lockingSelect));
+    });
+
+    it('sends no UPDATE and keeps @UpdatedAt when update changes nothing', async () => {
+      const { entity } = await orm.em.fork().updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+      await after(entity.updatedAt);
+      log.clear();
+      const again = await mode.run(orm.em.fork(), tx => tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' }));
+      expect(again.created).toBe(false);
+      expect(state(again.entity)).toEqual(state(entity));
+      expect(await stored('ada')).toEqual(state(entity));
+      expect(statements()).toContain(lockingSelect);
+      expect(statements().some(q => q.startsWith('update'))).toBe(false);
+    });
+
+    it.each([
+      ['a foreign key', { team: 999 }, ForeignKeyConstraintViolationException],
+      // MikroORM's MySQL driver knows MySQL's CHECK error (3819) only, not MariaDB's 4025: a plain DriverException
+      ['a CHECK', { score: -1 }, db.name === 'mysql' ? DriverException : CheckConstraintViolationException],
+    ] as const)('lets %s violation through, nothing of the call written, on both paths', async (_, values, ErrorClass) => {
+      const em = orm.em.fork();
+      const { entity: mine } = await em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+      const before = state(mine);
+      await mode.run(em, async tx => {
+        await expect(tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.', ...values })).rejects.toBeInstanceOf(ErrorClass);
+        await expect(tx.updateOrCreate(Member, { handle: 'bob' }, { name: 'Bob', ...values })).rejects.toBeInstanceOf(ErrorClass);
+        // the caller's transaction is still usable
+        expect(await tx.count(Member)).toBe(1);
+      });
+      expect(state(mine), 'the managed entity holds the stored row again').toEqual(before);
+      expect(await stored('ada')).toEqual(before);
+      expect(await stored('bob')).toBeNull();
+      await em.flush();
+      expect(await stored('ada'), 'a later flush writes nothing').toEqual(before);
+    });
+
+    it('refuses null for a NOT NULL property with MikroORM\'s errors, nothing written, on both paths', async () => {
+      const em = orm.em.fork();
+      const { entity: mine } = await em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+      const before = state(mine);
+      await mode.run(em, async tx => {
+        // MikroORM's assign refuses it, before the UPDATE
+        await expect(tx.updateOrCreate(Member, { handle: 'ada' }, { name: null })).rejects.toThrow(
+          /You must pass a non-null value to the property name of entity Member/,
+        );
+        // validateRequired refuses it, before the INSERT
+        await expect(tx.updateOrCreate(Member, { handle: 'bob' }, { name: null })).rejects.toBeInstanceOf(ValidationError);
+        expect(await tx.count(Member)).toBe(1);
+      });
+      expect(await stored('bob')).toBeNull();
+      expect(state(mine)).toEqual(before);
+      expect(await stored('ada')).toEqual(before);
+    });
+
+    it('writes nothing when a hook throws, on both paths, and puts the managed entity back', async () => {
+      const em = orm.em.fork();
+      const { entity: mine } = await em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+      const before = state(mine);
+      await mode.run(em, async tx => {
+        await expect(tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'refused', plan: 'pro' })).rejects.toThrow('refused by the hook');
+        await expect(tx.updateOrCreate(Member, { handle: 'bob' }, { name: 'refused' })).rejects.toThrow('refused by the hook');
+      });
+      expect(await stored('bob')).toBeNull();
+      expect(state(mine)).toEqual(before);
+      expect(await stored('ada')).toEqual(before);
+    });
+
+    it('gives racing callers on one key one row, no error, and one caller\'s values', async () => {
+      const callers = 8;
+      const results = await Promise.allSettled(
+        Array.from({ length: callers }, (_, i) =>
+          mode.run(orm.em.fork(), tx => tx.updateOrCreate(Member, { handle: 'race' }, { name: `caller ${i}`, score: i }, { plan: `plan ${i}` })),
+        ),
+      );
+      const rejected = results.flatMap(r => (r.status === 'rejected' ? [r.reason as unknown] : []));
+      if ((db.name === 'mariadb' || db.name === 'mysql') && mode.name === 'inside a transaction') {
+        // documented: in the callers' own transactions InnoDB's gap and shared locks can deadlock them,
+        // and 1213 rolls a whole transaction back (outside a transaction the call avoids both)
+        expect(rejected.filter(error => !(error instanceof DeadlockException))).toEqual([]);
+      } else {
+        expect(rejected).toEqual([]);
+      }
+      const fulfilled = results.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []));
+      expect(fulfilled.filter(r => r.created)).toHaveLength(1);
+      const rows = await orm.em.fork().find(Member, {});
+      expect(rows).toHaveLength(1);
+      const [row] = rows;
+      const caller = Number(row.name.replace('caller ', ''));
+      expect(row).toMatchObject({ name: `caller ${caller}`, score: caller });
+      expect(fulfilled.map(r => r.entity.score)).toContain(caller);
+      expect(row.plan).toBe(fulfilled.find(r => r.created)!.entity.plan);
+      expect(fulfilled.every(r => r.entity.id === row.id)).toBe(true);
+    });
+  });
+
+  it.each<[string, object, object | undefined, RegExp]>([
+    ['update contradicting where', { handle: 'bob', name: 'x' }, undefined, /'handle' has one value in `where` and another/],
+    ['create contradicting where', { name: 'x' }, { handle: 'bob' }, /'handle' has one value in `where` and another/],
+    ['an unknown property in update', { nickname: 'x' }, undefined, /writes `update` to a Member row, but 'nickname' is not a property/],
+    ['an unknown property in create', { name: 'x' }, { nickname: 'x' }, /writes `create` to a Member row, but 'nickname' is not a property/],
+    ['a primary key in update', { id: 5, name: 'x' }, undefined, /would change the primary key 'id'/],
+  ])('refuses %s with a usage error before any SQL', async (_, update, create, message) => {
+    const em = orm.em.fork();
+    const call = em.updateOrCreate(Member, { handle: 'ada' }, update as never, create as never);
+    await expect(call).rejects.toBeInstanceOf(CoasterUsageError);
+    await expect(em.updateOrCreate(Member, { handle: 'ada' }, update as never, create as never)).rejects.toThrow(message);
+    expect(log.queries).toEqual([]);
+  });
+
+  it('refuses a collection in update or create with a usage error before any SQL', async () => {
+    const em = orm.em.fork();
+    await expect(em.updateOrCreate(Team, { id: 1 }, { members: [] })).rejects.toThrow(/`update` gives the collection 'members'/);
+    await expect(em.updateOrCreate(Team, { id: 1 }, { name: 'x' }, { members: [] })).rejects.toThrow(/`create` gives the collection 'members'/);
+    await expect(em.updateOrCreate(Team, { id: 1 }, { members: [] })).rejects.toBeInstanceOf(CoasterUsageError);
+    expect(log.queries).toEqual([]);
+  });
+
+  it('applies getOrCreate\'s where rules before any SQL', async () => {
+    const em = orm.em.fork();
+    await expect(em.updateOrCreate(Member, { name: 'Ada' }, { plan: 'x' })).rejects.toThrow(/is race-safe only when a unique constraint covers `where`/);
+    await expect(em.updateOrCreate(Member, { handle: { $like: 'a%' } } as never, {})).rejects.toThrow(/is a query operator/);
+    await expect(em.updateOrCreate(Member, {}, { name: 'x' })).rejects.toBeInstanceOf(CoasterUsageError);
+    expect(log.queries).toEqual([]);
+  });
+
+  it('throws MultipleResultsError when where matches several rows (checkUnique: false)', async () => {
+    const em = orm.em.fork();
+    await em.updateOrCreate(Member, { handle: 'a' }, { name: 'Twin' });
+    await em.updateOrCreate(Member, { handle: 'b' }, { name: 'Twin' });
+    await expect(em.updateOrCreate(Member, { name: 'Twin' }, { plan: 'x' }, undefined, { checkUnique: false })).rejects.toBeInstanceOf(
+      MultipleResultsError,
+    );
+    expect(await orm.em.fork().count(Member, { plan: 'x' })).toBe(0);
+  });
+
+  it('runs without a savepoint in the caller\'s transaction with savepoint: false', async () => {
+    await orm.em.fork().updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+    log.clear();
+    await orm.em.fork().transactional(tx => tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.' }, undefined, { savepoint: false }));
+    expect(statements()).toEqual(['begin', lockingSelect, 'update member set name = ?, updated_at = ? where id = ?', 'commit']);
+  });
+
+  it('is offered by CoasterEntityRepository', async () => {
+    const members = orm.em.fork().getRepository(Member);
+    expect(await members.updateOrCreate({ handle: 'ada' }, { name: 'Ada' })).toMatchObject({ created: true, entity: { name: 'Ada' } });
+    expect(await members.updateOrCreate({ handle: 'ada' }, { name: 'Ada L.' })).toMatchObject({ created: false, entity: { name: 'Ada L.' } });
+  });
+
+  /**
+   * Resolves once a connection to this test's database waits on a row lock (PostgreSQL), or runs a locking
+   * select, which the lock the test holds makes wait (MariaDB).
+   */
+  async function lockWait(): Promise<void> {
+    const sql =
+      db.name === 'postgresql'
+        ? `select count(*) as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`
+        : // information_schema.innodb_trx lags by seconds; the processlist shows the statement as soon as it runs
+          `select count(*) as n from information_schema.processlist where db = database() and info like '%for update'`;
+    for (let i = 0; i < 500; i++) {
+      const [row] = await orm.em.fork().execute<{ n: string | number }[]>(sql);
+      if (Number(row.n) > 0) {
+        return;
+      }
+      await new Promise(resolve => setTimeout(resolve, 10));
+    }
+    throw new Error('no connection started waiting on a lock');
+  }
+
+  if (db.name !== 'sqlite') describe.each(modes)('a row another transaction inserts meanwhile, $name', mode => {
+    it('is locked and updated once that transaction commits, not inserted twice', async () => {
+      const other = orm.em.fork();
+      await other.begin();
+      await other.getOrCreate(Member, { handle: 'ada' }, { name: 'Ada', plan: 'theirs' });
+      log.clear();
+      const em = orm.em.fork();
+      // PostgreSQL: the locking select cannot see the uncommitted row, the insert waits for it, finds it after
+      // the commit, and the call looks again; InnoDB: the locking select itself waits for the row
+      const call = mode.run(em, tx => tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.' }, { plan: 'mine' }));
+      try {
+        await lockWait();
+      } finally {
+        await other.commit();
+      }
+      const result = await call;
+      expect(result.created).toBe(false);
+      expect(result.entity).toMatchObject({ handle: 'ada', name: 'Ada L.', plan: 'theirs' });
+      const sent = statements();
+      expect(await stored('ada')).toEqual(state(result.entity));
+      expect(em.getUnitOfWork().getById(Member.name, result.entity.id)).toBe(result.entity);
+      expect(sent.filter(q => q === lockingSelect)).toHaveLength(db.name === 'postgresql' ? 2 : 1);
+      if (db.name === 'postgresql' && mode.name === 'outside a transaction') {
+        // the first transaction wrote nothing and ends; the second one locks and updates
+        expect(sent.filter(q => q === 'commit')).toHaveLength(3);
+        expect(sent.filter(q => q === begin[0])).toHaveLength(2);
+      }
+    });
+  });
+
+  if (db.name !== 'sqlite') describe('under REPEATABLE READ', () => {
+    it('throws TransactionRetryError for a row committed after the snapshot (PostgreSQL), locks and updates it (MariaDB)', async () => {
+      const em = orm.em.fork();
+      await em.begin({ isolationLevel: IsolationLevel.REPEATABLE_READ });
+      try {
+        expect(await em.count(Member)).toBe(0); // takes the snapshot
+        await orm.em.fork().updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+        const call = em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.' });
+        if (db.name === 'postgresql') {
+          await expect(call).rejects.toBeInstanceOf(TransactionRetryError);
+          // the savepoint was rolled back: the transaction goes on
+          expect(await em.count(Team)).toBe(0);
+        } else {
+          // InnoDB's locking read sees the latest committed row, whatever the snapshot
+          await expect(call).resolves.toMatchObject({ created: false, entity: { name: 'Ada L.' } });
+        }
+      } finally {
+        await em.commit();
+      }
+      expect(await stored('ada')).toMatchObject({ name: db.name === 'postgresql' ? 'Ada' : 'Ada L.' });
+    });
+
+    if (db.name === 'postgresql') it('lets PostgreSQL\'s serialization failure through for a row changed or deleted after the snapshot', async () => {
+      for (const change of ['update', 'delete'] as const) {
+        await orm.schema.clearDatabase();
+        await orm.em.fork().updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+        const em = orm.em.fork();
+        await em.begin({ isolationLevel: IsolationLevel.REPEATABLE_READ });
+        try {
+          expect(await em.count(Member)).toBe(1); // takes the snapshot
+          await (change === 'update'
+            ? orm.em.fork().nativeUpdate(Member, { handle: 'ada' }, { plan: 'elsewhere' })
+            : orm.em.fork().nativeDelete(Member, { handle: 'ada' }));
+          // 40001 "could not serialize access due to concurrent update/delete", from the locking select
+          await expect(em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.' })).rejects.toMatchObject({ code: '40001' });
+          expect(await em.count(Team), 'the savepoint was rolled back: the transaction goes on').toBe(0);
+        } finally {
+          await em.rollback();
+        }
+      }
+    });
+
+    if (db.name !== 'postgresql') it('throws TransactionRetryError for a row the snapshot shows but that was deleted since (MariaDB)', async () => {
+      await orm.em.fork().updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' });
+      const em = orm.em.fork();
+      await em.begin({ isolationLevel: IsolationLevel.REPEATABLE_READ });
+      try {
+        expect(await em.count(Member)).toBe(1); // takes the snapshot
+        await orm.em.fork().nativeDelete(Member, { handle: 'ada' });
+        const call = em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.' });
+        await expect(call).rejects.toThrow(TransactionRetryError);
+        await expect(em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada L.' })).rejects.toThrow(/found no row to lock 2 times/);
+      } finally {
+        await em.rollback();
+      }
+      expect(await stored('ada')).toBeNull();
+    });
+  });
+});
+
+/**
+ * Three connections, not eight: node-sqlite3 runs statements on libuv's pool of four threads, and a
+ * BEGIN IMMEDIATE waiting for the write lock keeps its thread busy, so with more waiters than threads the
+ * holder could not run its next statement until the busy timeout (test/sessions/sqliteFile.test.ts races
+ * separate processes instead).
+ */
+const SQLITE_CONNECTIONS = 3;
+
+describe(`updateOrCreate on a SQLite file shared by ${SQLITE_CONNECTIONS} connections`, () => {
+  const orms: MikroORM[] = [];
+  let directory: string;
+
+  beforeAll(async () => {
+    directory = await mkdtemp(join(tmpdir(), 'coaster-update-'));
+    const options = defineCoasterConfig({ driver: SqliteDriver, dbName: join(directory, 'db.sqlite'), entities });
+    for (let i = 0; i < SQLITE_CONNECTIONS; i++) {
+      // each ORM has its one connection to the file; every transaction begins IMMEDIATE
+      orms.push(await MikroORM.init(options));
+    }
+    await orms[0].schema.createSchema();
+  });
+  afterAll(async () => {
+    for (const orm of orms) {
+      await orm.close(true);
+    }
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  it('gives racing callers one row, no error, one caller\'s values: the write lock is held from the select to the commit', async () => {
+    const results = await Promise.all(
+      orms.map((orm, i) =>
+        (orm.em.fork() as CoasterEntityManager).updateOrCreate(Member, { handle: 'race' }, { name: `caller ${i}`, score: i }),
+      ),
+    );
+    expect(results.filter(r => r.created)).toHaveLength(1);
+    const rows = await orms[0].em.fork().find(Member, {});
+    expect(rows).toHaveLength(1);
+    expect(results.map(r => r.entity.name)).toContain(rows[0].name);
+    expect(rows[0].score).toBe(Number(rows[0].name.replace('caller ', '')));
+  });
+});
+
+describe('updateOrCreate with disableTransactions', () => {
+  it('rejects with MikroORM\'s ValidationError before writing: the lock needs a transaction', async () => {
+    const { orm } = await sqlite.init({ entities, disableTransactions: true });
+    try {
+      const em = orm.em.fork();
+      await expect(em.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' })).rejects.toThrow(
+        /An open transaction is required for this operation/,
+      );
+      expect(await orm.em.fork().count(Member)).toBe(0);
+    } finally {
+      await closeOrm(orm);
+    }
+  });
+});
