@@ -4,7 +4,7 @@ import { entities, Follow, Tag, User } from '../example/entities.js';
 import { createExpressApp } from '../example/express.js';
 import { createFastifyApp } from '../example/fastify.js';
 import { closeOrm, initOrm } from '../src/index.js';
-import { closeOrm as closeTestOrm, threeDatabases, type TestOrm, withPrimary } from './support/databases.js';
+import { closeOrm as closeTestOrm, databases, type TestOrm, withPrimary } from './support/databases.js';
 import { listen, post } from './support/httpSessions.js';
 
 /** Starts one framework's example app on an ephemeral loopback port with `mailer`; resolves to its base URL and its stop. */
@@ -39,7 +39,7 @@ afterEach(async () => {
   testOrm = undefined;
 });
 
-describe.each(threeDatabases)('the example API on $name', db => {
+describe.each(databases)('the example API on $name', db => {
   describe.each(frameworks)('in $name', framework => {
     /** The example app on a database of its own; resolves to its base URL, the mails it sent, and the row counts. */
     async function startApp() {

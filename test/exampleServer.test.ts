@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { entities, Follow, Tag, User } from '../example/entities.js';
 import { createExampleServer } from '../example/server.js';
 import { closeOrm, initOrm } from '../src/index.js';
-import { closeOrm as closeTestOrm, threeDatabases, type TestOrm, withPrimary } from './support/databases.js';
+import { closeOrm as closeTestOrm, databases, type TestOrm, withPrimary } from './support/databases.js';
 
 let testOrm: TestOrm | undefined;
 let server: Server | undefined;
@@ -17,7 +17,7 @@ afterEach(async () => {
   testOrm = undefined;
 });
 
-describe.each(threeDatabases)('the example HTTP server on $name', db => {
+describe.each(databases)('the example HTTP server on $name', db => {
   /** Starts the example server on an ephemeral loopback port; returns its base URL and the mails it sent. */
   async function startServer() {
     ({ orm: testOrm } = await db.init({ entities }, withPrimary));

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Entity, ManyToOne, PrimaryKey, Property, sql, wrap, type Opt } from '@mikro-orm/core';
 import { afterEach, describe, expect, test } from 'vitest';
 import { AutoInitDefault, AutoInitDefaultError } from '../../src/index.js';
-import { closeOrm, threeDatabases, type TestOrm } from '../support/databases.js';
+import { closeOrm, databases, type TestOrm } from '../support/databases.js';
 
 /** coaster's `DefaultValue` model: `value` defaults to 'default' on first access. */
 @Entity()
@@ -100,7 +100,7 @@ test('a property whose default is SQL throws when read before the insert', () =>
   expect(() => new Visit().leftAt).toThrow('Visit.leftAt has a SQL default (current_timestamp)');
 });
 
-describe.each(threeDatabases)('AutoInitDefault on $name', db => {
+describe.each(databases)('AutoInitDefault on $name', db => {
   test('test_auto_init_default: defaults on first access, explicit values kept, both persisted', async () => {
     ({ orm } = await db.init({ entities }));
     const d1 = new DefaultValue();

@@ -7,7 +7,7 @@ import {
   TransactionRetryError,
   defineCoasterConfig,
 } from '../../src/index.js';
-import { allDrivers, closeOrm, threeDatabases, type QueryLog, type TestOrm } from '../support/databases.js';
+import { allDrivers, closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { insertPaths, savepointPath } from '../support/insertPaths.js';
 
@@ -45,7 +45,7 @@ async function askServerVersion(orm: TestOrm): Promise<void> {
   await orm.schema.clearDatabase();
 }
 
-describe.each(threeDatabases)('failsafeAdd and addAndCommit on $name', db => {
+describe.each(databases)('failsafeAdd and addAndCommit on $name', db => {
   describe.each(insertPaths)('on the $name path', path => {
     let orm: TestOrm;
     let log: QueryLog;
@@ -328,7 +328,7 @@ describe.each(threeDatabases)('failsafeAdd and addAndCommit on $name', db => {
   });
 });
 
-describe.each(threeDatabases)('failsafeAdd with disableTransactions on $name', db => {
+describe.each(databases)('failsafeAdd with disableTransactions on $name', db => {
   let orm: TestOrm;
   let log: QueryLog;
 

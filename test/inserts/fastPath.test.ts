@@ -24,7 +24,7 @@ import {
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { AutoInitDefault, CreatedAt, UpdatedAt } from '../../src/index.js';
-import { closeOrm, threeDatabases, type QueryLog, type TestOrm, withPrimary } from '../support/databases.js';
+import { closeOrm, databases, type QueryLog, type TestOrm, withPrimary } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { FlushWatcher } from '../support/insertPaths.js';
 import { ChildForPrimary, ParentForPrimary, primaryEntities } from '../primary/entities.js';
@@ -207,7 +207,7 @@ function tookFastPath(log: QueryLog): boolean {
   return statements(log).some(q => q.includes('on conflict do nothing returning *') || /^insert .* returning \*$/.test(q));
 }
 
-describe.each(threeDatabases)('the fast path on $name', db => {
+describe.each(databases)('the fast path on $name', db => {
   let orm: TestOrm;
   let log: QueryLog;
 

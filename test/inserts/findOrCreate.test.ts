@@ -2,7 +2,7 @@ import { Entity, EntityRepositoryType, IsolationLevel, PrimaryKey, Property, Uni
 import { SqlEntityManager } from '@mikro-orm/knex';
 import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { CoasterEntityRepository, CoasterUsageError, TransactionRetryError, type FindOrCreateResult } from '../../src/index.js';
-import { allDrivers, closeOrm, threeDatabases, type QueryLog, type TestDatabase, type TestOrm } from '../support/databases.js';
+import { allDrivers, closeOrm, databases, type QueryLog, type TestDatabase, type TestOrm } from '../support/databases.js';
 import { Tag, raceEntities } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
 
@@ -23,7 +23,7 @@ class Label {
 
 const entities = [...raceEntities, Label];
 
-describe.each(threeDatabases)('findOrCreate on $name', db => {
+describe.each(databases)('findOrCreate on $name', db => {
   describe.each(insertPaths)('on the $name path', path => {
     let orm: TestOrm;
     let log: QueryLog;
@@ -105,7 +105,7 @@ describe.each(threeDatabases)('findOrCreate on $name', db => {
   });
 });
 
-describe.each(threeDatabases)('CoasterEntityRepository without CoasterEntityManager on $name', db => {
+describe.each(databases)('CoasterEntityRepository without CoasterEntityManager on $name', db => {
   it('tells to enable CoasterEntityManager', async () => {
     const { orm } = await db.init({ entities });
     try {

@@ -19,7 +19,7 @@ import {
   wrap,
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { closeOrm, threeDatabases, type QueryLog, type TestOrm } from '../support/databases.js';
+import { closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Tag, raceEntities } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
 
@@ -142,7 +142,7 @@ function statements(log: QueryLog): string[] {
   return log.queries.filter(q => !q.startsWith('show variables')).map(q => q.replace(/["`]/g, ''));
 }
 
-describe.each(threeDatabases)('a race-safe insert that rejects leaves no row on $name', db => {
+describe.each(databases)('a race-safe insert that rejects leaves no row on $name', db => {
   describe.each(insertPaths)('on the $name path', path => {
     let orm: TestOrm;
     let log: QueryLog;
@@ -228,7 +228,7 @@ class AfterCommitBreaker implements EventSubscriber {
   }
 }
 
-describe.each(threeDatabases)("a subscriber's afterTransactionCommit on $name (documented: it runs too late)", db => {
+describe.each(databases)("a subscriber's afterTransactionCommit on $name (documented: it runs too late)", db => {
   it('outside a transaction: its error rejects the call, the row stays committed, the entity detached', async () => {
     const { orm } = await db.init({ entities: raceEntities, subscribers: [new AfterCommitBreaker()] });
     try {

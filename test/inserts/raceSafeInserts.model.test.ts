@@ -14,7 +14,7 @@ import { AfterCreate, BeforeCreate, Entity, FlushMode, PrimaryKey, Property } fr
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoasterUsageError } from '../../src/index.js';
-import { closeOrm, threeDatabases, type TestOrm } from '../support/databases.js';
+import { closeOrm, databases, type TestOrm } from '../support/databases.js';
 import { Tag } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
 
@@ -429,7 +429,7 @@ const commands = [
   fc.tuple(kinds, names, colors).map(([k, n, c]) => new UpdateOrCreate(k, n, c)),
 ];
 
-describe.each(threeDatabases)('race-safe inserts against a reference model on $name', db => {
+describe.each(databases)('race-safe inserts against a reference model on $name', db => {
   describe.each(insertPaths)('on the $name path', path => {
     let orm: TestOrm;
 

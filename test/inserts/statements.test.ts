@@ -7,7 +7,7 @@ import { Entity, ManyToOne, type Opt, PrimaryKey, Property, Unique, wrap } from 
 import { QueryBuilder, QueryType } from '@mikro-orm/knex';
 import { beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import { selectStatement } from '../../src/inserts/statements.js';
-import { closeOrm, postgresql, threeDatabases, type QueryLog, type TestOrm } from '../support/databases.js';
+import { closeOrm, postgresql, databases, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Tag, raceEntities } from '../support/entities.js';
 
 /** Columns of every kind a template takes: string, boolean, date, integer, null, a foreign key; and JSON, which it does not. */
@@ -59,7 +59,7 @@ const render = QueryBuilder.prototype.getKnexQuery;
 
 const startsAt = new Date('2026-12-02T10:00:00.000Z');
 
-describe.each(threeDatabases)('statement templates on $name', db => {
+describe.each(databases)('statement templates on $name', db => {
   let orm: TestOrm;
   let log: QueryLog;
   let renders: MockInstance;

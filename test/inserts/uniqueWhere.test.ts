@@ -19,7 +19,7 @@ import {
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CoasterEntityRepository, CoasterUsageError } from '../../src/index.js';
-import { closeOrm, threeDatabases, type QueryLog, type TestOrm } from '../support/databases.js';
+import { closeOrm, databases, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Tag, raceEntities } from '../support/entities.js';
 
 /** A book edition: unique by title and year together; its ISBN is indexed, not unique. */
@@ -178,7 +178,7 @@ class Swatch {
 
 const entities = [...raceEntities, Edition, Gadget, Handle, Profile, Membership, Spot, Shop, Animal, Dog, Cat, Slug, Swatch];
 
-describe.each(threeDatabases)('the unique key covering findOrCreate’s where on $name', db => {
+describe.each(databases)('the unique key covering findOrCreate’s where on $name', db => {
   let orm: TestOrm;
   let log: QueryLog;
 

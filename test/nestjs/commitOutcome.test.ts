@@ -6,7 +6,7 @@ import type { Response } from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CommitOutcomeUnknownError, getOrm, ManagedSession, onCommit } from '../../src/index.js';
 import { CoasterMikroOrmModule } from '../../src/nestjs/index.js';
-import { threeDatabases } from '../support/databases.js';
+import { databases } from '../support/databases.js';
 import { loseConnection } from '../support/httpSessions.js';
 import { ownDatabase } from '../support/ownDatabases.js';
 
@@ -63,7 +63,7 @@ afterEach(async () => {
 });
 
 /** The databases with a server whose connection can be lost (SQLite commits in the process). */
-const servers = threeDatabases.filter(db => db.name !== 'sqlite').map(db => db.name);
+const servers = databases.filter(db => db.name !== 'sqlite').map(db => db.name);
 
 describe.each(servers)('a NestJS route in a managed session on %s, when the connection is lost during its COMMIT', name => {
   it('rejects with CommitOutcomeUnknownError, which reaches the exception filters, runs no onCommit, and the next request works', async () => {

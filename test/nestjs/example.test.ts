@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { entities, Follow, Tag, User } from '../../example/entities.js';
 import { createNestApp } from '../../example/nest/app.js';
 import { getOrm, type CoasterOptions } from '../../src/index.js';
-import { threeDatabases } from '../support/databases.js';
+import { databases } from '../support/databases.js';
 import { ownDatabase } from '../support/ownDatabases.js';
 import { post } from '../support/httpSessions.js';
 
@@ -17,7 +17,7 @@ afterEach(async () => {
   drop = undefined;
 });
 
-describe.each(threeDatabases.map(db => db.name))('the NestJS example API on %s', name => {
+describe.each(databases.map(db => db.name))('the NestJS example API on %s', name => {
   /** The example's Nest app on a database of its own, listening on loopback; its base URL, mails and row counts. */
   async function startApp() {
     const database = await ownDatabase(name, 'coaster_nestex');

@@ -14,7 +14,7 @@ import {
   type CoasterOptions,
 } from '../../src/index.js';
 import { CoasterMikroOrmModule } from '../../src/nestjs/index.js';
-import { threeDatabases, type TestDatabase } from '../support/databases.js';
+import { databases, type TestDatabase } from '../support/databases.js';
 import { ownDatabase } from '../support/ownDatabases.js';
 
 @Entity()
@@ -60,7 +60,7 @@ async function texts(orm: MikroORM): Promise<string[]> {
   return (await orm.em.fork().find(Entry, {}, { orderBy: { text: 'asc' } })).map(entry => entry.text);
 }
 
-describe.each(threeDatabases.map(db => db.name))('CoasterMikroOrmModule on %s', name => {
+describe.each(databases.map(db => db.name))('CoasterMikroOrmModule on %s', name => {
   it('hands a named context to initOrm, injects its CoasterEntityManager by name, and forgets both ORMs on close', async () => {
     const [main, reports] = [await databaseOptions(name), await databaseOptions(name)];
     @Module({

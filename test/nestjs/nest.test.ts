@@ -10,7 +10,7 @@ import { MariaDbDriver } from '@mikro-orm/mariadb';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mariadbUrlFor, postgresAdmin, postgresUrlFor, threeDatabases } from '../support/databases.js';
+import { mariadbUrlFor, postgresAdmin, postgresUrlFor, databases } from '../support/databases.js';
 import { mariadbAdmin } from '../support/mariadbServer.js';
 
 const run = promisify(execFile);
@@ -130,7 +130,7 @@ describe('a NestJS app compiled as CommonJS', () => {
     return { app, next, exited, started: await next(), stderr: () => stderr };
   }
 
-  it.each(threeDatabases.map(db => db.name as 'sqlite' | 'postgresql' | 'mariadb'))(
+  it.each(databases.map(db => db.name as 'sqlite' | 'postgresql' | 'mariadb'))(
     'on %s: injects CoasterEntityManager, runs @ManagedSession routes in either decorator order, and 50 racing requests on 5 keys leave one row each',
     { timeout: 60_000 },
     async name => {

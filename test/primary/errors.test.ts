@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { defineCoasterConfig } from '../../src/index.js';
 import { addPrimaryRelationship, PrimaryRelationshipError } from '../../src/primary/index.js';
 import { triggerDialect } from '../../src/primary/primaryTriggers.js';
-import { closeOrm, mariadbUrlFor, postgresUrlFor, sqlite, threeDatabases, type TestDatabase, withPrimary } from '../support/databases.js';
+import { closeOrm, mariadbUrlFor, postgresUrlFor, sqlite, databases, type TestDatabase, withPrimary } from '../support/databases.js';
 import { ChildForPrimary, ParentForPrimary } from './entities.js';
 import { quotedFor } from './sql.js';
 
@@ -140,7 +140,7 @@ function optionsFor(name: TestDatabase['name']) {
       : { driver: MariaDbDriver, clientUrl: mariadbUrlFor('test') };
 }
 
-describe.each(threeDatabases)("primary tables' names within PostgreSQL's 63-byte identifiers, on $name", db => {
+describe.each(databases)("primary tables' names within PostgreSQL's 63-byte identifiers, on $name", db => {
   // `<parent table>_<child table>_primary`: 20 + 1 + table + 8 bytes
   const parentTable = 'p'.repeat(20);
 

@@ -27,7 +27,7 @@ import { emailEntities, UserEmail } from '../../example/emails.js';
 import { entities, Follow, Tag, User } from '../../example/entities.js';
 import type { CoasterOptions } from '../../src/index.js';
 import { addPrimaryRelationship, CoasterMigrator } from '../../src/primary/index.js';
-import { closeOrm, mariadbUrlFor, postgresAdmin, postgresUrlFor, sqlite, threeDatabases, type TestOrm, withPrimary } from '../support/databases.js';
+import { closeOrm, mariadbUrlFor, postgresAdmin, postgresUrlFor, sqlite, databases, type TestOrm, withPrimary } from '../support/databases.js';
 import { mariadbAdmin } from '../support/mariadbServer.js';
 import { quotedFor } from './sql.js';
 
@@ -48,7 +48,7 @@ type Emit = 'ts' | 'js' | 'cjs';
 type Name = 'sqlite' | 'postgresql' | 'mariadb';
 
 /** {@link Name}s of this run: MariaDB's only when its server answers (see the global setup). */
-const names = threeDatabases.map(db => db.name).filter((name): name is Name => name !== 'mysql');
+const names = databases.map(db => db.name).filter((name): name is Name => name !== 'mysql');
 
 /** Raw SQL written with double-quoted identifiers, for the database `name`. */
 const quoted = (name: Name, sql: string) => quotedFor({ name }, sql);
@@ -430,7 +430,7 @@ describe('down migrations on sqlite (SQLite-only: MikroORM writes none there)', 
   });
 });
 
-describe.each(threeDatabases)("the example app's committed migrations on $name", db => {
+describe.each(databases)("the example app's committed migrations on $name", db => {
   let orm: TestOrm | undefined;
 
   afterEach(() => closeOrm(orm));

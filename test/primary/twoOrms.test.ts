@@ -1,6 +1,6 @@
 import { EntityCaseNamingStrategy, ForeignKeyConstraintViolationException, UnderscoreNamingStrategy } from '@mikro-orm/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeOrm, threeDatabases, type TestOrm, withPrimary } from '../support/databases.js';
+import { closeOrm, databases, type TestOrm, withPrimary } from '../support/databases.js';
 import { ChildForPrimary, ParentForPrimary, primaryEntities } from './entities.js';
 import { quotedFor } from './sql.js';
 
@@ -8,7 +8,7 @@ import { quotedFor } from './sql.js';
  * Primary relationships live on each ORM's metadata, not in the process: two ORMs of the same entities whose
  * naming strategies name their tables differently each read and write their own primary table.
  */
-describe.each(threeDatabases)('two ORMs in one process with different naming strategies, on $name', db => {
+describe.each(databases)('two ORMs in one process with different naming strategies, on $name', db => {
   const orms: TestOrm[] = [];
   afterEach(async () => {
     await Promise.all(orms.splice(0).map(orm => closeOrm(orm)));

@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import express, { type ErrorRequestHandler } from 'express';
 import { describe, expect, it } from 'vitest';
 import { managedSessionMiddleware, type RequestSessionOptions } from '../../src/sessions/express.js';
-import { threeDatabases, postgresql } from '../support/databases.js';
+import { databases, postgresql } from '../support/databases.js';
 import {
   appPerTest,
   committed,
@@ -55,7 +55,7 @@ const start = appPerTest(startApp);
 
 describeRequestSessions({ name: 'the Express middleware', responseName: 'response', start });
 
-describe.each(threeDatabases)('the Express middleware on $name', db => {
+describe.each(databases)('the Express middleware on $name', db => {
   it('holds the response until the COMMIT even when the handler ends it twice', async () => {
     const { url, seen } = await start(db);
 

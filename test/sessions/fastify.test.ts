@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { managedSessionPlugin, RequestSessionError, type RequestSessionOptions } from '../../src/sessions/fastify.js';
-import { threeDatabases, postgresql } from '../support/databases.js';
+import { databases, postgresql } from '../support/databases.js';
 import {
   appPerTest,
   committed,
@@ -53,7 +53,7 @@ const start = appPerTest(startApp);
 
 describeRequestSessions({ name: 'the Fastify plugin', responseName: 'reply', start });
 
-describe.each(threeDatabases)('the Fastify plugin on $name', db => {
+describe.each(databases)('the Fastify plugin on $name', db => {
   it('rolls back a hijacked reply, which skips onSend, and logs RequestSessionError', async () => {
     const { url, seen, logged } = await start(db);
 

@@ -12,7 +12,7 @@ import {
   managedSession,
   onCommit,
 } from '../../src/index.js';
-import { closeOrm as closeTestOrm, threeDatabases, type TestDatabase, type TestOrm } from '../support/databases.js';
+import { closeOrm as closeTestOrm, databases, type TestDatabase, type TestOrm } from '../support/databases.js';
 import { Note, sessionEntities } from '../support/sessionEntities.js';
 
 const opened: TestOrm[] = [];
@@ -44,7 +44,7 @@ async function rows(orm: TestOrm): Promise<string[]> {
   return notes.map(note => `${note.owner}:${note.body}`);
 }
 
-describe.each(threeDatabases)('named ORMs on $name', db => {
+describe.each(databases)('named ORMs on $name', db => {
   it('registers each ORM under its contextName, and closes one without the other', async () => {
     const { main, reports } = await startTwo(db);
     expect(getOrm()).toBe(main);

@@ -2,7 +2,7 @@ import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManagedSessionError, closeOrm, defineCoasterConfig, initOrm, managedSession } from '../../src/index.js';
-import { closeOrm as closeTestOrm, threeDatabases, type TestDatabase, type TestOrm } from '../support/databases.js';
+import { closeOrm as closeTestOrm, databases, type TestDatabase, type TestOrm } from '../support/databases.js';
 import { Counter, Note, sessionEntities } from '../support/sessionEntities.js';
 import { sessionQueries, sqlFor } from '../support/sessionSql.js';
 
@@ -20,7 +20,7 @@ async function start(db: TestDatabase, optInTransactions: boolean) {
   return { orm, log };
 }
 
-describe.each(threeDatabases)('opt-in transactions on $name', db => {
+describe.each(databases)('opt-in transactions on $name', db => {
   const sql = sqlFor(db);
   const insertCounter = 'insert into "counter" ("value") values (?) returning "id"';
   const insertNote = 'insert into "note" ("owner", "body") values (?, ?) returning "id"';

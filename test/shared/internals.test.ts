@@ -17,14 +17,14 @@ import {
   useSchemaGenerator,
   whileProcessing,
 } from '../../src/shared/internals.js';
-import { closeOrm, threeDatabases, type TestOrm } from '../support/databases.js';
+import { closeOrm, databases, type TestOrm } from '../support/databases.js';
 import { Tag, raceEntities } from '../support/entities.js';
 
 /**
  * Every MikroORM internal that src/shared/internals.ts reaches, on the installed MikroORM: each test fails with
  * MikroOrmInternalError naming the internal when a release removes or renames it.
  */
-describe.each(threeDatabases)('MikroORM internals on $name', db => {
+describe.each(databases)('MikroORM internals on $name', db => {
   let orm: TestOrm;
 
   beforeAll(async () => {

@@ -162,16 +162,13 @@ export const mysql: TestDatabase = onMariadb('mysql', MySqlDriver);
 const withMariadb = (tables: TestDatabase[]): TestDatabase[] =>
   inject('mariadbUrl') ? tables : tables.filter(db => db.name !== 'mariadb' && db.name !== 'mysql');
 
-/** Every database the suites run on: `describe.each(databases)('... on $name', db => ...)`. */
-export const databases: (TestDatabase & { name: 'sqlite' | 'postgresql' })[] = [sqlite, postgresql];
-
 /**
- * The databases of the suites that MariaDB support has reached: SQLite, PostgreSQL and MariaDB (issue 16
- * moves each suite from {@link databases} to this table, and then makes it `databases`).
+ * Every database the suites run on: `describe.each(databases)('... on $name', db => ...)`: SQLite, PostgreSQL
+ * and MariaDB (through MikroORM's MariaDB driver).
  */
-export const threeDatabases: TestDatabase[] = withMariadb([sqlite, postgresql, mariadb]);
+export const databases: TestDatabase[] = withMariadb([sqlite, postgresql, mariadb]);
 
-/** {@link threeDatabases} and MariaDB through the MySQL driver too, for suites where the drivers differ. */
+/** {@link databases} and MariaDB through the MySQL driver too, for suites where the drivers differ. */
 export const allDrivers: TestDatabase[] = withMariadb([sqlite, postgresql, mariadb, mysql]);
 
 /** Closes an ORM made by {@link TestDatabase.init} and drops its database. */

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { closeOrm, CommitOutcomeUnknownError, getOrm, initOrm, ManagedSessionError, onCommit } from '../../src/index.js';
 import type { RequestSessionOptions } from '../../src/sessions/requestSession.js';
 import { backendPid, terminateBackend } from './backends.js';
-import { closeOrm as closeTestOrm, mariadb, postgresql, threeDatabases, type TestDatabase, type TestOrm } from './databases.js';
+import { closeOrm as closeTestOrm, mariadb, postgresql, databases, type TestDatabase, type TestOrm } from './databases.js';
 import { mariadbAdmin } from './mariadbServer.js';
 import { Note } from './sessionEntities.js';
 
@@ -202,7 +202,7 @@ export function describeRequestSessions({ name, responseName, start }: HttpInteg
     });
   });
 
-  describe.each(threeDatabases)(`${name} on $name`, db => {
+  describe.each(databases)(`${name} on $name`, db => {
     it(`commits a succeeding request before the ${responseName} is sent, then runs onCommit, then sends it`, async () => {
       const { url, seen } = await start(db);
 
@@ -284,7 +284,7 @@ export function describeRequestSessions({ name, responseName, start }: HttpInteg
     });
   });
 
-  describe.each([postgresql, ...threeDatabases.filter(db => db === mariadb)])(`${name} on $name, when the connection is lost`, db => {
+  describe.each([postgresql, ...databases.filter(db => db === mariadb)])(`${name} on $name, when the connection is lost`, db => {
     it('turns a COMMIT whose connection is lost into CommitOutcomeUnknownError for the error handler, and the next request works', async () => {
       const { url, seen } = await start(db);
 
