@@ -29,10 +29,9 @@ import { fastInsert, isHiddenConflict } from './fastInsert.js';
 import { insertPath } from './insertPath.js';
 import { selectStatement } from './statements.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
-import { NestedRollbackGuard } from '../sessions/nestedRollback.js';
+import { TransactionLevel } from '../sessions/transactionLevel.js';
 import { updateOrCreate } from './updateOrCreate.js';
 import { withCommitLevel } from '../sessions/onCommit.js';
-import { TransactionEnd } from '../shared/transactionEnd.js';
 import { timestampedUpsert, timestampedUpsertMany } from '../entity-decorators/timestampUpsert.js';
 import { checkArray, failsafeAddMany, getOrCreateMany } from './batches/batchCalls.js';
 import type { ManyOptions } from './batches/manyOptions.js';
@@ -470,21 +469,18 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    */
   override async transactional<T>(cb: (em: this) => T | Promise<T>, options: TransactionOptions = {}): Promise<T> {
     const outer = this.getTransactionContext<Knex.Transaction>();
-    let end: TransactionEnd | undefined;
-    let guard: NestedRollbackGuard | undefined;
+    let level: TransactionLevel | undefined;
     try {
       return await withCommitLevel(this.config, options, () =>
         super.transactional(async em => {
-          end = TransactionEnd.of(em, outer);
-          guard = NestedRollbackGuard.of(em, outer, options.propagation);
+          level = TransactionLevel.start(em, outer, options.propagation);
           const result = await cb(em);
-          guard?.assertNotLost();
+          level.beforeCommit();
           return result;
         }, options),
       );
     } catch (error) {
-      end?.attachRollbackFailure(error);
-      throw guard ? await guard.failed(error) : error;
+      throw level ? await level.failed(error) : error;
     }
   }
 

@@ -1,4 +1,16 @@
-import { DeadlockException, DriverException, IsolationLevel, MikroORM, TransactionPropagation } from '@mikro-orm/core';
+import {
+  BeforeCreate,
+  DeadlockException,
+  DriverException,
+  Entity,
+  IsolationLevel,
+  MikroORM,
+  PrimaryKey,
+  Property,
+  TransactionPropagation,
+  Unique,
+  type EventArgs,
+} from '@mikro-orm/core';
 import { MariaDbKnexDialect, MySqlKnexDialect } from '@mikro-orm/knex';
 import { MariaDbDriver } from '@mikro-orm/mariadb';
 import mysql from 'mysql2/promise';
@@ -114,6 +126,28 @@ async function loseDeadlock(tx: CoasterEntityManager): Promise<never> {
   } finally {
     await otherWaits;
     await other.query('rollback');
+  }
+}
+
+/** Set by a test: the next {@link Badge} to be inserted loses a deadlock first, inside the batch's savepoint. */
+let deadlockNextBadge = false;
+
+/** A row the batch methods insert; its `beforeCreate` runs inside the batch's savepoint, on its connection. */
+@Entity()
+class Badge {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  code!: string;
+
+  @BeforeCreate()
+  async loseDeadlockIfArmed(args: EventArgs<Badge>): Promise<void> {
+    if (deadlockNextBadge) {
+      deadlockNextBadge = false;
+      await loseDeadlock(args.em as CoasterEntityManager);
+    }
   }
 }
 
@@ -240,6 +274,27 @@ describe.each([mariadb, mysqlDriver])('managed sessions on MariaDB through $name
   });
 
   describe('a nested level that loses the whole transaction (deadlock, 1213)', () => {
+    it("a batch's own savepoint too: the enclosing session rejects with TransactionRolledBackError, nothing committed", async () => {
+      await start(db, { entities: [...sessionEntities, Badge] });
+      await managedSession(async em => [em.create(Counter, {}), em.create(Counter, {})]);
+      const nested: unknown[] = [];
+
+      const session = managedSession(async em => {
+        em.create(Note, { owner: 'outer', body: 'before' });
+        await em.flush();
+        deadlockNextBadge = true;
+        await em.getOrCreateMany(Badge, [{ code: 'a' }, { code: 'b' }]).catch(error => nested.push(error));
+        em.create(Note, { owner: 'outer', body: 'after' }); // would autocommit without the guard
+      });
+
+      const error = await session.catch((rejection: unknown) => rejection);
+      expect(nested).toEqual([expect.any(DeadlockException)]);
+      expect(error).toBeInstanceOf(TransactionRolledBackError);
+      expect((error as TransactionRolledBackError).cause).toBe(nested[0]);
+      expect(await committedBodies()).toEqual([]);
+      expect(await query('select code from badge')).toEqual([]);
+    });
+
     it('rejects the outer session with TransactionRolledBackError instead of committing what follows the caught failure', async () => {
       const { log } = await start(db);
       await managedSession(async em => [em.create(Counter, {}), em.create(Counter, {})]);

@@ -17,6 +17,7 @@ import { dialectOf, type Dialect } from '../../shared/dialect.js';
 import { describe, TransactionRetryError } from '../errors.js';
 import { isHiddenConflict, prepareInsert, registerInserted } from '../fastInsert.js';
 import { flushReason, hasReturning } from '../insertPath.js';
+import { TransactionLevel } from '../../sessions/transactionLevel.js';
 import { keyString, type BatchKey } from './batchKey.js';
 import { DEFAULT_CHUNK_SIZE, MAX_BOUND_VALUES, SQLITE_MAX_ROWS, type ManyOptions } from './manyOptions.js';
 
@@ -337,25 +338,34 @@ async function inTransaction(em: SqlEntityManager, dialect: Dialect, savepoint: 
   if (outer && !savepoint) {
     return fn();
   }
-  await em.getConnection('write').transactional(
-    async trx => {
-      em.setTransactionContext(trx);
-      try {
-        await fn();
-      } finally {
-        if (outer) {
-          em.setTransactionContext(outer);
-        } else {
-          em.resetTransactionContext();
+  // watched as CoasterEntityManager.transactional watches its levels: a failed ROLLBACK attached to the error, and
+  // on MariaDB a savepoint that lost the whole transaction (a deadlock) failing the caller's enclosing levels
+  let level: TransactionLevel | undefined;
+  try {
+    await em.getConnection('write').transactional(
+      async trx => {
+        em.setTransactionContext(trx);
+        try {
+          level = TransactionLevel.start(em, outer);
+          await fn();
+          level.beforeCommit();
+        } finally {
+          if (outer) {
+            em.setTransactionContext(outer);
+          } else {
+            em.resetTransactionContext();
+          }
         }
-      }
-    },
-    {
-      ctx: outer,
-      isolationLevel: !outer && dialect === 'mysql' ? IsolationLevel.READ_COMMITTED : undefined,
-      eventBroadcaster: new TransactionEventBroadcaster(em, undefined, { topLevelTransaction: !outer }),
-    },
-  );
+      },
+      {
+        ctx: outer,
+        isolationLevel: !outer && dialect === 'mysql' ? IsolationLevel.READ_COMMITTED : undefined,
+        eventBroadcaster: new TransactionEventBroadcaster(em, undefined, { topLevelTransaction: !outer }),
+      },
+    );
+  } catch (error) {
+    throw level ? await level.failed(error) : error;
+  }
 }
 
 /**
