@@ -33,6 +33,13 @@ import { quotedFor } from './sql.js';
 
 const run = promisify(execFile);
 
+/**
+ * The time a test of several CLI runs may take. Each run is a process of its own (npm, tsx, MikroORM's
+ * discovery) that needs about 3 s of CPU; CI runs the suite beside `npm run compat` on 2 cores, where four
+ * such runs took over 30 s (the default test timeout) and failed a run whose every assertion held.
+ */
+const cliTestTimeout = 180_000;
+
 /** A scratch database and migrations folder for the example app's configuration, and the CLI on them. */
 interface Scratch {
   env: Record<string, string>;
@@ -133,7 +140,7 @@ async function countPrimaryObjects(orm: MikroORM<AbstractSqlDriver>, name: Name,
   return Number((await orm.em.fork().execute<{ count: number | string }[]>(primaryObjects(table)[name]))[0].count);
 }
 
-describe.each(names)('migrations through the MikroORM CLI on %s', name => {
+describe.each(names)('migrations through the MikroORM CLI on %s', { timeout: cliTestTimeout }, name => {
   let scratch: Scratch | undefined;
   let orm: MikroORM<AbstractSqlDriver> | undefined;
 
@@ -203,7 +210,7 @@ describe.each(names)('migrations through the MikroORM CLI on %s', name => {
   });
 });
 
-describe.each(names)('JavaScript migrations through the MikroORM CLI on %s', name => {
+describe.each(names)('JavaScript migrations through the MikroORM CLI on %s', { timeout: cliTestTimeout }, name => {
   let scratch: Scratch | undefined;
   let orm: MikroORM<AbstractSqlDriver> | undefined;
 
