@@ -4,7 +4,8 @@
  * $COASTER_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test) to create a scratch
  * database, or a throwaway server when nothing answers there; SQLite uses files in a temporary folder.
  * MariaDB's table uses $COASTER_TEST_MARIADB_URL (default mysql://root@127.0.0.1:3306/test), and is left out,
- * saying so, when no server answers there.
+ * saying so, when no server answers there. $BENCH_DATABASES (comma-separated: postgresql, sqlite, mariadb; all three
+ * when unset) runs only the tables of those databases, e.g. `BENCH_DATABASES=mariadb npm run bench`.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,9 +28,16 @@ import {
 import { DEFAULT_MARIADB_URL, MARIADB_URL_VARIABLE, mariadbAdmin, mariadbAnswers } from '../test/support/mariadbServer.js';
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 400);
+/** The databases whose tables run, from $BENCH_DATABASES; all three when it is unset. */
+const DATABASES = ['postgresql', 'sqlite', 'mariadb'] as const;
+const chosen = (process.env.BENCH_DATABASES || DATABASES.join(',')).split(',').map(name => name.trim());
+const unknown = chosen.filter(name => !(DATABASES as readonly string[]).includes(name));
+if (unknown.length > 0) {
+  throw new Error(`BENCH_DATABASES: unknown ${unknown.join(', ')}; choose among ${DATABASES.join(', ')}`);
+}
 const WORKERS = 8;
 const KEYS = 20;
-const CONTENTION_ROUNDS = 5;
+const CONTENTION_ROUNDS = 10;
 /** Rows per batch in the batch table, and how many batches each side runs (after a quarter as many to warm up). */
 const BATCH = 1_000;
 const BATCH_ITERATIONS = Number(process.env.BENCH_BATCH_ITERATIONS ?? 20);
@@ -245,19 +253,34 @@ async function racingBatches(orm: MikroORM<PostgreSqlDriver, Em>): Promise<void>
 /** One contention round: WORKERS transactions inserting the same KEYS keys in the same order. */
 type Worker = (keys: string[]) => Promise<unknown>;
 
+/**
+ * CONTENTION_ROUNDS rounds of each worker in `workers` (by label), taking turns round by round, so that a load
+ * that changes while the table runs (other jobs on the machine) weighs on every operation alike: a round is
+ * WORKERS calls of the worker racing on KEYS new keys. Resolves to each operation's throughput over its rounds.
+ */
 async function contention(
-  label: string,
-  worker: Worker,
+  workers: [label: string, worker: Worker][],
   count: (prefix: string) => Promise<number>,
-): Promise<{ label: string; opsPerSecond: number; escaped: number; rows: number }> {
-  let escaped = 0;
-  let elapsed = 0;
-  for (let round = 0; round < CONTENTION_ROUNDS; round++) {
-    const keys = Array.from({ length: KEYS }, (_, k) => `${label}-${round}-${k}`);
-    elapsed += await time(() => Promise.all(Array.from({ length: WORKERS }, () => worker(keys).catch(() => escaped++))));
+): Promise<{ label: string; opsPerSecond: number; escaped: number; rows: number }[]> {
+  const escaped = new Map(workers.map(([label]) => [label, 0]));
+  const elapsed = new Map(workers.map(([label]) => [label, 0]));
+  // round -1, untimed, opens every pool's connections
+  for (let round = -1; round < CONTENTION_ROUNDS; round++) {
+    for (const [label, worker] of workers) {
+      const keys = Array.from({ length: KEYS }, (_, k) => (round < 0 ? `warm-up-${label}-${k}` : `${label}-${round}-${k}`));
+      const ms = await time(() => Promise.all(Array.from({ length: WORKERS }, () => worker(keys).catch(() => escaped.set(label, escaped.get(label)! + 1)))));
+      elapsed.set(label, elapsed.get(label)! + (round < 0 ? 0 : ms));
+    }
   }
   const ops = WORKERS * KEYS * CONTENTION_ROUNDS;
-  return { label, opsPerSecond: Math.round((ops / elapsed) * 1000), escaped, rows: await count(`${label}-`) };
+  return Promise.all(
+    workers.map(async ([label]) => ({
+      label,
+      opsPerSecond: Math.round((ops / elapsed.get(label)!) * 1000),
+      escaped: escaped.get(label)!,
+      rows: await count(`${label}-`),
+    })),
+  );
 }
 
 /** A contention worker running `insert` for every key in one MikroORM transaction. */
@@ -286,7 +309,8 @@ async function main(): Promise<void> {
   const options = { driver: PostgreSqlDriver, clientUrl: url.toString(), entities: [Tag], pool: { max: WORKERS + 2 } };
   const orm = await MikroORM.init<PostgreSqlDriver, Em>(defineCoasterConfig(options));
   const savepointOrm = await MikroORM.init<PostgreSqlDriver, Em>(defineCoasterConfig({ ...options, subscribers: [new FlushListener()] }));
-  const pool = new pg.Pool({ connectionString: url.toString(), max: WORKERS });
+  // a connection for each contention worker, and one more for `raw`, which the other tables hold throughout
+  const pool = new pg.Pool({ connectionString: url.toString(), max: WORKERS + 1 });
   const raw = await pool.connect();
   try {
     await orm.schema.createSchema();
@@ -431,20 +455,23 @@ async function main(): Promise<void> {
         client.release();
       }
     };
-    const results = [
-      await contention('floor', floorWorker, count),
-      await contention('failsafeAdd', ormWorker(orm, (em, name) => em.failsafeAdd(newTag(em, name), { name })), count),
-      await contention('findOrCreate', ormWorker(orm, (em, name) => em.findOrCreate(Tag, { name })), count),
-      await contention('upsert-ignore', ormWorker(orm, (em, name) => em.upsert(Tag, { name }, { onConflictAction: 'ignore' })), count),
-      await contention('savepoint-path', ormWorker(savepointOrm, (em, name) => em.failsafeAdd(newTag(em, name), { name })), count),
-    ];
+    const results = await contention(
+      [
+        ['floor', floorWorker],
+        ['failsafeAdd', ormWorker(orm, (em, name) => em.failsafeAdd(newTag(em, name), { name }))],
+        ['findOrCreate', ormWorker(orm, (em, name) => em.findOrCreate(Tag, { name }))],
+        ['upsert-ignore', ormWorker(orm, (em, name) => em.upsert(Tag, { name }, { onConflictAction: 'ignore' }))],
+        ['savepoint-path', ormWorker(savepointOrm, (em, name) => em.failsafeAdd(newTag(em, name), { name }))],
+      ],
+      count,
+    );
     const floor = results[0];
     const labels: Record<string, string> = {
       floor: 'floor (node-postgres)',
       'upsert-ignore': "em.upsert (onConflictAction: 'ignore')",
       'savepoint-path': 'failsafeAdd, savepoint path (before)',
     };
-    console.log(`\nContention: ${WORKERS} workers x ${KEYS} keys x ${CONTENTION_ROUNDS} rounds, each worker one transaction per round\n`);
+    console.log(`\nContention: ${WORKERS} workers x ${KEYS} keys x ${CONTENTION_ROUNDS} rounds, each worker one transaction per round, operations taking turns by round\n`);
     console.table(
       results.map(r => ({
         operation: labels[r.label] ?? r.label,
@@ -636,14 +663,17 @@ async function mariadbTables(): Promise<void> {
         connection.release();
       }
     };
-    const results = [
-      await contention('floor', floorWorker, count),
-      await contention('failsafeAdd', ormWorker(orm, (em, name) => em.failsafeAdd(newTag(em, name), { name })), count),
-      await contention('savepoint-path', ormWorker(savepointOrm, (em, name) => em.failsafeAdd(newTag(em, name), { name })), count),
-    ];
+    const results = await contention(
+      [
+        ['floor', floorWorker],
+        ['failsafeAdd', ormWorker(orm, (em, name) => em.failsafeAdd(newTag(em, name), { name }))],
+        ['savepoint-path', ormWorker(savepointOrm, (em, name) => em.failsafeAdd(newTag(em, name), { name }))],
+      ],
+      count,
+    );
     const floor = results[0];
     const labels: Record<string, string> = { floor: 'floor (mysql2)', 'savepoint-path': 'failsafeAdd, savepoint path' };
-    console.log(`\nMariaDB contention: ${WORKERS} workers x ${KEYS} keys x ${CONTENTION_ROUNDS} rounds, each worker one transaction per round\n`);
+    console.log(`\nMariaDB contention: ${WORKERS} workers x ${KEYS} keys x ${CONTENTION_ROUNDS} rounds, each worker one transaction per round, operations taking turns by round\n`);
     console.table(
       results.map(r => ({
         operation: labels[r.label] ?? r.label,
@@ -663,6 +693,12 @@ async function mariadbTables(): Promise<void> {
   }
 }
 
-await main();
-printRows('SQLite (files)', await sqliteRows());
-await mariadbTables();
+if (chosen.includes('postgresql')) {
+  await main();
+}
+if (chosen.includes('sqlite')) {
+  printRows('SQLite (files)', await sqliteRows());
+}
+if (chosen.includes('mariadb')) {
+  await mariadbTables();
+}

@@ -2,7 +2,6 @@ import {
   ChangeSetComputer,
   DriverException,
   EventType,
-  UniqueConstraintViolationException,
   Utils,
   wrap,
   type ChangeSet,
@@ -76,15 +75,7 @@ export async function fastInsert<T extends object>(
   if (dialect === 'postgresql') {
     [inserted, matched] = await run(em, select ? [insert, select] : [insert], savepoint);
   } else if (mysql) {
-    try {
-      // a 1062 undoes this statement only (InnoDB's statement-level rollback), so no savepoint
-      [inserted] = await run(em, [insert], false);
-    } catch (error) {
-      matched = error instanceof UniqueConstraintViolationException && select ? (await run(em, [select], false))[0] : undefined;
-      if (matched?.length !== 1) {
-        throw error; // failsafeAdd recovers from it as on the savepoint path, or tells a snapshot hid the row
-      }
-    }
+    [inserted, matched] = await insertOrSelect(em, insert, select);
   } else {
     [inserted] = await run(em, [insert], false);
     matched = select && inserted.length === 0 ? (await run(em, [select], false))[0] : undefined;
@@ -161,6 +152,32 @@ async function run(em: SqlEntityManager, statements: Statement[], savepoint: boo
         .catch((cleanupError: unknown) => attachCleanupError(error, cleanupError));
     }
     throw error;
+  }
+}
+
+/** MariaDB's (and MySQL's) ER_DUP_ENTRY: the one error the fast path takes for a duplicate there. */
+const ER_DUP_ENTRY = 1062;
+
+/**
+ * MariaDB: sends `insert` alone (a 1062 undoes that statement only, InnoDB's statement-level rollback, so no
+ * savepoint), and after a 1062 the `select`; resolves to the rows of each (`[[], rows]` after a duplicate). When
+ * the insert fails otherwise, or the select does not find exactly one row (or there is none), the insert's error
+ * propagates as MikroORM's exception (a 1062 as `UniqueConstraintViolationException`), for `failsafeAdd` to
+ * recover from as on the savepoint path, or to tell that a snapshot hid the row.
+ *
+ * The insert goes through the connection's `execute`, logged like every query, which hands the driver's error
+ * over unconverted: MikroORM's exception is made only when the error propagates. Making it formats the stack
+ * traces of both errors, which cost a duplicate more Node CPU than the select that follows it.
+ */
+async function insertOrSelect(em: SqlEntityManager, insert: Statement, select: Statement | undefined): Promise<[Dictionary[], Dictionary[] | undefined]> {
+  try {
+    return [await em.getConnection('write').execute<Dictionary[]>(insert.sql, [...insert.params], 'all', em.getTransactionContext()), undefined];
+  } catch (error) {
+    const matched = (error as { errno?: unknown }).errno === ER_DUP_ENTRY && select ? (await run(em, [select], false))[0] : undefined;
+    if (matched?.length !== 1) {
+      throw em.getDriver().convertException(error as Error);
+    }
+    return [[], matched];
   }
 }
 
