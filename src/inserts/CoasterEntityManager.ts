@@ -5,11 +5,13 @@ import {
   UniqueConstraintViolationException,
   Utils,
   wrap,
+  type ChangeSet,
   type Dictionary,
   type DriverException,
   type EntityData,
   type EntityMetadata,
   type EntityName,
+  type EntityProperty,
   type FilterQuery,
   type NoInfer,
   type RequiredEntityData,
@@ -25,8 +27,8 @@ import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
 import { type FailsafeAddOptions } from './failsafeAddOptions.js';
-import { fastInsert, isHiddenConflict } from './fastInsert.js';
-import { insertPath } from './insertPath.js';
+import { fastInsert, isHiddenConflict, prepareInsert, type FindFirst } from './fastInsert.js';
+import { findFirstReason, insertPath } from './insertPath.js';
 import { selectStatement } from './statements.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
 import { TransactionLevel } from '../sessions/transactionLevel.js';
@@ -152,7 +154,18 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
   failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T | undefined>;
   async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options: FailsafeAddOptions = {}): Promise<T | undefined> {
     const em = contextEntityManager(this);
-    const meta = em.entityMetadata('failsafeAdd', entity);
+    return em.insertNew(em.entityMetadata('failsafeAdd', entity), entity, filters, options);
+  }
+
+  /** {@link failsafeAdd}; with `findFirst`, the PostgreSQL fast path inserts only if `filters` find no row (see {@link fastInsert}). */
+  private async insertNew<T extends object>(
+    meta: EntityMetadata<T>,
+    entity: T,
+    filters: FilterQuery<T> | undefined,
+    options: FailsafeAddOptions,
+    findFirst?: FindFirst<T>,
+  ): Promise<T | undefined> {
+    const em = contextEntityManager(this);
     em.assertInsertableAlone('failsafeAdd', meta, entity);
     await em.flushAllBut(meta, entity);
     const twin = em.managedTwin(meta, entity);
@@ -168,7 +181,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     const path = await insertPath(em, meta, entity);
     try {
       if ('dialect' in path) {
-        const result = await fastInsert(em, meta, entity, filters, path.dialect, options);
+        const result = await fastInsert(em, meta, entity, filters, path.dialect, options, findFirst);
         if (result !== entity) {
           em.forget(meta, entity);
         }
@@ -547,6 +560,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       checkUniqueWhere(method, meta, where);
     }
     const filters = where as FilterQuery<T>;
+    const prepared = await this.preparedCandidate(entityName, meta, { ...where, ...data } as RequiredEntityData<T>);
+    if (prepared) {
+      const entity = (await this.insertNew(meta, prepared.candidate, filters, options ?? {}, { method, changeSet: prepared.changeSet }))!;
+      return { entity, created: entity === prepared.candidate };
+    }
     const existing = await this.findUnique(method, meta, filters);
     if (existing) {
       return { entity: existing, created: false };
@@ -560,6 +578,56 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     const candidate = this.create(entityName, values, { persist: false });
     const entity = await this.failsafeAdd(candidate, filters, options);
     return { entity, created: entity === candidate };
+  }
+
+  /**
+   * The new entity of `values`, its insert prepared (`onCreate` values, validation), for {@link getOrCreate} to look
+   * its row up and insert it in one statement: on PostgreSQL, for an entity that {@link findFirstReason} does not
+   * exclude. `undefined` otherwise, so that {@link getOrCreate} finds first and
+   * creates the entity only after a miss, as on the other databases: when `values` give a collection or an inverse
+   * one-to-one (which {@link failsafeAdd} refuses), a relation as a primary-key object (which `em.create` would take
+   * for a new entity's values; the find turns it into the key), or the primary key of a managed entity (which
+   * `em.create` would change); for an entity on the savepoint path; and when creating or preparing the entity throws
+   * (a constructor, an `onCreate`, a required value missing), since that error concerns the row to create: it
+   * propagates after a miss only. An entity created then is forgotten (out of its relations' inverse sides).
+   */
+  private async preparedCandidate<T extends object>(
+    entityName: EntityName<T>,
+    meta: EntityMetadata<T>,
+    values: RequiredEntityData<T>,
+  ): Promise<{ candidate: T; changeSet: ChangeSet<T> } | undefined> {
+    if (dialectOf(this.getPlatform()) !== 'postgresql' || findFirstReason(this, meta) !== undefined) {
+      return undefined;
+    }
+    const creatable = Object.entries(values).every(([key, value]) => {
+      const prop = meta.properties[key as keyof typeof meta.properties] as EntityProperty<T> | undefined;
+      switch (prop?.kind) {
+        case ReferenceKind.ONE_TO_MANY:
+        case ReferenceKind.MANY_TO_MANY:
+          return false;
+        case ReferenceKind.ONE_TO_ONE:
+        case ReferenceKind.MANY_TO_ONE:
+          return (prop.kind === ReferenceKind.MANY_TO_ONE || prop.owner) && !Utils.isPlainObject(value);
+        default:
+          return true;
+      }
+    });
+    if (!creatable || this.getUnitOfWork(false).tryGetById<T>(meta.className, values as FilterQuery<T>, this.schema, false)) {
+      return undefined;
+    }
+    let candidate: T | undefined;
+    try {
+      candidate = this.create(entityName, values, { persist: false });
+      if ('dialect' in (await insertPath(this, meta, candidate))) {
+        return { candidate, changeSet: await prepareInsert(this, meta, candidate) };
+      }
+    } catch {
+      // about the row to create: getOrCreate throws it again after a miss only
+    }
+    if (candidate) {
+      this.forget(meta, candidate); // em.create added it to the inverse sides of its relations
+    }
+    return undefined;
   }
 
   /**
