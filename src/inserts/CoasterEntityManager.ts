@@ -253,7 +253,20 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *   sent and {@link ManagedKeyConflictError} is thrown: a `UniqueConstraintViolationException`, as the
    *   database's violation is when that entity is not loaded.
    *
-   * Emits, when the row exists:
+   * On PostgreSQL's fast path it emits one statement, whose insert runs only when its select finds nothing, so a
+   * row that exists takes no sequence value (in a transaction, inside `savepoint failsafe_add; ...; release
+   * savepoint failsafe_add`, as {@link failsafeAdd}'s statements):
+   * ```sql
+   * with "found" as (select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2),
+   *   "inserted" as (insert into "tag" ("name") select 'news' where not exists (select 1 from "found") on conflict do nothing returning *)
+   *   select *, true as "created" from "inserted" union all select *, false from "found"
+   * ```
+   * then, only when it neither found nor inserted a row (a concurrent transaction committed it meanwhile), the
+   * select alone. This EntityManager's pending changes are flushed first, as {@link failsafeAdd} flushes them, and
+   * the row to insert is created (`em.create`, `onCreate` values) before the database tells whether it exists.
+   * Elsewhere, and on PostgreSQL where that statement cannot serve (`beforeCreate` listeners, properties a find
+   * loads otherwise than as columns, the savepoint path's entities, a new row that cannot be created: see
+   * {@link findFirstReason} and the README), it emits, when the row exists:
    * ```sql
    * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2
    * ```
