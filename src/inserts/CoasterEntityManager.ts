@@ -27,7 +27,7 @@ import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
 import { type FailsafeAddOptions } from './failsafeAddOptions.js';
-import { fastInsert, isHiddenConflict, prepareInsert, type FindFirst } from './fastInsert.js';
+import { fastInsert, isHiddenConflict, prepareInsert, type UnlessFound } from './fastInsert.js';
 import { findFirstReason, insertPath } from './insertPath.js';
 import { selectStatement } from './statements.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
@@ -157,13 +157,13 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     return em.insertNew(em.entityMetadata('failsafeAdd', entity), entity, filters, options);
   }
 
-  /** {@link failsafeAdd}; with `findFirst`, the PostgreSQL fast path inserts only if `filters` find no row (see {@link fastInsert}). */
+  /** {@link failsafeAdd}; with `unlessFound`, the PostgreSQL fast path inserts only if `filters` find no row (see {@link fastInsert}). */
   private async insertNew<T extends object>(
     meta: EntityMetadata<T>,
     entity: T,
     filters: FilterQuery<T> | undefined,
     options: FailsafeAddOptions,
-    findFirst?: FindFirst<T>,
+    unlessFound?: UnlessFound<T>,
   ): Promise<T | undefined> {
     const em = contextEntityManager(this);
     em.assertInsertableAlone('failsafeAdd', meta, entity);
@@ -181,7 +181,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     const path = await insertPath(em, meta, entity);
     try {
       if ('dialect' in path) {
-        const result = await fastInsert(em, meta, entity, filters, path.dialect, options, findFirst);
+        const result = await fastInsert(em, meta, entity, filters, path.dialect, options, unlessFound);
         if (result !== entity) {
           em.forget(meta, entity);
         }

@@ -23,7 +23,7 @@ import { createdFlag, insertStatement, insertUnlessFoundStatement, selectStateme
  * What `getOrCreate` hands {@link fastInsert} on PostgreSQL to insert its candidate only when its `filters` find no
  * row, in the same statement (see {@link insertUnlessFoundStatement}).
  */
-export interface FindFirst<T extends object> {
+export interface UnlessFound<T extends object> {
   /** The method called (`getOrCreate`, `findOrCreate`), named by the {@link MultipleResultsError} of several rows found. */
   method: string;
   /** The candidate's insert, prepared by {@link prepareInsert} before any SQL. */
@@ -60,7 +60,7 @@ const SAVEPOINT = 'failsafe_add';
  * exceptions, the savepoint rolled back first (if that fails too, its error is attached to theirs: see
  * `cleanupErrorsOf`); {@link isHiddenConflict} tells the one a snapshot causes.
  *
- * With `findFirst` (`getOrCreate` on PostgreSQL, with `filters`), the insert runs only when `filters` find no row,
+ * With `unlessFound` (`getOrCreate` on PostgreSQL, with `filters`), the insert runs only when `filters` find no row,
  * in the same statement ({@link insertUnlessFoundStatement}, in the savepoint as above): one found row resolves as a
  * duplicate does, without taking a sequence value; several throw {@link MultipleResultsError} (nothing inserted).
  * When the statement neither finds nor inserts a row (its ON CONFLICT met a row committed after its snapshot, or by
@@ -80,9 +80,9 @@ export async function fastInsert<T extends object>(
   filters: FilterQuery<T> | undefined,
   dialect: FastPathDialect,
   options: FailsafeAddOptions,
-  findFirst?: FindFirst<T>,
+  unlessFound?: UnlessFound<T>,
 ): Promise<T | undefined> {
-  const changeSet = findFirst?.changeSet ?? (await prepareInsert(em, meta, entity));
+  const changeSet = unlessFound?.changeSet ?? (await prepareInsert(em, meta, entity));
   const schema = wrap(entity, true).getSchema();
   const mysql = dialect === 'mysql';
   // the MySQL family's ON CONFLICT is `insert ignore`, which hides other errors too: a 1062 is the duplicate there
@@ -92,7 +92,7 @@ export async function fastInsert<T extends object>(
 
   let inserted: Dictionary[] = [];
   let matched: Dictionary[] | undefined;
-  if (dialect === 'postgresql' && findFirst !== undefined && select) {
+  if (dialect === 'postgresql' && unlessFound !== undefined && select) {
     const [rows] = await run(em, [insertUnlessFoundStatement(meta, insert, select)], savepoint);
     const found: Dictionary[] = [];
     for (const { [createdFlag(meta)]: created, ...row } of rows) {
@@ -100,7 +100,7 @@ export async function fastInsert<T extends object>(
     }
     if (found.length > 1) {
       found.forEach(row => merged(em, meta, row, schema)); // as em.find leaves them
-      throw MultipleResultsError.onFind(findFirst.method, meta.className, filters, found.length);
+      throw MultipleResultsError.onFind(unlessFound.method, meta.className, filters, found.length);
     }
     // neither found nor inserted: the insert met a row committed after the statement's snapshot
     matched = rows.length > 0 ? found : (await run(em, [select], false))[0];

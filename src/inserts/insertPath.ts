@@ -207,7 +207,7 @@ const loadReasons = new WeakMap<EntityMetadata, string | null>();
 
 /**
  * Why `getOrCreate` cannot look its row up in its insert's statement on PostgreSQL ({@link fastInsert}'s
- * `findFirst`), so that it sends `em.find`'s select first, then inserts only on a miss; `undefined` when it can.
+ * `unlessFound`), so that it sends `em.find`'s select first, then inserts only on a miss; `undefined` when it can.
  * That statement prepares the row to insert before it knows whether one exists, and merges a found row from its
  * table's columns (`select "t0".*`). So it serves neither entities with `beforeCreate` listeners (entity hooks or
  * subscribers: they must not run when the row exists), nor entities whose rows `em.find` loads otherwise: lazy

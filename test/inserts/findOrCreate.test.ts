@@ -5,9 +5,13 @@ import {
   ForeignKeyConstraintViolationException,
   Formula,
   IsolationLevel,
+  ManyToOne,
+  OneToOne,
   type Opt,
   PrimaryKey,
   Property,
+  type Rel,
+  Type,
   Unique,
   UniqueConstraintViolationException,
   ValidationError,
@@ -18,6 +22,7 @@ import { CoasterEntityRepository, CoasterUsageError, MultipleResultsError, Trans
 import { allDrivers, closeOrm, databases, postgresql, type QueryLog, type TestDatabase, type TestOrm } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { insertPaths } from '../support/insertPaths.js';
+import { findFirstReason } from '../../src/inserts/insertPath.js';
 
 class LabelRepository extends CoasterEntityRepository<Label> {}
 
@@ -189,6 +194,81 @@ class Scored {
   double?: Opt<number>;
 }
 
+/** A lazy property, which em.find leaves out. */
+@Entity()
+class Lazy {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  name!: string;
+
+  @Property({ type: 'text', lazy: true, nullable: true })
+  notes?: string;
+}
+
+/** An eager relation, which em.find populates. */
+@Entity()
+class Eager {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  name!: string;
+
+  @ManyToOne(() => Tag, { eager: true, nullable: true })
+  tag?: Tag;
+}
+
+/** The inverse side of a one-to-one, which em.find joins. */
+@Entity()
+class Holder {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  name!: string;
+
+  @OneToOne(() => Passport, passport => passport.holder)
+  passport?: Rel<Passport>;
+}
+
+@Entity()
+class Passport {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @OneToOne(() => Holder, holder => holder.passport, { owner: true, nullable: true })
+  holder?: Rel<Holder>;
+}
+
+/** A type that em.find converts in SQL. */
+class Shouted extends Type<string, string> {
+  override convertToJSValueSQL(key: string): string {
+    return `upper(${key})`;
+  }
+
+  override getColumnType(): string {
+    return 'text';
+  }
+}
+
+@Entity()
+class Loud {
+  @PrimaryKey({ type: 'integer' })
+  id!: number;
+
+  @Property({ type: 'string' })
+  @Unique()
+  name!: string;
+
+  @Property({ type: Shouted, nullable: true })
+  shout?: string;
+}
+
 /** An entity with a column named like the one statement's flag. */
 @Entity()
 class Flagged {
@@ -210,7 +290,7 @@ describe('getOrCreate in one statement on postgresql', () => {
   const statement = oneStatement('tag', select, 'name', '?');
 
   beforeAll(async () => {
-    ({ orm, log } = await postgresql.init({ entities: [...entities, Hooked, Scored, Flagged] }));
+    ({ orm, log } = await postgresql.init({ entities: [...entities, Hooked, Scored, Lazy, Eager, Holder, Passport, Loud, Flagged] }));
   });
   afterAll(() => closeOrm(orm));
   beforeEach(async () => {
@@ -316,6 +396,20 @@ describe('getOrCreate in one statement on postgresql', () => {
       { name: 'a', created: false },
       { name: 'b', created: true },
     ]);
+  });
+
+  it.each([
+    ['a lazy property', Lazy, 'notes'],
+    ['an eager relation', Eager, 'tag'],
+    ['an inverse one-to-one', Holder, 'passport'],
+    ['a custom type converted in SQL', Loud, 'shout'],
+  ] as const)('an entity with %s finds first', async (_, entity, prop) => {
+    expect(findFirstReason(orm.em, orm.getMetadata().get(entity.name))).toBe(`a find loads its ${prop} otherwise than as a column of its row`);
+    const created = await orm.em.fork().getOrCreate(entity, { name: 'a' });
+    const found = await orm.em.fork().getOrCreate(entity, { name: 'a' });
+    expect([created.created, found.created, found.entity.id]).toEqual([true, false, created.entity.id]);
+    expect(sent()[0]).toMatch(/^select /);
+    expect(sent().some(q => q.startsWith('with found'))).toBe(false);
   });
 
   it.each([
