@@ -262,11 +262,10 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *   select *, true as "created" from "inserted" union all select *, false from "found"
    * ```
    * then, only when it neither found nor inserted a row (a concurrent transaction committed it meanwhile), the
-   * select alone. This EntityManager's pending changes are flushed first, as {@link failsafeAdd} flushes them, and
-   * the row to insert is created (`em.create`, `onCreate` values) before the database tells whether it exists.
-   * Elsewhere, and on PostgreSQL where that statement cannot serve (`beforeCreate` listeners, properties a find
-   * loads otherwise than as columns, the savepoint path's entities, a new row that cannot be created: see
-   * {@link findFirstReason} and the README), it emits, when the row exists:
+   * select alone. The row to insert is created (`em.create`, `onCreate` values) before the database tells whether
+   * it exists. Elsewhere, and on PostgreSQL where that statement cannot serve (`beforeCreate` listeners, properties
+   * a find loads otherwise than as columns, the savepoint path's entities, a new row that cannot be created,
+   * changes waiting for a flush: see {@link findFirstReason} and the README), it emits, when the row exists:
    * ```sql
    * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2
    * ```
@@ -600,7 +599,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * creates the entity only after a miss, as on the other databases: when `values` give a collection or an inverse
    * one-to-one (which {@link failsafeAdd} refuses), a relation as a primary-key object (which `em.create` would take
    * for a new entity's values; the find turns it into the key), or the primary key of a managed entity (which
-   * `em.create` would change); for an entity on the savepoint path; and when creating or preparing the entity throws
+   * `em.create` would change); when this EntityManager holds changes to flush ({@link hasTrackedChanges}); for an
+   * entity on the savepoint path; and when creating or preparing the entity throws
    * (a constructor, an `onCreate`, a required value missing), since that error concerns the row to create: it
    * propagates after a miss only. An entity created then is forgotten (out of its relations' inverse sides).
    */
@@ -609,7 +609,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     meta: EntityMetadata<T>,
     values: RequiredEntityData<T>,
   ): Promise<{ candidate: T; changeSet: ChangeSet<T> } | undefined> {
-    if (dialectOf(this.getPlatform()) !== 'postgresql' || findFirstReason(this, meta) !== undefined) {
+    if (dialectOf(this.getPlatform()) !== 'postgresql' || findFirstReason(this, meta) !== undefined || this.hasTrackedChanges()) {
       return undefined;
     }
     const creatable = Object.entries(values).every(([key, value]) => {
@@ -641,6 +641,32 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       this.forget(meta, candidate); // em.create added it to the inverse sides of its relations
     }
     return undefined;
+  }
+
+  /**
+   * Whether this EntityManager holds changes that MikroORM tracks without computing change sets: entities to persist
+   * or remove, managed entities with a property set, changed collections. {@link getOrCreate}'s one statement is
+   * sent after a flush, as {@link failsafeAdd}'s insert is, while a hit found first flushes only what `em.find` does:
+   * with such changes, {@link getOrCreate} finds first, so that a hit leaves them pending as it always has.
+   */
+  private hasTrackedChanges(): boolean {
+    const uow = this.getUnitOfWork(false);
+    if (uow.getPersistStack().size > 0 || uow.getRemoveStack().size > 0 || uow.getOrphanRemoveStack().size > 0) {
+      return true;
+    }
+    return uow
+      .getIdentityMap()
+      .values()
+      .some(entity => {
+        const relations = this.getMetadata().get(entity.constructor.name).relations;
+        return (
+          wrap(entity, true).isTouched() ||
+          relations.some(prop => {
+            const value = (entity as Dictionary)[prop.name];
+            return Utils.isCollection(value) && value.isDirty();
+          })
+        );
+      });
   }
 
   /**

@@ -188,9 +188,8 @@ export function insertUnlessFoundStatement(meta: EntityMetadata, insert: Stateme
   const [, into, columns, values] = match;
   const source = columns === undefined ? 'select' : `${columns} select ${values}`;
   const conditional = `${into} ${source} where not exists (select 1 from "found") on conflict do nothing returning *`;
-  const flag = `"${createdFlag(meta).replace(/"/g, '""')}"`;
   return {
-    sql: `with "found" as (${select.sql}), "inserted" as (${conditional}) select *, true as ${flag} from "inserted" union all select *, false from "found"`,
+    sql: `with "found" as (${select.sql}), "inserted" as (${conditional}) select *, true as "${createdFlag(meta)}" from "inserted" union all select *, false from "found"`,
     params: [...select.params, ...insert.params],
   };
 }

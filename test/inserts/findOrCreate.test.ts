@@ -370,6 +370,26 @@ describe('getOrCreate in one statement on postgresql', () => {
     expect(await orm.em.fork().count(Address)).toBe(0);
   });
 
+  it('with changes to flush, it finds first: a hit leaves them pending, as em.find does', async () => {
+    await orm.em.fork().getOrCreate(Tag, { name: 'news' });
+    const em = orm.em.fork();
+    em.create(Account, { name: 'acme' });
+    log.clear();
+    const news = await em.getOrCreate(Tag, { name: 'news' });
+    expect(news.created).toBe(false);
+    expect(sent()).toEqual([select]);
+    expect(await orm.em.fork().count(Account)).toBe(0);
+    await em.flush();
+    news.entity.color = 'red';
+    log.clear();
+    expect((await em.getOrCreate(Tag, { name: 'sports' })).created).toBe(true);
+    // em.find flushes a changed Tag first (MikroORM's auto flush), as it always has
+    expect(sent()).toEqual(['begin', 'update tag set color = ? where id = ?', 'commit', select, `insert into tag (name) values (?) on conflict do nothing returning *; ${select}`]);
+    log.clear();
+    expect((await em.getOrCreate(Tag, { name: 'weather' })).created).toBe(true);
+    expect(sent()).toEqual([statement]);
+  });
+
   it("a hit leaves no trace of the entity it would have inserted: not in its relation's inverse collection", async () => {
     const em = orm.em.fork();
     const acme = await em.findOrCreate(Account, { name: 'acme' });
