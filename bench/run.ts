@@ -349,6 +349,19 @@ async function main(): Promise<void> {
         ),
       );
     });
+    await inRolledBackTransaction(orm, async em => {
+      // the floor in a transaction of its own, rolled back too
+      await raw.query('begin');
+      try {
+        row(
+          'in a transaction: getOrCreate, new row',
+          'floor (node-postgres)',
+          await compare(i => floorInsert(raw, `tx-pg-${i}`), i => em.getOrCreate(Tag, { name: `tx-get-${i}` }), () => em.clear()),
+        );
+      } finally {
+        await raw.query('rollback');
+      }
+    });
     await inRolledBackTransaction(savepointOrm, async em => {
       row(
         'in a transaction: savepoint path, new row (before)',
@@ -403,6 +416,7 @@ async function main(): Promise<void> {
         () => slowEm.clear(),
       ),
     );
+    row('outside: getOrCreate, new row', 'floor (node-postgres)', await compare(i => floorInsert(raw, `pg3-${i}`), i => em.getOrCreate(Tag, { name: `get-${i}` }), () => em.clear()), 1.6);
     row(
       'getOrCreate, existing row',
       'findOne',

@@ -5,11 +5,13 @@ import {
   UniqueConstraintViolationException,
   Utils,
   wrap,
+  type ChangeSet,
   type Dictionary,
   type DriverException,
   type EntityData,
   type EntityMetadata,
   type EntityName,
+  type EntityProperty,
   type FilterQuery,
   type NoInfer,
   type RequiredEntityData,
@@ -25,8 +27,8 @@ import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
 import { type FailsafeAddOptions } from './failsafeAddOptions.js';
-import { fastInsert, isHiddenConflict } from './fastInsert.js';
-import { insertPath } from './insertPath.js';
+import { fastInsert, isHiddenConflict, prepareInsert, type UnlessFound } from './fastInsert.js';
+import { findFirstReason, insertPath } from './insertPath.js';
 import { selectStatement } from './statements.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
 import { TransactionLevel } from '../sessions/transactionLevel.js';
@@ -152,7 +154,18 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
   failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options?: FailsafeAddOptions): Promise<T | undefined>;
   async failsafeAdd<T extends object>(entity: T, filters?: FilterQuery<T>, options: FailsafeAddOptions = {}): Promise<T | undefined> {
     const em = contextEntityManager(this);
-    const meta = em.entityMetadata('failsafeAdd', entity);
+    return em.insertNew(em.entityMetadata('failsafeAdd', entity), entity, filters, options);
+  }
+
+  /** {@link failsafeAdd}; with `unlessFound`, the PostgreSQL fast path inserts only if `filters` find no row (see {@link fastInsert}). */
+  private async insertNew<T extends object>(
+    meta: EntityMetadata<T>,
+    entity: T,
+    filters: FilterQuery<T> | undefined,
+    options: FailsafeAddOptions,
+    unlessFound?: UnlessFound<T>,
+  ): Promise<T | undefined> {
+    const em = contextEntityManager(this);
     em.assertInsertableAlone('failsafeAdd', meta, entity);
     await em.flushAllBut(meta, entity);
     const twin = em.managedTwin(meta, entity);
@@ -168,7 +181,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     const path = await insertPath(em, meta, entity);
     try {
       if ('dialect' in path) {
-        const result = await fastInsert(em, meta, entity, filters, path.dialect, options);
+        const result = await fastInsert(em, meta, entity, filters, path.dialect, options, unlessFound);
         if (result !== entity) {
           em.forget(meta, entity);
         }
@@ -240,7 +253,19 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *   sent and {@link ManagedKeyConflictError} is thrown: a `UniqueConstraintViolationException`, as the
    *   database's violation is when that entity is not loaded.
    *
-   * Emits, when the row exists:
+   * On PostgreSQL's fast path it emits one statement, whose insert runs only when its select finds nothing, so a
+   * row that exists takes no sequence value (in a transaction, inside `savepoint failsafe_add; ...; release
+   * savepoint failsafe_add`, as {@link failsafeAdd}'s statements):
+   * ```sql
+   * with "found" as (select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2),
+   *   "inserted" as (insert into "tag" ("name") select 'news' where not exists (select 1 from "found") on conflict do nothing returning *)
+   *   select *, true as "created" from "inserted" union all select *, false from "found"
+   * ```
+   * then, only when it neither found nor inserted a row (a concurrent transaction committed it meanwhile), the
+   * select alone. The row to insert is created (`em.create`, `onCreate` values) before the database tells whether
+   * it exists. Elsewhere, and on PostgreSQL where that statement cannot serve (`beforeCreate` listeners, properties
+   * a find loads otherwise than as columns, the savepoint path's entities, a new row that cannot be created,
+   * changes waiting for a flush: see {@link findFirstReason} and the README), it emits, when the row exists:
    * ```sql
    * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2
    * ```
@@ -547,6 +572,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       checkUniqueWhere(method, meta, where);
     }
     const filters = where as FilterQuery<T>;
+    const prepared = await this.preparedCandidate(entityName, meta, { ...where, ...data } as RequiredEntityData<T>);
+    if (prepared) {
+      const entity = (await this.insertNew(meta, prepared.candidate, filters, options ?? {}, { method, changeSet: prepared.changeSet }))!;
+      return { entity, created: entity === prepared.candidate };
+    }
     const existing = await this.findUnique(method, meta, filters);
     if (existing) {
       return { entity: existing, created: false };
@@ -560,6 +590,83 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     const candidate = this.create(entityName, values, { persist: false });
     const entity = await this.failsafeAdd(candidate, filters, options);
     return { entity, created: entity === candidate };
+  }
+
+  /**
+   * The new entity of `values`, its insert prepared (`onCreate` values, validation), for {@link getOrCreate} to look
+   * its row up and insert it in one statement: on PostgreSQL, for an entity that {@link findFirstReason} does not
+   * exclude. `undefined` otherwise, so that {@link getOrCreate} finds first and
+   * creates the entity only after a miss, as on the other databases: when `values` give a collection or an inverse
+   * one-to-one (which {@link failsafeAdd} refuses), a relation as a primary-key object (which `em.create` would take
+   * for a new entity's values; the find turns it into the key), or the primary key of a managed entity (which
+   * `em.create` would change); when this EntityManager holds changes to flush ({@link hasTrackedChanges}); for an
+   * entity on the savepoint path; and when creating or preparing the entity throws
+   * (a constructor, an `onCreate`, a required value missing), since that error concerns the row to create: it
+   * propagates after a miss only. An entity created then is forgotten (out of its relations' inverse sides).
+   */
+  private async preparedCandidate<T extends object>(
+    entityName: EntityName<T>,
+    meta: EntityMetadata<T>,
+    values: RequiredEntityData<T>,
+  ): Promise<{ candidate: T; changeSet: ChangeSet<T> } | undefined> {
+    if (dialectOf(this.getPlatform()) !== 'postgresql' || findFirstReason(this, meta) !== undefined || this.hasTrackedChanges()) {
+      return undefined;
+    }
+    const creatable = Object.entries(values).every(([key, value]) => {
+      const prop = meta.properties[key as keyof typeof meta.properties] as EntityProperty<T> | undefined;
+      switch (prop?.kind) {
+        case ReferenceKind.ONE_TO_MANY:
+        case ReferenceKind.MANY_TO_MANY:
+          return false;
+        case ReferenceKind.ONE_TO_ONE:
+        case ReferenceKind.MANY_TO_ONE:
+          return (prop.kind === ReferenceKind.MANY_TO_ONE || prop.owner) && !Utils.isPlainObject(value);
+        default:
+          return true;
+      }
+    });
+    if (!creatable || this.getUnitOfWork(false).tryGetById<T>(meta.className, values as FilterQuery<T>, this.schema, false)) {
+      return undefined;
+    }
+    let candidate: T | undefined;
+    try {
+      candidate = this.create(entityName, values, { persist: false });
+      if ('dialect' in (await insertPath(this, meta, candidate))) {
+        return { candidate, changeSet: await prepareInsert(this, meta, candidate) };
+      }
+    } catch {
+      // about the row to create: getOrCreate throws it again after a miss only
+    }
+    if (candidate) {
+      this.forget(meta, candidate); // em.create added it to the inverse sides of its relations
+    }
+    return undefined;
+  }
+
+  /**
+   * Whether this EntityManager holds changes that MikroORM tracks without computing change sets: entities to persist
+   * or remove, managed entities with a property set, changed collections. {@link getOrCreate}'s one statement is
+   * sent after a flush, as {@link failsafeAdd}'s insert is, while a hit found first flushes only what `em.find` does:
+   * with such changes, {@link getOrCreate} finds first, so that a hit leaves them pending as it always has.
+   */
+  private hasTrackedChanges(): boolean {
+    const uow = this.getUnitOfWork(false);
+    if (uow.getPersistStack().size > 0 || uow.getRemoveStack().size > 0 || uow.getOrphanRemoveStack().size > 0) {
+      return true;
+    }
+    return uow
+      .getIdentityMap()
+      .values()
+      .some(entity => {
+        const relations = this.getMetadata().get(entity.constructor.name).relations;
+        return (
+          wrap(entity, true).isTouched() ||
+          relations.some(prop => {
+            const value = (entity as Dictionary)[prop.name];
+            return Utils.isCollection(value) && value.isDirty();
+          })
+        );
+      });
   }
 
   /**

@@ -15,7 +15,19 @@ import { attachCleanupError } from '../shared/errors.js';
 import { postgresRoutine, registerManaged } from '../shared/internals.js';
 import type { FailsafeAddOptions } from './failsafeAddOptions.js';
 import type { FastPathDialect } from './insertPath.js';
-import { insertStatement, selectStatement, type Statement } from './statements.js';
+import { MultipleResultsError } from './errors.js';
+import { createdFlag, insertStatement, insertUnlessFoundStatement, selectStatement, type Statement } from './statements.js';
+
+/**
+ * What `getOrCreate` hands {@link fastInsert} on PostgreSQL to insert its candidate only when its `filters` find no
+ * row, in the same statement (see {@link insertUnlessFoundStatement}).
+ */
+export interface UnlessFound<T extends object> {
+  /** The method called (`getOrCreate`, `findOrCreate`), named by the {@link MultipleResultsError} of several rows found. */
+  method: string;
+  /** The candidate's insert, prepared by {@link prepareInsert} before any SQL. */
+  changeSet: ChangeSet<T>;
+}
 
 /** The savepoint the fast path opens inside a transaction; always released before it returns. */
 const SAVEPOINT = 'failsafe_add';
@@ -47,6 +59,12 @@ const SAVEPOINT = 'failsafe_add';
  * exceptions, the savepoint rolled back first (if that fails too, its error is attached to theirs: see
  * `cleanupErrorsOf`); {@link isHiddenConflict} tells the one a snapshot causes.
  *
+ * With `unlessFound` (`getOrCreate` on PostgreSQL, with `filters`), the insert runs only when `filters` find no row,
+ * in the same statement ({@link insertUnlessFoundStatement}, in the savepoint as above): one found row resolves as a
+ * duplicate does, without taking a sequence value; several throw {@link MultipleResultsError} (nothing inserted).
+ * When the statement neither finds nor inserts a row (its ON CONFLICT met a row committed after its snapshot, or by
+ * a transaction it waited for), the select of `filters` is sent next, and resolves as after a duplicate above.
+ *
  * @example
  * ```ts
  * const row = await fastInsert(em, meta, tag, { name: 'news' }, 'postgresql', {});
@@ -61,8 +79,9 @@ export async function fastInsert<T extends object>(
   filters: FilterQuery<T> | undefined,
   dialect: FastPathDialect,
   options: FailsafeAddOptions,
+  unlessFound?: UnlessFound<T>,
 ): Promise<T | undefined> {
-  const changeSet = await prepareInsert(em, meta, entity);
+  const changeSet = unlessFound?.changeSet ?? (await prepareInsert(em, meta, entity));
   const schema = wrap(entity, true).getSchema();
   const mysql = dialect === 'mysql';
   // the MySQL family's ON CONFLICT is `insert ignore`, which hides other errors too: a 1062 is the duplicate there
@@ -72,7 +91,19 @@ export async function fastInsert<T extends object>(
 
   let inserted: Dictionary[] = [];
   let matched: Dictionary[] | undefined;
-  if (dialect === 'postgresql') {
+  if (dialect === 'postgresql' && unlessFound !== undefined && select) {
+    const [rows] = await run(em, [insertUnlessFoundStatement(meta, insert, select)], savepoint);
+    const found: Dictionary[] = [];
+    for (const { [createdFlag(meta)]: created, ...row } of rows) {
+      (created ? inserted : found).push(row);
+    }
+    if (found.length > 1) {
+      found.forEach(row => merged(em, meta, row, schema)); // as em.find leaves them
+      throw MultipleResultsError.onFind(unlessFound.method, meta.className, filters, found.length);
+    }
+    // neither found nor inserted: the insert met a row committed after the statement's snapshot
+    matched = rows.length > 0 ? found : (await run(em, [select], false))[0];
+  } else if (dialect === 'postgresql') {
     [inserted, matched] = await run(em, select ? [insert, select] : [insert], savepoint);
   } else if (mysql) {
     [inserted, matched] = await insertOrSelect(em, insert, select);
@@ -87,11 +118,15 @@ export async function fastInsert<T extends object>(
     return undefined;
   }
   if (matched.length === 1) {
-    // as em.find builds its results: the managed instance, if any, is returned unchanged
-    const data = em.getDriver().mapResult(matched[0] as EntityDictionary<T>, meta)!;
-    return em.getEntityFactory().create(meta.className, data, { merge: true, schema, convertCustomTypes: true });
+    return merged(em, meta, matched[0], schema);
   }
   return insertPlainly(em, meta, entity, changeSet, schema, dialect);
+}
+
+/** The entity of a found `row`, as em.find builds its results: the managed instance, if any, returned unchanged. */
+function merged<T extends object>(em: SqlEntityManager, meta: EntityMetadata<T>, row: Dictionary, schema: string | undefined): T {
+  const data = em.getDriver().mapResult(row as EntityDictionary<T>, meta)!;
+  return em.getEntityFactory().create(meta.className, data, { merge: true, schema, convertCustomTypes: true });
 }
 
 /**

@@ -201,3 +201,36 @@ function cascadeReason(meta: EntityMetadata, entity: object): string | undefined
   });
   return prop && `its ${prop.name} is a new ${prop.type}, which a flush inserts with it`;
 }
+
+/** Why a find of an entity's metadata loads more than its table's columns, computed once per metadata. */
+const loadReasons = new WeakMap<EntityMetadata, string | null>();
+
+/**
+ * Why `getOrCreate` cannot look its row up in its insert's statement on PostgreSQL ({@link fastInsert}'s
+ * `unlessFound`), so that it sends `em.find`'s select first, then inserts only on a miss; `undefined` when it can.
+ * That statement prepares the row to insert before it knows whether one exists, and merges a found row from its
+ * table's columns (`select "t0".*`). So it serves neither entities with `beforeCreate` listeners (entity hooks or
+ * subscribers: they must not run when the row exists), nor entities whose rows `em.find` loads otherwise: lazy
+ * properties (left out), formulas and custom types converted in SQL (selected as expressions), eager relations
+ * (populated) and inverse one-to-one relations (joined). Entities that take the savepoint path ({@link insertPath})
+ * find first too.
+ *
+ * @example
+ * ```ts
+ * findFirstReason(em, em.getMetadata().get(Tag)); // undefined, or e.g. 'it has beforeCreate hooks, ...'
+ * ```
+ */
+export function findFirstReason(em: SqlEntityManager, meta: EntityMetadata): string | undefined {
+  if (em.getEventManager().hasListeners(EventType.beforeCreate, meta)) {
+    return 'it has beforeCreate hooks, which must not run when the row exists';
+  }
+  let reason = loadReasons.get(meta);
+  if (reason === undefined) {
+    const prop = meta.props.find(
+      prop => prop.lazy || prop.formula || prop.hasConvertToJSValueSQL || prop.eager || (prop.kind === ReferenceKind.ONE_TO_ONE && !prop.owner),
+    );
+    reason = prop ? `a find loads its ${prop.name} otherwise than as a column of its row` : null;
+    loadReasons.set(meta, reason);
+  }
+  return reason ?? undefined;
+}

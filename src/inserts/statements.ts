@@ -1,5 +1,6 @@
 import { LockMode, ReferenceKind, Utils, type Dictionary, type EntityData, type EntityMetadata, type EntityProperty, type FilterQuery } from '@mikro-orm/core';
 import type { QueryBuilder, SqlEntityManager } from '@mikro-orm/knex';
+import { MikroOrmInternalError } from '../shared/errors.js';
 import { enabledFilterCondition } from '../shared/internals.js';
 
 /** One SQL statement with `?` placeholders, as MikroORM's query builder renders it, and its values. */
@@ -120,6 +121,77 @@ export async function selectStatement<T extends object>(
     const where = keys.map(key => `${quote('t0')}.${quote(columnOf(meta, key))} = ?`).join(' and ');
     return { sql: `select ${quote('t0')}.* from ${table} as ${quote('t0')} where ${where} limit ?`, keys, constants: [2] };
   });
+}
+
+/** A PostgreSQL identifier as MikroORM quotes it: in double quotes, a double quote doubled. */
+const IDENTIFIER = '"(?:[^"]|"")+"';
+
+/**
+ * The one-row insert {@link insertStatement} renders on PostgreSQL with `ignoreConflicts`: the table (maybe
+ * schema-qualified), then its columns and values, or `default values` when the payload is empty.
+ */
+const ONE_ROW_INSERT = new RegExp(
+  `^(insert into ${IDENTIFIER}(?:\\.${IDENTIFIER})?)(?: (\\(${IDENTIFIER}(?:, ${IDENTIFIER})*\\)) values \\((.*)\\)| default values) on conflict do nothing returning \\*$`,
+  's',
+);
+
+/** The alias of the flag column of {@link insertUnlessFoundStatement}, per entity: `created`, or a name no column of the entity has. */
+const createdFlags = new WeakMap<EntityMetadata, string>();
+
+/**
+ * The column {@link insertUnlessFoundStatement} adds to each row it returns: `true` for the inserted row, `false`
+ * for a found one. Named `created`, with `_` appended while a property of the entity has a column of that name
+ * (the flag is the rows' last column, so it would hide that column's value).
+ *
+ * @example
+ * ```ts
+ * createdFlag(em.getMetadata().get('Tag')); // 'created'
+ * ```
+ */
+export function createdFlag(meta: EntityMetadata): string {
+  let flag = createdFlags.get(meta);
+  if (flag === undefined) {
+    const columns = new Set(meta.props.flatMap(prop => prop.fieldNames ?? []));
+    flag = 'created';
+    while (columns.has(flag)) {
+      flag += '_';
+    }
+    createdFlags.set(meta, flag);
+  }
+  return flag;
+}
+
+/**
+ * One PostgreSQL statement that finds the rows `select` finds and inserts the row of `insert` only when it finds
+ * none, so that a row that exists costs no sequence value (the insert's `select` yields no row, so no column
+ * default is evaluated): `select` as the CTE `found`, `insert` turned from `values (...)` into a `select` of the
+ * same values `where not exists (select 1 from "found")` as the CTE `inserted`, then the rows of both, each with
+ * the {@link createdFlag} column last. Both CTEs read one snapshot, so when the insert's ON CONFLICT meets a row
+ * committed after it (or by a transaction it waited for), the statement returns no row: the caller selects again.
+ * `insert` is {@link insertStatement}'s one-row insert with `ignoreConflicts`, `select` {@link selectStatement}'s
+ * (`select "t0".* ...`, the table's columns, as `returning *` gives them); the values of both stay bound as they were.
+ *
+ * @example
+ * ```ts
+ * insertUnlessFoundStatement(meta, insertStatement(em, meta, { name: 'news' }, undefined, true), await selectStatement(em, meta, { name: 'news' }, undefined));
+ * // with "found" as (select "t0".* from "tag" as "t0" where "t0"."name" = ? limit ?),
+ * //   "inserted" as (insert into "tag" ("name") select ? where not exists (select 1 from "found") on conflict do nothing returning *)
+ * //   select *, true as "created" from "inserted" union all select *, false from "found"
+ * ```
+ * @throws {MikroOrmInternalError} when `insert` is not the one-row insert MikroORM 6.6's query builder renders.
+ */
+export function insertUnlessFoundStatement(meta: EntityMetadata, insert: Statement, select: Statement): Statement {
+  const match = ONE_ROW_INSERT.exec(insert.sql);
+  if (!match) {
+    throw MikroOrmInternalError.missing(`QueryBuilder's one-row insert (${insert.sql})`);
+  }
+  const [, into, columns, values] = match;
+  const source = columns === undefined ? 'select' : `${columns} select ${values}`;
+  const conditional = `${into} ${source} where not exists (select 1 from "found") on conflict do nothing returning *`;
+  return {
+    sql: `with "found" as (${select.sql}), "inserted" as (${conditional}) select *, true as "${createdFlag(meta)}" from "inserted" union all select *, false from "found"`,
+    params: [...select.params, ...insert.params],
+  };
 }
 
 /** A query builder's SQL with `?` placeholders (as MikroORM logs and formats it) and its values. */

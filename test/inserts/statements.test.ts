@@ -6,7 +6,8 @@
 import { Entity, ManyToOne, type Opt, PrimaryKey, Property, Unique, wrap } from '@mikro-orm/core';
 import { QueryBuilder, QueryType } from '@mikro-orm/knex';
 import { beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
-import { selectStatement } from '../../src/inserts/statements.js';
+import { insertUnlessFoundStatement, selectStatement } from '../../src/inserts/statements.js';
+import { MikroOrmInternalError } from '../../src/index.js';
 import { closeOrm, postgresql, databases, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Tag, raceEntities } from '../support/entities.js';
 
@@ -201,6 +202,46 @@ describe.each(databases)('statement templates on $name', db => {
     expect((await orm.em.fork().find(Tag, {}, { orderBy: { id: 'asc' } })).map(t => t.name)).toEqual([a.name, b.name]);
   });
 
+  if (db.name === 'postgresql') {
+    it("getOrCreate's one statement is built from the same templates: a miss and a hit of a repeated shape render nothing", async () => {
+      const em = orm.em.fork();
+      const get = (slug: string) => counted(() => em.getOrCreate(Meetup, { slug }, { startsAt, published: true, seats: 1 }));
+      const [first, firstRenders] = await get('first');
+      expect([first.created, firstRenders]).toEqual([true, 2]); // the insert and the select
+      const [second, secondRenders] = await get('second');
+      expect([second.created, secondRenders]).toEqual([true, 0]);
+      const [again, againRenders] = await get('first');
+      expect([again, againRenders]).toEqual([{ created: false, entity: first.entity }, 0]);
+      expect(new Set(log.queries).size).toBe(1);
+      expect(log.queries[0]).toMatch(/^with "found" as \(select "t0"\.\* from "meetup" as "t0" where "t0"\."slug" = \? limit \?\), "inserted" as \(insert into "meetup" /);
+      expect((await storedMeetups()).map(m => m.slug)).toEqual(['first', 'second']);
+    });
+
+    it('the one statement of an empty payload inserts the default values', async () => {
+      const meta = orm.getMetadata().get<Wide>(Wide.name);
+      const select = await selectStatement(orm.em.fork(), meta, { c1: null }, undefined);
+      const insert = { sql: 'insert into "wide" default values on conflict do nothing returning *', params: [] };
+      const statement = insertUnlessFoundStatement(meta, insert, select);
+      expect(statement).toEqual({
+        sql:
+          'with "found" as (select "t0".* from "wide" as "t0" where "t0"."c1" is null limit ?), "inserted" as (insert into "wide" select ' +
+          'where not exists (select 1 from "found") on conflict do nothing returning *) select *, true as "created" from "inserted" union all select *, false from "found"',
+        params: [2],
+      });
+      const run = () => orm.em.fork().execute(statement.sql, [...statement.params]);
+      const [inserted] = await run();
+      expect(inserted).toMatchObject({ c1: null, created: true });
+      expect(await run()).toEqual([{ ...inserted, created: false }]);
+    });
+
+    it('an insert of another form than the query builder renders is refused', () => {
+      const meta = orm.getMetadata().get<Tag>(Tag.name);
+      const insert = { sql: 'insert into "tag" ("name") values (?) returning *', params: ['news'] };
+      const select = { sql: 'select "t0".* from "tag" as "t0" where "t0"."name" = ? limit ?', params: ['news', 2] };
+      expect(() => insertUnlessFoundStatement(meta, insert, select)).toThrow(MikroOrmInternalError);
+    });
+  }
+
   it('keeps 64 shapes per entity; others are rendered every time', async () => {
     const em = orm.em.fork();
     const meta = em.getMetadata().get<Wide>(Wide.name);
@@ -240,10 +281,15 @@ describe('statement templates per schema on postgresql', () => {
         ...Array(3).fill('insert into "tenant_b"."tag"'),
         'insert into "tenant_a"."tag"',
       ]);
+      // getOrCreate's one statement finds and inserts in the fork's schema
+      log.clear();
+      expect((await orm.em.fork({ schema: 'tenant_b' }).getOrCreate(Tag, { name: 'weather' })).created).toBe(true);
+      expect((await orm.em.fork({ schema: 'tenant_b' }).getOrCreate(Tag, { name: 'news' })).created).toBe(false);
+      expect(log.queries.every(q => /^with "found" as \(select "t0"\.\* from "tenant_b"\."tag" as "t0" .*"inserted" as \(insert into "tenant_b"\."tag" /.test(q))).toBe(true);
       for (const [schema, names] of [
         ['public', ['news', 'sports']],
         ['tenant_a', ['news', 'sports', 'weather']],
-        ['tenant_b', ['news', 'sports']],
+        ['tenant_b', ['news', 'sports', 'weather']],
       ] as const) {
         const rows = await orm.em.fork().execute(`select name from "${schema}"."tag" order by id`);
         expect(rows.map(row => row.name)).toEqual(names);
