@@ -2,7 +2,6 @@ import {
   DeadlockException,
   DriverException,
   IsolationLevel,
-  LockMode,
   LockWaitTimeoutException,
   TransactionEventBroadcaster,
   UniqueConstraintViolationException,
@@ -19,6 +18,7 @@ import { isHiddenConflict, prepareInsert, registerInserted } from '../fastInsert
 import { flushReason, hasReturning } from '../insertPath.js';
 import { TransactionLevel } from '../../sessions/transactionLevel.js';
 import { keyString, type BatchKey } from './batchKey.js';
+import { insertRowsStatement, selectByKeys } from './batchStatements.js';
 import { DEFAULT_CHUNK_SIZE, MAX_BOUND_VALUES, SQLITE_MAX_ROWS, type ManyOptions } from './manyOptions.js';
 
 /**
@@ -272,18 +272,11 @@ async function insertRows<T extends object>(batch: Batch<T>, dialect: Dialect, s
   }
 }
 
-/** The multi-row insert of `slots`, as MikroORM's query builder renders it, with `returning *`; resolves to the rows returned. */
-async function sendInsert<T extends object>(batch: Batch<T>, dialect: Dialect, slots: Slot<T>[], ignoreConflicts: boolean): Promise<Dictionary[]> {
-  const { em, meta } = batch;
-  const qb = em.getDriver().createQueryBuilder<T>(meta.className, em.getTransactionContext(), 'write', false, undefined, undefined, em);
-  qb.withSchema(em.schema).insert(slots.map(slot => slot.changeSet!.payload) as T[]);
-  if (ignoreConflicts) {
-    qb.onConflict(batch.key!.names as never).ignore();
-  }
-  qb.returning('*' as never);
-  const { sql, bindings } = qb.getKnexQuery().toSQL();
-  // MikroORM's MySQL platforms drop `returning`; MariaDB 10.5+ runs it
-  return em.execute<Dictionary[]>(dialect === 'mysql' ? `${sql} returning *` : sql, bindings as unknown[], 'all');
+/** The multi-row insert of `slots` (in their order), with `returning *`; resolves to the rows returned. */
+function sendInsert<T extends object>(batch: Batch<T>, dialect: Dialect, slots: Slot<T>[], ignoreConflicts: boolean): Promise<Dictionary[]> {
+  const payloads = slots.map(slot => slot.changeSet!.payload as Dictionary);
+  const { sql, params } = insertRowsStatement(batch.em, batch.meta, batch.key!, payloads, ignoreConflicts, dialect);
+  return batch.em.execute<Dictionary[]>(sql, params as unknown[], 'all');
 }
 
 /**
@@ -297,26 +290,20 @@ async function selectRows<T extends object>(batch: Batch<T>, slots: Slot<T>[], l
     return 0;
   }
   const { em, meta, key } = batch;
-  const names = key!.names;
-  const where = names.length === 1 ? { [names[0]]: { $in: slots.map(slot => slot.where![names[0]]) } } : { $or: slots.map(slot => slot.where!) };
-  const qb = em.createQueryBuilder<T, 't0'>(meta.className, 't0').withSchema(em.schema).select('*').where(where as FilterQuery<T>);
-  await qb.applyFilters();
-  if (locking) {
-    qb.setLockMode(LockMode.PESSIMISTIC_READ);
-  }
-  // the query builder hands the driver's error over unconverted
-  const rows = await qb.execute<Dictionary[]>('all', true).catch((error: Error) => {
-    throw em.getDriver().convertException(error);
-  });
+  const { sql, params } = await selectByKeys(em, meta, key!, slots.map(slot => slot.where!), locking);
+  const rows = await em.execute<Dictionary[]>(sql, params as unknown[], 'all');
   if (locking) {
     return rows.length;
   }
-  const byKey = new Map(slots.map(slot => [keyString(key!, slot.where!), slot]));
+  const byKey = new Map(slots.map(slot => [slot.key, slot]));
+  const driver = em.getDriver();
+  const factory = em.getEntityFactory();
   let resolved = 0;
   for (const row of rows) {
-    const slot = byKey.get(keyString(key!, row));
+    const data = driver.mapResult(row as EntityData<T>, meta)!;
+    const slot = byKey.get(keyString(key!, data));
     if (slot && slot.created === undefined) {
-      slot.entity = em.getEntityFactory().create<T>(meta.className, row as EntityData<T>, { merge: true, schema: em.schema, convertCustomTypes: true });
+      slot.entity = factory.create<T>(meta.className, data, { merge: true, schema: em.schema, convertCustomTypes: true });
       slot.created = false;
       resolved++;
     }
