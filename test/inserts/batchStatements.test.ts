@@ -5,10 +5,11 @@
  * builder's SQL keep going through the query builder.
  */
 import { Entity, type Opt, PrimaryKey, Property, Unique, wrap } from '@mikro-orm/core';
-import { QueryBuilder, QueryType } from '@mikro-orm/knex';
+import { QueryBuilder } from '@mikro-orm/knex';
 import { beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import { closeOrm, databases, postgresql, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Tag, raceEntities } from '../support/entities.js';
+import { countingRenders, renderDifferently } from '../support/queryBuilderRenders.js';
 
 /** A string key, columns of other kinds, and a JSON column, which no template takes. */
 @Entity()
@@ -32,9 +33,6 @@ class Talk {
 
 const startsAt = new Date('2026-12-02T10:00:00.000Z');
 
-/** The query builder's own rendering, before the tests spy on it. */
-const render = QueryBuilder.prototype.getKnexQuery;
-
 describe.each(databases)('batch statement templates on $name', db => {
   let orm: TestOrm;
   let log: QueryLog;
@@ -54,13 +52,7 @@ describe.each(databases)('batch statement templates on $name', db => {
     };
   });
 
-  /** What `fn` resolves to, and how many inserts and selects the query builder rendered meanwhile. */
-  async function counted<T>(fn: () => Promise<T>): Promise<[T, number]> {
-    renders.mockClear();
-    const result = await fn();
-    const rendered = renders.mock.contexts as QueryBuilder<object>[];
-    return [result, rendered.filter(qb => qb.type === QueryType.INSERT || qb.type === QueryType.SELECT).length];
-  }
+  const counted = <T>(fn: () => Promise<T>) => countingRenders(renders)(fn);
 
   const talks = (prefix: string, count: number) =>
     Array.from({ length: count }, (_, i) => ({ slug: `${prefix}${i}`, minutes: i, startsAt }));
@@ -114,12 +106,7 @@ describe.each(databases)('batch statement templates on $name', db => {
   });
 
   it('a template that differs from what the query builder renders is never used', async () => {
-    renders.mockImplementation(function (this: QueryBuilder<object>) {
-      const query = render.call(this);
-      const toSQL = query.toSQL.bind(query);
-      const differently = () => Object.assign(toSQL(), { sql: `${toSQL().sql} /* rendered differently */` });
-      return Object.assign(query, { toSQL: differently });
-    });
+    renderDifferently(renders);
     const em = orm.em.fork();
     const names = (prefix: string) => ['x', 'y'].map(name => ({ name: `${prefix}${name}` }));
     expect((await counted(() => em.getOrCreateMany(Tag, names('a'))))[1]).toBe(2);

@@ -149,12 +149,8 @@ function fromTemplate(
   if (shape === undefined) {
     return render();
   }
-  let shapes = templates.get(meta);
-  if (!shapes) {
-    shapes = new Map();
-    templates.set(meta, shapes);
-  }
-  // what the query builder's choice of schema depends on besides the entity and the ORM, fixed per `meta`
+  const shapes = templates.get(meta) ?? templates.set(meta, new Map()).get(meta)!;
+  // the query builder qualifies the table with the EntityManager's schema (given to it), else the entity's or the ORM's
   const id = `${statement}\0${em.schema ?? ''}\0${shape}`;
   const known = shapes.get(id);
   const params: unknown[] = [];
