@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: what the race-safe helpers cost on PostgreSQL, each beside a baseline measured in
- * the same run, then failsafeAdd's fast path against its savepoint path on SQLite. Uses
+ * the same run, then failsafeAdd's fast path against its savepoint path on SQLite, and SQLite's batches. Uses
  * $COASTER_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test) to create a scratch
  * database, or a throwaway server when nothing answers there; SQLite uses files in a temporary folder.
  * MariaDB's table uses $COASTER_TEST_MARIADB_URL (default mysql://root@127.0.0.1:3306/test), and is left out,
@@ -508,6 +508,70 @@ async function sqliteRows(): Promise<Row[]> {
   }
 }
 
+/**
+ * The SQLite batch floor: the statements a batch needs, written by hand and sent through the same driver
+ * (`em.execute`): one multi-row insert that skips existing names, then one select of the names it did not return.
+ */
+async function sqliteFloorBatch(em: SqliteEm, names: string[]): Promise<unknown[]> {
+  const placeholders = names.map(() => '(?)').join(', ');
+  const inserted = await em.execute<{ name: string }[]>(`insert into bench_tag (name) values ${placeholders} on conflict do nothing returning *`, names);
+  const returned = new Set(inserted.map(row => row.name));
+  const missing = names.filter(name => !returned.has(name));
+  const found = missing.length === 0 ? [] : await em.execute(`select * from bench_tag where name in (${missing.map(() => '?').join(', ')})`, missing);
+  return [...inserted, ...found];
+}
+
+/** getOrCreateMany of `BATCH` rows on a SQLite file, against the floor through the same driver and a flush of the same rows. */
+async function sqliteBatchRows(): Promise<Row[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'coaster-bench-'));
+  const orm = await MikroORM.init<SqliteDriver, SqliteEm>(defineCoasterConfig({ driver: SqliteDriver, entities: [Tag], dbName: join(dir, 'batches.sqlite') }));
+  try {
+    await orm.schema.createSchema();
+    const rows: Row[] = [];
+    const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
+      rows.push({ case: name, baseline, baselineMs, subjectMs, target });
+    const em = orm.em.fork();
+    const reset = () => em.clear();
+    const many = (prefix: string) => (i: number) => em.getOrCreateMany(Tag, batchNames(`${prefix}-${i}`).map(name => ({ name })));
+    await em.getOrCreateMany(Tag, batchNames('stored').map(name => ({ name })));
+    em.clear();
+    const warmUp = BATCH_ITERATIONS / 4;
+    const floor = (prefix: string) => (i: number) => sqliteFloorBatch(em, batchNames(`${prefix}-${i}`));
+    row(`getOrCreateMany, ${BATCH} new rows`, 'floor (same driver)', await compare(floor('floor'), many('new'), reset, BATCH_ITERATIONS, warmUp), 2);
+    row(
+      `getOrCreateMany, ${BATCH} existing rows`,
+      'floor (same driver)',
+      await compare(
+        () => sqliteFloorBatch(em, batchNames('stored')),
+        () => em.getOrCreateMany(Tag, batchNames('stored').map(name => ({ name }))),
+        reset,
+        BATCH_ITERATIONS,
+        warmUp,
+      ),
+      2,
+    );
+    row(
+      `getOrCreateMany, ${BATCH} new rows`,
+      'em.create + flush',
+      await compare(
+        i => {
+          batchNames(`flush-${i}`).forEach(name => em.create(Tag, { name }));
+          return em.flush();
+        },
+        many('new2'),
+        reset,
+        BATCH_ITERATIONS,
+        warmUp,
+      ),
+      0.9,
+    );
+    return rows;
+  } finally {
+    await orm.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 type MariaDbEm = CoasterEntityManager<MariaDbDriver>;
 
 /** The floor on MariaDB: what mysql2 alone needs to insert a row (`insert ... returning *`) or, on 1062, find it. */
@@ -665,4 +729,5 @@ async function mariadbTables(): Promise<void> {
 
 await main();
 printRows('SQLite (files)', await sqliteRows());
+printRows(`SQLite (a file), batches of ${BATCH} rows, outside a transaction`, await sqliteBatchRows(), BATCH_ITERATIONS);
 await mariadbTables();
