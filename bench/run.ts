@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: what the race-safe helpers cost on PostgreSQL, each beside a baseline measured in
- * the same run, then failsafeAdd's fast path against its savepoint path on SQLite. Uses
+ * the same run, then failsafeAdd's fast path against its savepoint path on SQLite, and SQLite's batches. Uses
  * $COASTER_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test) to create a scratch
  * database, or a throwaway server when nothing answers there; SQLite uses files in a temporary folder.
  * MariaDB's table uses $COASTER_TEST_MARIADB_URL (default mysql://root@127.0.0.1:3306/test), and is left out,
@@ -144,45 +144,45 @@ async function floorBatch(client: pg.ClientBase, names: string[]): Promise<unkno
 /** `BATCH` names, `prefix-0` ... */
 const batchNames = (prefix: string) => Array.from({ length: BATCH }, (_, k) => `${prefix}-${k}`);
 
-/** The batch table: getOrCreateMany of `BATCH` rows against the floor, a flush of the same rows, and getOrCreate in a loop. */
-async function batchRows(orm: MikroORM<PostgreSqlDriver, Em>, raw: pg.ClientBase): Promise<Row[]> {
+/**
+ * The rows every database's batch table has: getOrCreateMany of `BATCH` new and existing rows against `floor`
+ * (named `floorName`), and of new rows against `em.create` + `flush` of the same rows. Rows named `stored-*` are
+ * inserted first.
+ */
+async function commonBatchRows<D extends AbstractSqlDriver>(
+  em: CoasterEntityManager<D>,
+  floorName: string,
+  floor: (names: string[]) => Promise<unknown>,
+): Promise<Row[]> {
   const rows: Row[] = [];
   const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
     rows.push({ case: name, baseline, baselineMs, subjectMs, target });
-  const em = orm.em.fork();
   const reset = () => em.clear();
-  const many = (prefix: string) => (i: number) => em.getOrCreateMany(Tag, batchNames(`${prefix}-${i}`).map(name => ({ name })));
-  await em.getOrCreateMany(Tag, batchNames('stored').map(name => ({ name })));
+  const many = (names: string[]) => em.getOrCreateMany(Tag, names.map(name => ({ name })));
+  await many(batchNames('stored'));
   em.clear();
   const warmUp = BATCH_ITERATIONS / 4;
-  row(`getOrCreateMany, ${BATCH} new rows`, 'floor (node-postgres)', await compare(i => floorBatch(raw, batchNames(`batch-floor-${i}`)), many('new'), reset, BATCH_ITERATIONS, warmUp), 2);
-  row(
-    `getOrCreateMany, ${BATCH} existing rows`,
-    'floor (node-postgres)',
-    await compare(
-      () => floorBatch(raw, batchNames('stored')),
-      () => em.getOrCreateMany(Tag, batchNames('stored').map(name => ({ name }))),
-      reset,
-      BATCH_ITERATIONS,
-      warmUp,
-    ),
-    2,
-  );
-  row(
-    `getOrCreateMany, ${BATCH} new rows`,
-    'em.create + flush',
-    await compare(
-      i => {
-        batchNames(`flush-${i}`).forEach(name => em.create(Tag, { name }));
-        return em.flush();
-      },
-      many('new2'),
-      reset,
-      BATCH_ITERATIONS,
-      warmUp,
-    ),
-    0.9,
-  );
+  const compared = (baseline: (i: number) => Promise<unknown>, subject: (i: number) => Promise<unknown>) =>
+    compare(baseline, subject, reset, BATCH_ITERATIONS, warmUp);
+  row(`getOrCreateMany, ${BATCH} new rows`, floorName, await compared(i => floor(batchNames(`batch-floor-${i}`)), i => many(batchNames(`new-${i}`))), 2);
+  row(`getOrCreateMany, ${BATCH} existing rows`, floorName, await compared(() => floor(batchNames('stored')), () => many(batchNames('stored'))), 2);
+  const flush = (i: number) => {
+    batchNames(`flush-${i}`).forEach(name => em.create(Tag, { name }));
+    return em.flush();
+  };
+  row(`getOrCreateMany, ${BATCH} new rows`, 'em.create + flush', await compared(flush, i => many(batchNames(`new2-${i}`))), 0.9);
+  return rows;
+}
+
+/** The PostgreSQL batch table: the common rows against node-postgres, `em.upsertMany`, and getOrCreate in a loop. */
+async function batchRows(orm: MikroORM<PostgreSqlDriver, Em>, raw: pg.ClientBase): Promise<Row[]> {
+  const em = orm.em.fork();
+  const rows = await commonBatchRows(em, 'floor (node-postgres)', names => floorBatch(raw, names));
+  const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
+    rows.push({ case: name, baseline, baselineMs, subjectMs, target });
+  const reset = () => em.clear();
+  const many = (prefix: string) => (i: number) => em.getOrCreateMany(Tag, batchNames(`${prefix}-${i}`).map(name => ({ name })));
+  const warmUp = BATCH_ITERATIONS / 4;
   row(
     `em.upsertMany (onConflictAction: 'ignore'), ${BATCH} new rows`,
     'floor (node-postgres)',
@@ -549,6 +549,33 @@ async function sqliteRows(): Promise<Row[]> {
   }
 }
 
+/**
+ * The SQLite batch floor: the statements a batch needs, written by hand and sent through the same driver
+ * (`em.execute`): one multi-row insert that skips existing names, then one select of the names it did not return.
+ */
+async function sqliteFloorBatch(em: SqliteEm, names: string[]): Promise<unknown[]> {
+  const placeholders = names.map(() => '(?)').join(', ');
+  const inserted = await em.execute<{ name: string }[]>(`insert into bench_tag (name) values ${placeholders} on conflict do nothing returning *`, names);
+  const returned = new Set(inserted.map(row => row.name));
+  const missing = names.filter(name => !returned.has(name));
+  const found = missing.length === 0 ? [] : await em.execute(`select * from bench_tag where name in (${missing.map(() => '?').join(', ')})`, missing);
+  return [...inserted, ...found];
+}
+
+/** getOrCreateMany of `BATCH` rows on a SQLite file: the common rows against the floor through the same driver. */
+async function sqliteBatchRows(): Promise<Row[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'coaster-bench-'));
+  const orm = await MikroORM.init<SqliteDriver, SqliteEm>(defineCoasterConfig({ driver: SqliteDriver, entities: [Tag], dbName: join(dir, 'batches.sqlite') }));
+  try {
+    await orm.schema.createSchema();
+    const em = orm.em.fork();
+    return await commonBatchRows(em, 'floor (same driver)', names => sqliteFloorBatch(em, names));
+  } finally {
+    await orm.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 type MariaDbEm = CoasterEntityManager<MariaDbDriver>;
 
 /** The floor on MariaDB: what mysql2 alone needs to insert a row (`insert ... returning *`) or, on 1062, find it. */
@@ -712,6 +739,7 @@ if (chosen.includes('postgresql')) {
 }
 if (chosen.includes('sqlite')) {
   printRows('SQLite (files)', await sqliteRows());
+  printRows(`SQLite (a file), batches of ${BATCH} rows, outside a transaction`, await sqliteBatchRows(), BATCH_ITERATIONS);
 }
 if (chosen.includes('mariadb')) {
   await mariadbTables();

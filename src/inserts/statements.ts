@@ -195,7 +195,7 @@ export function insertUnlessFoundStatement(meta: EntityMetadata, insert: Stateme
 }
 
 /** A query builder's SQL with `?` placeholders (as MikroORM logs and formats it) and its values. */
-function rendered<T extends object>(qb: Pick<QueryBuilder<T>, 'getKnexQuery'>): Statement {
+export function rendered<T extends object>(qb: Pick<QueryBuilder<T>, 'getKnexQuery'>): Statement {
   const { sql, bindings } = qb.getKnexQuery().toSQL();
   return { sql, params: bindings };
 }
@@ -263,7 +263,7 @@ function shapeOf(meta: EntityMetadata, keys: readonly string[], values: Dictiona
 }
 
 /** The kind of a value the database gets as it is: `null`, a string, number, boolean, bigint or Date. */
-function valueKind(value: unknown): string | undefined {
+export function valueKind(value: unknown): string | undefined {
   if (value === null) {
     return 'null';
   }
@@ -282,7 +282,7 @@ function valueKind(value: unknown): string | undefined {
  * Whether `prop` is one column whose values the query builder binds unchanged: a scalar, or a to-one relation
  * by a single primary key, without a custom type (which converts values, in JavaScript or in SQL) on either.
  */
-function plainColumn(prop: EntityProperty): boolean {
+export function plainColumn(prop: EntityProperty): boolean {
   if (prop.fieldNames?.length !== 1 || prop.fieldNames[0].includes('?') || prop.customType || prop.customTypes) {
     return false;
   }
@@ -295,7 +295,7 @@ function plainColumn(prop: EntityProperty): boolean {
 }
 
 /** The column of the property `key` (a plain column: see {@link plainColumn}). */
-function columnOf(meta: EntityMetadata, key: string): string {
+export function columnOf(meta: EntityMetadata, key: string): string {
   return meta.properties[key as keyof typeof meta.properties].fieldNames[0];
 }
 
@@ -304,7 +304,7 @@ function columnOf(meta: EntityMetadata, key: string): string {
  * given, else the entity's, the EntityManager's or the ORM's). Should a release choose otherwise, templates
  * stop matching the query builder's SQL and are not kept: the statements are then rendered every time.
  */
-function tableOf(em: SqlEntityManager, meta: EntityMetadata, schema: string | undefined): string {
+export function tableOf(em: SqlEntityManager, meta: EntityMetadata, schema: string | undefined): string {
   const platform = em.getPlatform();
   const name = schema ?? (meta.schema === '*' ? undefined : meta.schema) ?? em.schema ?? em.config.getSchema(true);
   return platform.quoteIdentifier(name && name !== platform.getDefaultSchemaName() ? `${name}.${meta.tableName}` : meta.tableName);

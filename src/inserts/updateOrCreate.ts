@@ -11,13 +11,14 @@ import {
   type EntityProperty,
   type FilterQuery,
   type FromEntityType,
+  type RequiredEntityData,
   type TransactionOptions,
 } from '@mikro-orm/core';
 import { dialectOf } from '../shared/dialect.js';
 import { attachCleanupError } from '../shared/errors.js';
 import type { CoasterEntityManager, FindOrCreateResult } from './CoasterEntityManager.js';
 import { checkCreatableWhere } from './creatableWhere.js';
-import { CoasterUsageError, MultipleResultsError, TransactionRetryError } from './errors.js';
+import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
 import type { FailsafeAddOptions } from './failsafeAddOptions.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
 
@@ -33,15 +34,17 @@ const LOOKS = 2;
 
 /**
  * `CoasterEntityManager.updateOrCreate`: locks the row `where` matches and updates it with `update`, or
- * inserts `where` + `update` + `create` race-safely (`getOrCreate`), in a READ COMMITTED transaction of its
+ * inserts `where` + `update` + `create` race-safely (as `getOrCreate` does), in a READ COMMITTED transaction of its
  * own (on PostgreSQL and MariaDB; SQLite has one isolation level) or in a savepoint of the caller's. `em` is
  * the EntityManager of the current context (its pending changes are flushed first, outside that
  * transaction or savepoint).
  *
  * Each look sends the locking read (`select ... for update`, `LockMode.PESSIMISTIC_WRITE`; SQLite has no
  * row locks and holds its database write lock instead, see the README). A row found is updated by a
- * flush; none found, the new row goes through `getOrCreate`. When that finds a row after all (another
- * caller inserted it after the locking read), it is not locked: outside a transaction the call commits
+ * flush; none found, the new row is inserted by `failsafeAdd` with `where` as its filters (as `getOrCreate`
+ * inserts, without `getOrCreate`'s own select; on the MySQL family in a caller's transaction, by `getOrCreate`,
+ * whose plain read sees a row that the snapshot shows and the locking read does not). When that finds a row
+ * after all (another caller inserted it after the locking read), it is not locked: outside a transaction the call commits
  * (nothing written: on MariaDB that also releases the shared lock its refused insert left on the row,
  * which would deadlock with the other losers' locking reads) and looks again in a new transaction, inside
  * one it looks again in the same savepoint. The second look finding nothing throws
@@ -70,7 +73,11 @@ export async function updateOrCreate<T extends object>(
   }
   // as failsafeAdd does: the call's transaction or savepoint holds its own work only
   await em.flush();
-  const looks = new Looks(em, meta, where, update, { ...where, ...update, ...create } as EntityData<T>, options);
+  // only on the MySQL family under REPEATABLE READ (in a caller's transaction) can a plain read see a row that the
+  // locking read does not (one deleted since the snapshot): getOrCreate's plain select finds it, and the call
+  // throws TransactionRetryError instead of inserting a row the snapshot already shows
+  const plainReadToo = dialectOf(em.getPlatform()) === 'mysql' && em.isInTransaction();
+  const looks = new Looks(em, meta, where, update, { ...where, ...update, ...create } as EntityData<T>, options, plainReadToo);
   try {
     if (em.isInTransaction()) {
       // `savepoint: false` runs in the caller's transaction as it is (REQUIRED: no savepoint, no fork)
@@ -97,6 +104,7 @@ class Looks<T extends object> {
     private readonly update: EntityData<T>,
     private readonly values: EntityData<T>,
     private readonly options: FailsafeAddOptions,
+    private readonly plainReadToo: boolean,
   ) {}
 
   /**
@@ -123,8 +131,20 @@ class Looks<T extends object> {
       await tx.flush();
       return { entity: row, created: false };
     }
-    const result = await tx.getOrCreate(this.meta.class, this.where, this.values, { ...this.options, checkUnique: false });
-    return result.created ? result : undefined;
+    if (this.plainReadToo) {
+      const result = await tx.getOrCreate(this.meta.class, this.where, this.values, { ...this.options, checkUnique: false });
+      return result.created ? result : undefined;
+    }
+    // as getOrCreate inserts, without its select: the locking read just found nothing
+    const uow = tx.getUnitOfWork(false);
+    const twin = uow.tryGetById<T>(this.meta.className, this.values as FilterQuery<T>, tx.schema, false);
+    if (twin) {
+      // em.create() would merge the new values into the managed entity with the same primary key
+      throw ManagedKeyConflictError.managedTwin(METHOD, this.meta.className, wrap(twin, true).getPrimaryKey(), this.where);
+    }
+    const candidate = tx.create(this.meta.class, this.values as RequiredEntityData<T>, { persist: false });
+    const entity = await tx.failsafeAdd(candidate, this.where as FilterQuery<T>, this.options);
+    return entity === candidate ? { entity, created: true } : undefined;
   }
 
   /** The second look, after the first one's insert found a row; finding none again throws {@link TransactionRetryError}. */

@@ -1,8 +1,9 @@
 /**
  * Model-based test of the race-safe inserts: random sequences of `create`, `flush`, `assign`, `remove`,
- * `failsafeAdd` (with and without filters, from `em.create` or `new`), `getOrCreate`, `updateOrCreate`, inserts committed
- * by a second connection, `failsafeAdd` / `getOrCreate` calls whose `beforeCreate` or `afterCreate` hook
- * throws, and `getOrCreate` calls whose `where` no unique key covers, for an entity with a generated key,
+ * `failsafeAdd` (with and without filters, from `em.create` or `new`), `getOrCreate`, `updateOrCreate`, the batch
+ * calls (`getOrCreateMany`, `findOrCreateMany`, `failsafeAddMany`, keys repeating and overlapping stored and held
+ * ones), inserts committed by a second connection, `failsafeAdd` / `getOrCreate` calls and batches whose
+ * `beforeCreate` or `afterCreate` hook throws, and `getOrCreate` calls whose `where` no unique key covers, for an entity with a generated key,
  * one with a natural key and a `beforeCreate` hook (fast path), one with a natural key and an `afterCreate`
  * hook (savepoint path), and one without any unique key but its generated one. After every step the
  * database is compared with a reference model, and every entity the EntityManager holds with the model's
@@ -10,7 +11,7 @@
  *
  * On failure fast-check prints the seed and path; rerun with `FC_SEED=<seed> FC_PATH=<path>` to replay.
  */
-import { AfterCreate, BeforeCreate, Entity, FlushMode, PrimaryKey, Property } from '@mikro-orm/core';
+import { AfterCreate, BeforeCreate, Entity, FlushMode, PrimaryKey, Property, wrap } from '@mikro-orm/core';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoasterUsageError } from '../../src/index.js';
@@ -152,6 +153,8 @@ type Command = fc.AsyncCommand<Model, Real>;
 const names = fc.constantFrom('a', 'b', 'c', 'd');
 const colors = fc.constantFrom(null, 'red', 'blue');
 const kinds = fc.constantFrom<Kind>(...ALL_KINDS);
+/** One to four rows of a batch, keys repeating. */
+const batchRows = fc.array(fc.tuple(names, colors), { minLength: 1, maxLength: 4 });
 
 class Create implements Command {
   constructor(readonly kind: Kind, readonly name: string, readonly color: string | null) {}
@@ -314,6 +317,139 @@ class UpdateOrCreate implements Command {
   toString = () => `updateOrCreate(${this.kind} ${this.name}, ${this.color})`;
 }
 
+/** Rows of one batch: keys may repeat, and the first row of a key gives its values. */
+type BatchRows = readonly (readonly [name: string, color: string | null])[];
+
+/**
+ * After a batch call of `rows` that resolved to `results` (one entity per row), with `existed` the keys the
+ * database held before: each key's rows share one entity; an existing key's is the entity this EntityManager
+ * held for it (or, when it held none, a newly loaded one, now held); a new key's is inserted with its first
+ * row's colour.
+ */
+function expectBatchOutcome(m: Model, r: Real, kind: Kind, rows: BatchRows, results: Row[], existed: Set<string>): Map<string, number> {
+  const first = new Map<string, number>();
+  rows.forEach(([name], index) => {
+    if (!first.has(name)) {
+      first.set(name, index);
+    }
+    expect(keyOf(kind, results[index])).toBe(name);
+    expect(results[index]).toBe(results[first.get(name)!]);
+  });
+  for (const [name, index] of first) {
+    const entity = results[index];
+    const held = r.held[kind].get(name);
+    if (existed.has(name)) {
+      if (held) {
+        expect(entity).toBe(held);
+      } else {
+        r.held[kind].set(name, entity);
+        m.memory[kind].set(name, m.db[kind].get(name)!);
+      }
+    } else {
+      m.db[kind].set(name, rows[index][1]);
+      m.memory[kind].set(name, rows[index][1]);
+      r.held[kind].set(name, entity);
+    }
+  }
+  return first;
+}
+
+/**
+ * `getOrCreateMany` (or `findOrCreateMany`) of rows whose keys may repeat and overlap stored and held ones:
+ * every pending change is flushed first; `created` is true for the first row of each new key only.
+ */
+class GetOrCreateMany implements Command {
+  constructor(
+    readonly kind: Kind,
+    readonly rows: BatchRows,
+    readonly call: 'getOrCreateMany' | 'findOrCreateMany',
+  ) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    m.flush();
+    forgetRemoved(m, r);
+    const existed = new Set(this.rows.map(([name]) => name).filter(name => m.db[this.kind].has(name)));
+    const entityName = KINDS[this.kind].entity as typeof Tag;
+    const data = this.rows.map(([name, color]) => dataOf(this.kind, name, color)) as never[];
+    if (this.call === 'findOrCreateMany') {
+      expectBatchOutcome(m, r, this.kind, this.rows, await r.em.findOrCreateMany(entityName, data), existed);
+      return;
+    }
+    const results = await r.em.getOrCreateMany(entityName, data);
+    const first = expectBatchOutcome(m, r, this.kind, this.rows, results.map(result => result.entity), existed);
+    expect(results.map(result => result.created)).toEqual(this.rows.map(([name], index) => !existed.has(name) && first.get(name) === index));
+  }
+  toString = () => `${this.call}(${this.kind} ${this.rows.map(([name, color]) => `${name}:${color}`).join(' ')})`;
+}
+
+/**
+ * `failsafeAddMany` of new instances whose keys may repeat and overlap stored and held ones: the first
+ * instance of a new key is inserted and returned; every other instance resolves to its key's managed entity
+ * and is detached.
+ */
+class FailsafeAddMany implements Command {
+  constructor(
+    readonly kind: Kind,
+    readonly rows: BatchRows,
+    readonly via: 'create' | 'new',
+  ) {}
+  // as for FailsafeAdd: em.create() with the key of a held entity merges into it (the documented trap)
+  check = (m: Readonly<Model>) => !(this.via === 'create' && KINDS[this.kind].mappedWhenNew && this.rows.some(([name]) => m.memory[this.kind].has(name)));
+  async run(m: Model, r: Real): Promise<void> {
+    const candidates = this.rows.map(([name, color]) => build(r.em, this.kind, name, color, this.via));
+    m.flush();
+    forgetRemoved(m, r);
+    const existed = new Set(this.rows.map(([name]) => name).filter(name => m.db[this.kind].has(name)));
+    const results = await r.em.failsafeAddMany(candidates);
+    const first = expectBatchOutcome(m, r, this.kind, this.rows, results as Row[], existed);
+    candidates.forEach((candidate, index) => {
+      const inserted = !existed.has(this.rows[index][0]) && first.get(this.rows[index][0]) === index;
+      expect(results[index] === candidate, `${this.kind} entities[${index}] is returned itself`).toBe(inserted);
+      expect(wrap(candidate, true).isManaged(), `${this.kind} entities[${index}] is managed`).toBe(inserted || results[index] === candidate);
+    });
+  }
+  toString = () => `failsafeAddMany(${this.via} ${this.kind} ${this.rows.map(([name, color]) => `${name}:${color}`).join(' ')})`;
+}
+
+/**
+ * A batch with a new key whose hook (`beforeCreate` for handles, `afterCreate` for tickets) throws: the call
+ * rejects with the hook's error, the pending changes it flushed first stay, none of its rows is written and
+ * none of its new entities is managed; the stored rows it found are managed, as a find leaves them.
+ */
+class FailingBatch implements Command {
+  constructor(
+    readonly kind: Kind,
+    readonly rows: BatchRows,
+    readonly refusedName: string,
+    readonly call: 'getOrCreateMany' | 'failsafeAddMany',
+  ) {}
+  check = (m: Readonly<Model>) =>
+    KINDS[this.kind].hook !== undefined && !m.memory[this.kind].has(this.refusedName) && !m.db[this.kind].has(this.refusedName);
+  async run(m: Model, r: Real): Promise<void> {
+    const rows = [...this.rows, [this.refusedName, null] as const];
+    refused = { kind: this.kind, key: this.refusedName };
+    try {
+      const call =
+        this.call === 'failsafeAddMany'
+          ? r.em.failsafeAddMany(rows.map(([name, color]) => build(r.em, this.kind, name, color, 'new')))
+          : r.em.getOrCreateMany(KINDS[this.kind].entity as typeof Tag, rows.map(([name, color]) => dataOf(this.kind, name, color)) as never[]);
+      await expect(call).rejects.toThrow(HookRefusal);
+    } finally {
+      refused = undefined;
+    }
+    m.flush();
+    forgetRemoved(m, r);
+    for (const [name] of rows) {
+      if (m.db[this.kind].has(name) && !r.held[this.kind].has(name)) {
+        // the natural key is the primary key of the kinds with hooks
+        r.held[this.kind].set(name, r.em.getUnitOfWork().getById<Row>(KINDS[this.kind].entity.name, name as never)!);
+        m.memory[this.kind].set(name, m.db[this.kind].get(name)!);
+      }
+    }
+  }
+  toString = () => `${this.call}(${this.kind} ${this.rows.map(([name]) => name).join(' ')} ${this.refusedName}) with its ${KINDS[this.kind].hook} throwing`;
+}
+
 /** `getOrCreate` by a property no unique key covers: refused before any SQL, nothing flushed or written. */
 class UncoveredGetOrCreate implements Command {
   constructor(readonly text: string) {}
@@ -427,6 +563,13 @@ const commands = [
     .map(([k, n, c, call]) => new FailingInsert(k, n, c, call)),
   names.map(n => new UncoveredGetOrCreate(n)),
   fc.tuple(kinds, names, colors).map(([k, n, c]) => new UpdateOrCreate(k, n, c)),
+  fc
+    .tuple(kinds, batchRows, fc.constantFrom<'getOrCreateMany' | 'findOrCreateMany'>('getOrCreateMany', 'findOrCreateMany'))
+    .map(([k, rows, call]) => new GetOrCreateMany(k, rows, call)),
+  fc.tuple(kinds, batchRows, fc.constantFrom<'create' | 'new'>('create', 'new')).map(([k, rows, v]) => new FailsafeAddMany(k, rows, v)),
+  fc
+    .tuple(fc.constantFrom<Kind>('handle', 'ticket'), batchRows, names, fc.constantFrom<'getOrCreateMany' | 'failsafeAddMany'>('getOrCreateMany', 'failsafeAddMany'))
+    .map(([k, rows, n, call]) => new FailingBatch(k, rows, n, call)),
 ];
 
 describe.each(databases)('race-safe inserts against a reference model on $name', db => {

@@ -4,12 +4,13 @@
  * differ from the query builder's SQL and shapes past the cap keep going through the query builder.
  */
 import { Entity, ManyToOne, type Opt, PrimaryKey, Property, Unique, wrap } from '@mikro-orm/core';
-import { QueryBuilder, QueryType } from '@mikro-orm/knex';
+import { QueryBuilder } from '@mikro-orm/knex';
 import { beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import { insertUnlessFoundStatement, selectStatement } from '../../src/inserts/statements.js';
 import { MikroOrmInternalError } from '../../src/index.js';
 import { closeOrm, postgresql, databases, type QueryLog, type TestOrm } from '../support/databases.js';
 import { Account, Tag, raceEntities } from '../support/entities.js';
+import { countingRenders, renderDifferently } from '../support/queryBuilderRenders.js';
 
 /** Columns of every kind a template takes: string, boolean, date, integer, null, a foreign key; and JSON, which it does not. */
 @Entity()
@@ -55,9 +56,6 @@ class Wide {
   @Property({ type: 'string', nullable: true }) c7?: string;
 }
 
-/** The query builder's own rendering, before the tests spy on it. */
-const render = QueryBuilder.prototype.getKnexQuery;
-
 const startsAt = new Date('2026-12-02T10:00:00.000Z');
 
 describe.each(databases)('statement templates on $name', db => {
@@ -90,12 +88,7 @@ describe.each(databases)('statement templates on $name', db => {
    * left out: failsafeAdd flushes what else is pending first, and MikroORM on SQLite updates a `datetime` it
    * loaded (here, the duplicate's row) with the same value at the next flush.
    */
-  async function counted<T>(fn: () => Promise<T>): Promise<[T, number]> {
-    renders.mockClear();
-    const result = await fn();
-    const rendered = renders.mock.contexts as QueryBuilder<object>[];
-    return [result, rendered.filter(qb => qb.type === QueryType.INSERT || qb.type === QueryType.SELECT).length];
-  }
+  const counted = <T>(fn: () => Promise<T>) => countingRenders(renders)(fn);
 
   it('a repeated shape is sent from its template: the same SQL, no query builder, the same rows and identity map', async () => {
     const em = orm.em.fork();
@@ -186,12 +179,7 @@ describe.each(databases)('statement templates on $name', db => {
   });
 
   it('a template that differs from what the query builder renders is never used', async () => {
-    renders.mockImplementation(function (this: QueryBuilder<object>) {
-      const query = render.call(this);
-      const toSQL = query.toSQL.bind(query);
-      const differently = () => Object.assign(toSQL(), { sql: `${toSQL().sql} /* rendered differently */` });
-      return Object.assign(query, { toSQL: differently });
-    });
+    renderDifferently(renders);
     const em = orm.em.fork();
     const add = (name: string) => counted(() => em.failsafeAdd(em.create(Tag, { name }, { persist: false }), { name }));
     const [a, aRenders] = await add('a');

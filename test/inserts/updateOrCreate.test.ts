@@ -185,13 +185,15 @@ describe.each(allDrivers)('updateOrCreate on $name', db => {
       );
     });
 
-    it('sends the locking select, then getOrCreate, for a new row', async () => {
+    it('sends the locking select, then failsafeAdd, for a new row (MariaDB in a transaction: getOrCreate)', async () => {
       await mode.run(orm.em.fork(), tx => tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' }));
       const sent = statements();
+      // the plain select that tells a row the snapshot shows (see the REPEATABLE READ tests)
+      const plainReadToo = mode.name === 'inside a transaction' && (db.name === 'mariadb' || db.name === 'mysql') ? [plainSelect] : [];
       const [opening, closing] =
         mode.name === 'outside a transaction'
-          ? [[...begin, lockingSelect, plainSelect], ['commit']]
-          : [['begin', 'savepoint trx1', lockingSelect, plainSelect], ['release savepoint trx1', 'commit']];
+          ? [[...begin, lockingSelect], ['commit']]
+          : [['begin', 'savepoint trx1', lockingSelect, ...plainReadToo], ['release savepoint trx1', 'commit']];
       expect(sent.slice(0, opening.length)).toEqual(opening);
       expect(sent.slice(-closing.length)).toEqual(closing);
       // the insert between them is failsafeAdd's (its statements are its own suites' business)

@@ -295,6 +295,29 @@ describe.each([mariadb, mysqlDriver])('managed sessions on MariaDB through $name
       expect(await query('select code from badge')).toEqual([]);
     });
 
+    it("a batch's deadlock left uncaught is retried with the whole session by `retries`, which commits once", async () => {
+      await start(db, { entities: [...sessionEntities, Badge] });
+      await managedSession(async em => [em.create(Counter, {}), em.create(Counter, {})]);
+      const attempts: unknown[] = [];
+      const results = await managedSession(
+        async em => {
+          attempts.push(em);
+          em.create(Note, { owner: 'outer', body: `attempt ${attempts.length}` });
+          await em.flush();
+          deadlockNextBadge = attempts.length === 1;
+          return em.getOrCreateMany(Badge, [{ code: 'a' }, { code: 'b' }]);
+        },
+        { retries: 1, retryDelay: 1 },
+      );
+      expect(attempts).toHaveLength(2);
+      expect(results.map(result => [result.entity.code, result.created])).toEqual([
+        ['a', true],
+        ['b', true],
+      ]);
+      expect(await committedBodies()).toEqual(['attempt 2']);
+      expect(await query('select code from badge order by code')).toEqual([{ code: 'a' }, { code: 'b' }]);
+    });
+
     it('rejects the outer session with TransactionRolledBackError instead of committing what follows the caught failure', async () => {
       const { log } = await start(db);
       await managedSession(async em => [em.create(Counter, {}), em.create(Counter, {})]);

@@ -1,4 +1,4 @@
-import { Utils, wrap, type Dictionary, type EntityData, type EntityMetadata, type FilterQuery, type RequiredEntityData } from '@mikro-orm/core';
+import { Utils, wrap, type Dictionary, type EntityData, type EntityMetadata, type FilterQuery } from '@mikro-orm/core';
 import type { SqlEntityManager } from '@mikro-orm/knex';
 import { whileProcessing } from '../../shared/internals.js';
 import type { FindOrCreateResult } from '../CoasterEntityManager.js';
@@ -64,7 +64,7 @@ export async function getOrCreateMany<T extends object>(
       method,
       inputName: 'rows',
       options,
-      create: slot => em.create(meta.class, rows[slot.index] as RequiredEntityData<T>, { persist: false }),
+      create: slot => em.getEntityFactory().create<T>(meta.className, rows[slot.index], { newEntity: true, normalizeAccessors: true, schema: em.schema }),
       source: index => rows[index],
       ...helpers,
     },

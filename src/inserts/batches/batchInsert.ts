@@ -2,7 +2,6 @@ import {
   DeadlockException,
   DriverException,
   IsolationLevel,
-  LockMode,
   LockWaitTimeoutException,
   TransactionEventBroadcaster,
   UniqueConstraintViolationException,
@@ -19,6 +18,7 @@ import { isHiddenConflict, prepareInsert, registerInserted } from '../fastInsert
 import { flushReason, hasReturning } from '../insertPath.js';
 import { TransactionLevel } from '../../sessions/transactionLevel.js';
 import { keyString, type BatchKey } from './batchKey.js';
+import { insertRowsStatement, selectByKeys } from './batchStatements.js';
 import { DEFAULT_CHUNK_SIZE, MAX_BOUND_VALUES, SQLITE_MAX_ROWS, type ManyOptions } from './manyOptions.js';
 
 /**
@@ -79,22 +79,24 @@ const DEADLOCK_ATTEMPTS = 5;
 const ROUNDS = 2;
 
 /**
- * Resolves every slot: finds its row or inserts its entity, in one transaction (a savepoint inside the caller's
- * transaction, none with `savepoint: false`; on MariaDB/MySQL a transaction of its own runs under READ COMMITTED),
- * chunk by chunk in key order, so that overlapping batches take their locks in the same order (which rules
- * deadlocks out on PostgreSQL; on InnoDB a call in a transaction of its own retries one, see
+ * Resolves every slot: finds its row or inserts its entity, chunk by chunk in key order. First one select per
+ * chunk finds the keys that exist, outside any transaction (a call whose keys all exist writes nothing, and
+ * makes no entity it would not return); then the keys still missing are inserted in one transaction (a
+ * savepoint inside the caller's transaction, none with `savepoint: false`; on MariaDB/MySQL a transaction of
+ * its own runs under READ COMMITTED), in key order, so that overlapping batches take their locks in the same
+ * order (which rules deadlocks out on PostgreSQL; on InnoDB a call in a transaction of its own retries one, see
  * {@link DEADLOCK_ATTEMPTS}).
  * Inserted entities are registered (managed, with their snapshot) once that transaction committed; on any error
- * nothing of the call is written and nothing new is managed.
+ * nothing of the call is written and nothing new is managed (the rows it found stay managed, as a find leaves them).
  *
  * PostgreSQL and SQLite: `insert ... on conflict (key) do nothing returning *`, then one select of the keys it did
- * not return; a key neither inserted nor found (its row deleted meanwhile, or hidden by a filter) gets one more
- * round, then an insert without ON CONFLICT, so that the database names the violation. MariaDB 10.5+: a select of
- * the keys, then `insert ... returning *` of the missing ones; a duplicate-key error (another transaction inserted
- * one of them) undoes only that statement and the keys are selected again; a key that only a locking read sees is
- * hidden by the transaction's snapshot: {@link TransactionRetryError}. Entities a multi-row insert cannot serve
- * (see `flushReason`: afterCreate listeners, flush subscribers, versioning, ...) and other databases: one select
- * per chunk, then `failsafeAdd` for each missing key, in key order.
+ * not return (inserted meanwhile by another transaction); a key neither inserted nor found (its row deleted
+ * meanwhile, or hidden by a filter) gets one more round, then an insert without ON CONFLICT, so that the database
+ * names the violation. MariaDB 10.5+: `insert ... returning *`; a duplicate-key error (another transaction
+ * inserted one of the keys) undoes only that statement and the keys are selected again; a key that only a locking
+ * read sees is hidden by the transaction's snapshot: {@link TransactionRetryError}. Entities a multi-row insert
+ * cannot serve (see `flushReason`: afterCreate listeners, flush subscribers, versioning, ...) and other databases:
+ * `failsafeAdd` for each missing key, in key order.
  */
 export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slot<T>[]): Promise<void> {
   const { em, options } = batch;
@@ -105,18 +107,33 @@ export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slo
   const returning = dialect === 'mysql' && (await hasReturning(em));
   const ordered = batch.key ? [...slots].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)) : slots;
   const size = chunkSize(batch, dialect);
+  const chunks: Slot<T>[][] = [];
+  for (let start = 0; start < ordered.length; start += size) {
+    chunks.push(ordered.slice(start, start + size));
+  }
+  if (batch.key) {
+    for (const chunk of chunks) {
+      await selectRows(batch, chunk, false);
+    }
+  }
+  const missing = unresolved(ordered);
+  const insertChunks = async (state: RunState<T>) => {
+    let done = 0;
+    for (const chunk of chunks) {
+      await insertMissing(batch, dialect, returning, unresolved(chunk), state);
+      done += chunk.length;
+      options.progress?.(done, ordered.length);
+    }
+  };
+  if (missing.length === 0) {
+    return insertChunks({ inserted: [], viaFailsafeAdd: [] }); // nothing to insert: progress only
+  }
   const ownTransaction = !em.isInTransaction();
   let state: RunState<T>;
   for (let attempt = 1; ; attempt++) {
     state = { inserted: [], viaFailsafeAdd: [] };
     try {
-      await inTransaction(em, dialect, options.savepoint !== false, async () => {
-        for (let start = 0; start < ordered.length; start += size) {
-          const chunk = ordered.slice(start, start + size);
-          await resolveChunk(batch, dialect, returning, chunk, state);
-          options.progress?.(start + chunk.length, ordered.length);
-        }
-      });
+      await inTransaction(em, dialect, options.savepoint !== false, () => insertChunks(state));
       break;
     } catch (error) {
       for (const entity of state.viaFailsafeAdd) {
@@ -125,17 +142,15 @@ export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slo
       if (error instanceof DeadlockException && ownTransaction && state.viaFailsafeAdd.length === 0 && attempt < DEADLOCK_ATTEMPTS) {
         // the whole transaction was rolled back, and was the call's own: start again, the rows of the
         // transactions that won now committed (candidates keep their prepared change sets)
-        ordered.forEach(slot => Object.assign(slot, { entity: undefined, created: undefined, returned: undefined }));
+        for (const slot of missing) {
+          slot.entity = slot.created = slot.returned = undefined;
+        }
         continue;
       }
       throw await explained(batch, dialect, state.failing, error);
     }
   }
   for (const slot of state.inserted) {
-    if (dialect === 'mysql') {
-      // MikroORM maps returned rows only on platforms whose inserts return them, unless told it is an upsert's
-      em.getUnitOfWork(false).getChangeSetPersister().mapReturnedValues(slot.candidate!, slot.changeSet!.payload, slot.returned!, batch.meta, true);
-    }
     registerInserted(em, batch.meta, slot.candidate!, slot.changeSet!, slot.returned!);
   }
 }
@@ -150,21 +165,17 @@ interface RunState<T extends object> {
   failing?: Slot<T>[];
 }
 
-async function resolveChunk<T extends object>(batch: Batch<T>, dialect: Dialect, returning: boolean, chunk: Slot<T>[], state: RunState<T>): Promise<void> {
-  if (!batch.key) {
-    return oneByOne(batch, chunk, state);
+/**
+ * Inserts the entities of a chunk's `pending` slots, the keys its select did not find (all of them without a
+ * key), or finds the rows other transactions inserted meanwhile.
+ */
+async function insertMissing<T extends object>(batch: Batch<T>, dialect: Dialect, returning: boolean, pending: Slot<T>[], state: RunState<T>): Promise<void> {
+  if (pending.length === 0) {
+    return;
   }
-  const multiRow = dialect === 'postgresql' || dialect === 'sqlite' || returning;
-  if (multiRow && dialect === 'mysql') {
-    await selectRows(batch, chunk, false);
-  }
-  const pending = unresolved(chunk);
-  const fast = multiRow && pending.every(slot => flushReason(batch.em, batch.meta, candidateOf(batch, slot)) === undefined);
-  if (!fast) {
-    if (dialect !== 'mysql' || !multiRow) {
-      await selectRows(batch, pending, false);
-    }
-    return oneByOne(batch, unresolved(pending), state);
+  const multiRow = batch.key && (dialect === 'postgresql' || dialect === 'sqlite' || returning);
+  if (!multiRow || !pending.every(slot => flushReason(batch.em, batch.meta, candidateOf(batch, slot)) === undefined)) {
+    return oneByOne(batch, pending, state);
   }
   for (const slot of pending) {
     slot.changeSet ??= await prepareInsert(batch.em, batch.meta, slot.candidate!);
@@ -237,7 +248,12 @@ async function insertRows<T extends object>(batch: Batch<T>, dialect: Dialect, s
   const groups = new Map<string, Slot<T>[]>();
   for (const slot of slots) {
     const columns = dialect === 'sqlite' ? Object.keys(slot.changeSet!.payload).sort().join() : '';
-    groups.set(columns, [...(groups.get(columns) ?? []), slot]);
+    const group = groups.get(columns);
+    if (group) {
+      group.push(slot);
+    } else {
+      groups.set(columns, [slot]);
+    }
   }
   for (const group of groups.values()) {
     state.failing = group;
@@ -247,25 +263,20 @@ async function insertRows<T extends object>(batch: Batch<T>, dialect: Dialect, s
     for (const row of returned) {
       const slot = byKey.get(keyString(batch.key!, batch.em.getDriver().mapResult(row as EntityData<T>, batch.meta)!));
       if (slot) {
-        Object.assign(slot, { returned: row, entity: slot.candidate, created: true });
+        slot.returned = row;
+        slot.entity = slot.candidate;
+        slot.created = true;
         state.inserted.push(slot);
       }
     }
   }
 }
 
-/** The multi-row insert of `slots`, as MikroORM's query builder renders it, with `returning *`; resolves to the rows returned. */
-async function sendInsert<T extends object>(batch: Batch<T>, dialect: Dialect, slots: Slot<T>[], ignoreConflicts: boolean): Promise<Dictionary[]> {
-  const { em, meta } = batch;
-  const qb = em.getDriver().createQueryBuilder<T>(meta.className, em.getTransactionContext(), 'write', false, undefined, undefined, em);
-  qb.withSchema(em.schema).insert(slots.map(slot => slot.changeSet!.payload) as T[]);
-  if (ignoreConflicts) {
-    qb.onConflict(batch.key!.names as never).ignore();
-  }
-  qb.returning('*' as never);
-  const { sql, bindings } = qb.getKnexQuery().toSQL();
-  // MikroORM's MySQL platforms drop `returning`; MariaDB 10.5+ runs it
-  return em.execute<Dictionary[]>(dialect === 'mysql' ? `${sql} returning *` : sql, bindings as unknown[], 'all');
+/** The multi-row insert of `slots` (in their order), with `returning *`; resolves to the rows returned. */
+function sendInsert<T extends object>(batch: Batch<T>, dialect: Dialect, slots: Slot<T>[], ignoreConflicts: boolean): Promise<Dictionary[]> {
+  const payloads = slots.map(slot => slot.changeSet!.payload as Dictionary);
+  const { sql, params } = insertRowsStatement(batch.em, batch.meta, batch.key!, payloads, ignoreConflicts, dialect);
+  return batch.em.execute<Dictionary[]>(sql, params as unknown[], 'all');
 }
 
 /**
@@ -279,26 +290,20 @@ async function selectRows<T extends object>(batch: Batch<T>, slots: Slot<T>[], l
     return 0;
   }
   const { em, meta, key } = batch;
-  const names = key!.names;
-  const where = names.length === 1 ? { [names[0]]: { $in: slots.map(slot => slot.where![names[0]]) } } : { $or: slots.map(slot => slot.where!) };
-  const qb = em.createQueryBuilder<T, 't0'>(meta.className, 't0').withSchema(em.schema).select('*').where(where as FilterQuery<T>);
-  await qb.applyFilters();
-  if (locking) {
-    qb.setLockMode(LockMode.PESSIMISTIC_READ);
-  }
-  // the query builder hands the driver's error over unconverted
-  const rows = await qb.execute<Dictionary[]>('all', true).catch((error: Error) => {
-    throw em.getDriver().convertException(error);
-  });
+  const { sql, params } = await selectByKeys(em, meta, key!, slots.map(slot => slot.where!), locking);
+  const rows = await em.execute<Dictionary[]>(sql, params as unknown[], 'all');
   if (locking) {
     return rows.length;
   }
-  const byKey = new Map(slots.map(slot => [keyString(key!, slot.where!), slot]));
+  const byKey = new Map(slots.map(slot => [slot.key, slot]));
+  const driver = em.getDriver();
+  const factory = em.getEntityFactory();
   let resolved = 0;
   for (const row of rows) {
-    const slot = byKey.get(keyString(key!, row));
+    const data = driver.mapResult(row as EntityData<T>, meta)!;
+    const slot = byKey.get(keyString(key!, data));
     if (slot && slot.created === undefined) {
-      slot.entity = em.getEntityFactory().create<T>(meta.className, row as EntityData<T>, { merge: true, schema: em.schema, convertCustomTypes: true });
+      slot.entity = factory.create<T>(meta.className, data, { merge: true, schema: em.schema, convertCustomTypes: true });
       slot.created = false;
       resolved++;
     }

@@ -1,0 +1,195 @@
+import { LockMode, Utils, type Dictionary, type EntityMetadata, type FilterQuery } from '@mikro-orm/core';
+import type { SqlEntityManager } from '@mikro-orm/knex';
+import { enabledFilterCondition } from '../../shared/internals.js';
+import type { Dialect } from '../../shared/dialect.js';
+import { columnOf, plainColumn, rendered, tableOf, valueKind, type Statement } from '../statements.js';
+import type { BatchKey } from './batchKey.js';
+
+/*
+ * A batch's select and multi-row insert, rendered by MikroORM's query builder, with the common ones kept as
+ * templates, as the fast path keeps its single-row statements (see statements.ts).
+ *
+ * The query builder processes every value of a 1,000-key `$in` or a 1,000-row insert one by one (a criteria
+ * node, a knex binding), which costs more Node CPU than the database spends on the statement. A statement of
+ * two or more rows whose values are all of plain columns (see `plainColumn`) has a shape: the statement, the
+ * schemas its table may come from, the columns and the kinds of their values. The first time a shape comes, the
+ * query builder renders it, and this library's template for the same rows is kept only if it is the query
+ * builder's SQL, placeholders included, and formats with those values to exactly what the query builder's does;
+ * the template writes the statement for any number of rows (two or more) from then on. Otherwise the shape is
+ * remembered as one the query builder renders every time.
+ */
+
+/** Templates per entity, by shape: the SQL for a number of rows; `null` for a shape whose template did not match. */
+const templates = new WeakMap<EntityMetadata, Map<string, ((rows: number) => string) | null>>();
+
+/** The shapes kept per entity; later ones are rendered by the query builder every time. */
+const MAX_SHAPES = 64;
+
+/**
+ * The select of the rows whose `key` values are `wheres` (in entity form, as the caller gave them), on the
+ * primary, the entity's enabled filters applied; with `lock`, the locking read (`lock in share mode`,
+ * `LockMode.PESSIMISTIC_READ`). A single-column key is `in (...)`, a composite one an `or` of `and`s.
+ *
+ * @example
+ * ```ts
+ * await selectByKeys(em, meta, key, [{ name: 'a' }, { name: 'b' }], false);
+ * // { sql: 'select "t0".* from "tag" as "t0" where "t0"."name" in (?, ?)', params: ['a', 'b'] }
+ * ```
+ */
+export async function selectByKeys<T extends object>(
+  em: SqlEntityManager,
+  meta: EntityMetadata<T>,
+  key: BatchKey<T>,
+  wheres: readonly Dictionary[],
+  lock: boolean,
+): Promise<Statement> {
+  const { names } = key;
+  const enabled = await enabledFilterCondition(em, meta.className);
+  const render = () => {
+    const where = names.length === 1 ? { [names[0]]: { $in: wheres.map(where => where[names[0]]) } } : { $or: wheres };
+    const qb = em.createQueryBuilder<T, 't0'>(meta.className, 't0', 'write').withSchema(em.schema).select('*').where(where as FilterQuery<T>);
+    if (!Utils.isEmpty(enabled)) {
+      qb.andWhere(enabled as FilterQuery<T>);
+    }
+    if (lock) {
+      qb.setLockMode(LockMode.PESSIMISTIC_READ);
+    }
+    return rendered(qb);
+  };
+  if (lock || !Utils.isEmpty(enabled)) {
+    return render(); // locking, or an entity's filter: rendered every time
+  }
+  return fromTemplate(em, meta, 'select', names, wheres, render, table => {
+    const platform = em.getPlatform();
+    const alias = platform.quoteIdentifier('t0');
+    const columns = names.map(name => `${alias}.${platform.quoteIdentifier(columnOf(meta, name))}`);
+    const head = `select ${alias}.* from ${table} as ${alias} where `;
+    if (columns.length === 1) {
+      return rows => `${head}${columns[0]} in (${placeholders(rows)})`;
+    }
+    const row = `(${columns.map(column => `${column} = ?`).join(' and ')})`;
+    return rows => `${head}(${Array.from({ length: rows }, () => row).join(' or ')})`;
+  });
+}
+
+/**
+ * The multi-row insert of `payloads` (in database form, as change sets hold them), returning every column, with
+ * `on conflict (key) do nothing` if `ignoreConflicts`, as MikroORM's query builder renders it. On the MySQL
+ * family, whose platforms drop the query builder's `returning`, ` returning *` is appended (MariaDB 10.5+ runs
+ * it); `ignoreConflicts` is never asked for there (the query builder renders it as `insert ignore`).
+ *
+ * @example
+ * ```ts
+ * insertRowsStatement(em, meta, key, [{ name: 'a' }, { name: 'b' }], true, 'postgresql');
+ * // { sql: 'insert into "tag" ("name") values (?), (?) on conflict ("name") do nothing returning *', params: ['a', 'b'] }
+ * ```
+ */
+export function insertRowsStatement<T extends object>(
+  em: SqlEntityManager,
+  meta: EntityMetadata<T>,
+  key: BatchKey<T>,
+  payloads: readonly Dictionary[],
+  ignoreConflicts: boolean,
+  dialect: Dialect,
+): Statement {
+  const returning = dialect === 'mysql' ? ' returning *' : '';
+  const render = () => {
+    const qb = em.getDriver().createQueryBuilder<T>(meta.className, em.getTransactionContext(), 'write', false, undefined, undefined, em);
+    qb.withSchema(em.schema).insert(payloads as T[]);
+    if (ignoreConflicts) {
+      qb.onConflict(key.names as never).ignore();
+    }
+    qb.returning('*' as never);
+    const statement = rendered(qb);
+    return { ...statement, sql: `${statement.sql}${returning}` };
+  };
+  // knex lists an insert's columns sorted by name, and writes DEFAULT (SQLite: NULL) for a row without one of them
+  const names = Object.keys(payloads[0]).sort((a, b) => (columnOf(meta, a) < columnOf(meta, b) ? -1 : 1));
+  const count = names.length;
+  if (count === 0 || payloads.some(payload => Object.keys(payload).length !== count || names.some(name => !(name in payload)))) {
+    return render();
+  }
+  const statement = ignoreConflicts ? `insert ${key.names.join()}` : 'insert';
+  return fromTemplate(em, meta, statement, names, payloads, render, table => {
+    const platform = em.getPlatform();
+    const columns = names.map(name => platform.quoteIdentifier(columnOf(meta, name)));
+    const conflict = ignoreConflicts ? ` on conflict (${key.names.map(name => platform.quoteIdentifier(columnOf(meta, name))).join(', ')}) do nothing` : '';
+    const head = `insert into ${table} (${columns.join(', ')}) `;
+    const tail = `${conflict} returning *`; // on the MySQL family, the one appended to the query builder's SQL
+    if (dialect === 'sqlite') {
+      // knex's multi-row insert on SQLite: a compound select
+      const row = `select ${columns.map(column => `? as ${column}`).join(', ')}`;
+      return rows => `${head}${Array.from({ length: rows }, () => row).join(' union all ')} where true${tail}`;
+    }
+    const row = `(${placeholders(count)})`;
+    return rows => `${head}values ${Array.from({ length: rows }, () => row).join(', ')}${tail}`;
+  });
+}
+
+/** `?, ?, ...`: `count` placeholders. */
+function placeholders(count: number): string {
+  return Array.from({ length: count }, () => '?').join(', ');
+}
+
+/**
+ * The statement for `rows` (two or more, their values in the order of `names`): from its shape's template when
+ * there is one, else rendered by the query builder (`render`), in which case `template` is tried as the shape's
+ * template (see the comment at the top).
+ */
+function fromTemplate(
+  em: SqlEntityManager,
+  meta: EntityMetadata,
+  statement: string,
+  names: readonly string[],
+  rows: readonly Dictionary[],
+  render: () => Statement,
+  template: (table: string) => (rows: number) => string,
+): Statement {
+  const shape = rows.length < 2 ? undefined : shapeOf(meta, names, rows);
+  if (shape === undefined) {
+    return render();
+  }
+  const shapes = templates.get(meta) ?? templates.set(meta, new Map()).get(meta)!;
+  // the query builder qualifies the table with the EntityManager's schema (given to it), else the entity's or the ORM's
+  const id = `${statement}\0${em.schema ?? ''}\0${shape}`;
+  const known = shapes.get(id);
+  const params: unknown[] = [];
+  for (const row of rows) {
+    for (const name of names) {
+      params.push(row[name]);
+    }
+  }
+  if (known) {
+    return { sql: known(rows.length), params };
+  }
+  const rendered = render();
+  if (known === undefined && shapes.size < MAX_SHAPES) {
+    const sqlFor = template(tableOf(em, meta, em.schema));
+    const sql = sqlFor(rows.length);
+    const platform = em.getPlatform();
+    const same = sql === rendered.sql && platform.formatQuery(sql, params) === platform.formatQuery(rendered.sql, [...rendered.params]);
+    shapes.set(id, same ? sqlFor : null);
+  }
+  return rendered;
+}
+
+/** The shape of `rows` (the columns and the kinds their values take) if every value is a plain column's; else `undefined`. */
+function shapeOf(meta: EntityMetadata, names: readonly string[], rows: readonly Dictionary[]): string | undefined {
+  const parts: string[] = [];
+  for (const name of names) {
+    const prop = meta.properties[name];
+    if (!prop || !plainColumn(prop)) {
+      return undefined;
+    }
+    const kinds = new Set<string>();
+    for (const row of rows) {
+      const kind = valueKind(row[name]);
+      if (kind === undefined) {
+        return undefined;
+      }
+      kinds.add(kind);
+    }
+    parts.push(`${name}:${[...kinds].sort().join('|')}`);
+  }
+  return parts.join('\0');
+}
