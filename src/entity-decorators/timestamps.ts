@@ -58,7 +58,9 @@ const TIMESTAMP = Symbol('mikro-orm-coaster:timestamp');
  * ```
  */
 export type TimestampPropertyOptions<Owner extends object = object> = PropertyOptions<Owner> & {
+  /** MikroORM's `DateTimeType`: the column holds a `Date`. */
   type: typeof DateTimeType;
+  /** Marks the property as a timestamp column (its role and time zone) for the discovery hook and the subscriber. */
   [TIMESTAMP]: TimestampColumn;
 };
 

@@ -91,12 +91,12 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    one-to-one hold entities: they would be written without it, or lost with it on a conflict.
    *    Nothing is written then.
    * 2. This EntityManager's other pending changes are flushed first, outside the savepoint.
-   * 3. On PostgreSQL and SQLite most entities take the fast path ({@link fastInsert}): one
+   * 3. On PostgreSQL and SQLite most entities take the fast path (`fastInsert`): one
    *    `insert ... on conflict do nothing returning *`, sent with the select of `filters` as one string on
    *    PostgreSQL, inside a savepoint only in a transaction (none with `options.savepoint: false`). A
    *    duplicate raises no error on the server. On MariaDB 10.5+ (asked once per ORM) the fast path is
    *    `insert ... returning *` alone, without a savepoint (a 1062 rolls back that statement only), then the
-   *    select of `filters` after a 1062. Entities whose flush it cannot reproduce ({@link insertPath}:
+   *    select of `filters` after a 1062. Entities whose flush it cannot reproduce (`insertPath`:
    *    versioned, STI, embedded, deferrable uniques, primary relationships, onLoad or afterCreate listeners,
    *    flush subscribers, new related entities, MySQL-family servers without RETURNING, other drivers) are
    *    inserted by a flush in `transactional`
@@ -479,7 +479,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *
    * On MySQL and MariaDB, a nested level that fails with an error after which the database had rolled back the
    * whole transaction (a deadlock, 1213; a record changed since the snapshot, 1020) cannot leave the enclosing
-   * levels to commit what follows in autocommit ({@link NestedRollbackGuard}): the connection goes on in a READ
+   * levels to commit what follows in autocommit (`NestedRollbackGuard`): the connection goes on in a READ
    * ONLY transaction, and every enclosing level rejects with `TransactionRolledBackError`.
    *
    * @example
