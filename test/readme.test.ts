@@ -88,11 +88,6 @@ describe('README.md and docs/', () => {
     expect(stray).toEqual([]);
   });
 
-  it("has README's Quick start word for word in docs/getting-started.md", () => {
-    const quickStart = (file: string) => blocks.filter(block => block.file === file && block.heading === '## Quick start').map(block => block.code);
-    expect(quickStart('README.md')).toHaveLength(1);
-    expect(quickStart('docs/getting-started.md')).toEqual(quickStart('README.md'));
-  });
 
   it('has ```ts blocks that type-check as modules of their own', { timeout: 120_000 }, async () => {
     const complete = blocks.filter(block => !block.fragment);

@@ -21,7 +21,31 @@ function linksOf(text: string): string[] {
   return [...prose.matchAll(/\]\(([^)\s]+)\)|<img [^>]*src="([^"]+)"/g)].map(match => match[1] ?? match[2]);
 }
 
+/** The lines of `file`'s section under `heading`, up to the next heading of its level or above. */
+function section(file: string, heading: string): string[] {
+  const lines = (texts.get(file) ?? '').split('\n');
+  const start = lines.indexOf(heading);
+  const depth = heading.indexOf(' ');
+  const end = lines.findIndex((line, i) => i > start && /^#+ /.test(line) && line.indexOf(' ') <= depth);
+  return start < 0 ? [] : lines.slice(start, end < 0 ? undefined : end);
+}
+
 describe("README's and docs/'s navigation", () => {
+  it('has the parts README shares with the guides word for word in both', () => {
+    // the first table of a section
+    const table = (lines: string[]) => {
+      const start = lines.findIndex(line => line.startsWith('|'));
+      const end = lines.findIndex((line, i) => i > start && !line.startsWith('|'));
+      return lines.slice(start, end < 0 ? undefined : end);
+    };
+    expect(section('README.md', '## When to use it').length).toBeGreaterThan(5);
+    expect(section('docs/index.md', '## When to use it').join('\n').trim()).toBe(section('README.md', '## When to use it').join('\n').trim());
+    expect(section('README.md', '## Quick start').length).toBeGreaterThan(5);
+    expect(section('docs/getting-started.md', '## Quick start').join('\n').trim()).toBe(section('README.md', '## Quick start').join('\n').trim());
+    expect(table(section('README.md', '## Compatibility')).length).toBeGreaterThan(5);
+    expect(table(section('docs/databases.md', '## Compatibility'))).toEqual(table(section('README.md', '## Compatibility')));
+  });
+
   it('has a table of contents in README that lists every section (node scripts/readme-toc.mjs writes it)', () => {
     expect(() => execFileSync(process.execPath, [join(root, 'scripts/readme-toc.mjs'), '--check'], { stdio: 'pipe' })).not.toThrow();
   });
