@@ -27,7 +27,12 @@ if (!existsSync(executablePath)) {
   process.exit(1);
 }
 if (!process.argv.includes('--no-build')) {
-  execFileSync('npm', ['run', 'docs:build'], { cwd: root, stdio: 'inherit' });
+  try {
+    execFileSync('npm', ['run', 'docs:build'], { cwd: root, stdio: 'inherit' });
+  } catch {
+    console.error('docs:check: `npm run docs:build` failed (TypeDoc\'s warnings, or a dead link, above)');
+    process.exit(1);
+  }
 }
 
 /** Serves the built site as GitHub Pages does: `/guide` is guide.html, `/api/` is api/index.html, else 404. */

@@ -265,7 +265,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * select alone. The row to insert is created (`em.create`, `onCreate` values) before the database tells whether
    * it exists. Elsewhere, and on PostgreSQL where that statement cannot serve (`beforeCreate` listeners, properties
    * a find loads otherwise than as columns, the savepoint path's entities, a new row that cannot be created,
-   * changes waiting for a flush: see {@link findFirstReason} and the README), it emits, when the row exists:
+   * changes waiting for a flush: see `findFirstReason` and docs/race-safe-inserts.md), it emits, when the row exists:
    * ```sql
    * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2
    * ```
@@ -318,7 +318,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * - This EntityManager's pending changes are flushed first, as {@link failsafeAdd} does.
    * - Found: the row is read with `LockMode.PESSIMISTIC_WRITE` (`select ... for update` on PostgreSQL and
    *   MariaDB; on SQLite, whose transactions lock the whole database for writing, the lock is the write lock:
-   *   see the README), `update` is assigned to it and flushed, so hooks run, `@UpdatedAt` moves and `@CreatedAt`
+   *   see docs/race-safe-inserts.md), `update` is assigned to it and flushed, so hooks run, `@UpdatedAt` moves and `@CreatedAt`
    *   does not. When `update` changes nothing, no UPDATE is sent and `@UpdatedAt` stays (as a flush does).
    *   The entity this EntityManager already manages for the row is the one returned and updated, its values
    *   now those of the locked row plus `update`. Resolves to `{ entity, created: false }`.
@@ -594,7 +594,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
 
   /**
    * The new entity of `values`, its insert prepared (`onCreate` values, validation), for {@link getOrCreate} to look
-   * its row up and insert it in one statement: on PostgreSQL, for an entity that {@link findFirstReason} does not
+   * its row up and insert it in one statement: on PostgreSQL, for an entity that `findFirstReason` does not
    * exclude. `undefined` otherwise, so that {@link getOrCreate} finds first and
    * creates the entity only after a miss, as on the other databases: when `values` give a collection or an inverse
    * one-to-one (which {@link failsafeAdd} refuses), a relation as a primary-key object (which `em.create` would take

@@ -39,7 +39,7 @@ const LOOKS = 2;
  * transaction or savepoint).
  *
  * Each look sends the locking read (`select ... for update`, `LockMode.PESSIMISTIC_WRITE`; SQLite has no
- * row locks and holds its database write lock instead, see the README). A row found is updated by a
+ * row locks and holds its database write lock instead, see docs/race-safe-inserts.md). A row found is updated by a
  * flush; none found, the new row goes through `getOrCreate`. When that finds a row after all (another
  * caller inserted it after the locking read), it is not locked: outside a transaction the call commits
  * (nothing written: on MariaDB that also releases the shared lock its refused insert left on the row,
