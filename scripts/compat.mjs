@@ -102,7 +102,8 @@ async function copyProject(dir, ormModules) {
   const skip = new Set(['node_modules', '.git', 'dist', '.tmp', 'coverage']);
   for (const entry of await readdir(root)) {
     if (!skip.has(entry)) {
-      await cp(join(root, entry), join(dir, entry), { recursive: true });
+      // docs/api is TypeDoc's output, which `npm run docs:check` may be rewriting beside this run (.ci/run)
+      await cp(join(root, entry), join(dir, entry), { recursive: true, filter: source => source !== join(root, 'docs/api') });
     }
   }
   const modules = join(dir, 'node_modules');

@@ -8,12 +8,20 @@ const readme = join(dirname(dirname(fileURLToPath(import.meta.url))), 'README.md
 const START = '<!-- toc -->';
 const END = '<!-- /toc -->';
 
-/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens, repeats numbered. */
-function anchor(heading, seen) {
-  const base = heading
+/**
+ * GitHub's slug of a heading's text: lower case, punctuation dropped, spaces to hyphens. The site
+ * (docs/.vitepress/config.mts) uses it too, so that an anchor works on GitHub and on the site alike.
+ */
+export function slug(heading) {
+  return heading
     .toLowerCase()
     .replace(/[^\p{L}\p{N}\s_-]/gu, '')
     .replace(/\s/g, '-');
+}
+
+/** GitHub's anchor for a heading: its slug, repeats numbered. */
+function anchor(heading, seen) {
+  const base = slug(heading);
   const count = seen.get(base) ?? 0;
   seen.set(base, count + 1);
   return count === 0 ? base : `${base}-${count}`;

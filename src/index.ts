@@ -11,7 +11,7 @@
  * const orm = await MikroORM.init(defineCoasterConfig({ driver: SqliteDriver, dbName: ':memory:', entities }));
  * const tag = await orm.em.fork().findOrCreate(Tag, { name: 'news' });
  * ```
- * @module
+ * @module mikro-orm-coaster
  */
 export * from './shared/index.js';
 export * from './inserts/index.js';

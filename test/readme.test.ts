@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -12,16 +12,20 @@ const root = resolve(import.meta.dirname, '..');
 /** The line that marks the ```ts block right after it as a fragment, which this test does not compile. */
 const FRAGMENT = '<!-- fragment -->';
 
-/** A ```ts block of README.md: where it starts, what it holds, whether it is marked a fragment. */
+/** README.md and the guides of docs/, whose code this test compiles. */
+const files = ['README.md', ...(await readdir(join(root, 'docs'))).filter(name => name.endsWith('.md')).map(name => `docs/${name}`)];
+
+/** A ```ts block of a Markdown file: where it starts, what it holds, whether it is marked a fragment. */
 interface Block {
+  file: string;
   line: number;
   code: string;
   fragment: boolean;
   heading: string;
 }
 
-function tsBlocks(readme: string): Block[] {
-  const lines = readme.split('\n');
+function tsBlocks(file: string, text: string): Block[] {
+  const lines = text.split('\n');
   const blocks: Block[] = [];
   let heading = '';
   for (let i = 0; i < lines.length; i++) {
@@ -30,7 +34,7 @@ function tsBlocks(readme: string): Block[] {
     }
     if (lines[i] === '```ts') {
       const end = lines.indexOf('```', i + 1);
-      blocks.push({ line: i + 2, code: lines.slice(i + 1, end).join('\n'), fragment: lines[i - 1] === FRAGMENT, heading });
+      blocks.push({ file, line: i + 2, code: lines.slice(i + 1, end).join('\n'), fragment: lines[i - 1] === FRAGMENT, heading });
       i = end;
     }
   }
@@ -38,15 +42,18 @@ function tsBlocks(readme: string): Block[] {
 }
 
 /**
- * README's TypeScript: every ```ts block not marked `<!-- fragment -->` is a complete module that must compile
- * against the library's sources as they are, and the Quick start must run as written. See "Contributing" in README.
+ * The TypeScript of README and docs/: every ```ts block not marked `<!-- fragment -->` is a complete module that
+ * must compile against the library's sources as they are, and the Quick start must run as written. See
+ * docs/contributing.md.
  */
-describe('README.md', () => {
+describe('README.md and docs/', () => {
   let dir: string;
-  let readme: string;
+  let texts: Map<string, string>;
+  let blocks: Block[];
 
   beforeAll(async () => {
-    readme = await readFile(join(root, 'README.md'), 'utf8');
+    texts = new Map(await Promise.all(files.map(async file => [file, await readFile(join(root, file), 'utf8')] as const)));
+    blocks = [...texts].flatMap(([file, text]) => tsBlocks(file, text));
     await mkdir(join(root, '.tmp'), { recursive: true });
     dir = await mkdtemp(join(root, '.tmp', 'readme-'));
     // The blocks import the package by name, as users do; `paths` points the name at the sources (tsx honours it too).
@@ -74,31 +81,37 @@ describe('README.md', () => {
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
   it('marks only ```ts blocks as fragments', () => {
-    const lines = readme.split('\n');
-    const stray = lines.flatMap((line, i) => (line === FRAGMENT && lines[i + 1] !== '```ts' ? [i + 1] : []));
+    const stray = [...texts].flatMap(([file, text]) => {
+      const lines = text.split('\n');
+      return lines.flatMap((line, i) => (line === FRAGMENT && lines[i + 1] !== '```ts' ? [`${file}:${i + 1}`] : []));
+    });
     expect(stray).toEqual([]);
   });
 
+
   it('has ```ts blocks that type-check as modules of their own', { timeout: 120_000 }, async () => {
-    const complete = tsBlocks(readme).filter(block => !block.fragment);
+    const complete = blocks.filter(block => !block.fragment);
     expect(complete.map(block => block.heading)).toEqual(
       expect.arrayContaining(['## Quick start', '### Express 5: `managedSessionMiddleware(options?)`', '### Fastify 5: `managedSessionPlugin`']),
     );
+    const names = new Map<string, string>(); // the module's name -> the file it comes from
     for (const block of complete) {
-      await writeFile(join(dir, `readme-line-${block.line}.ts`), `${block.code}\nexport {};\n`);
+      const name = `${block.file.replace(/\W/g, '_')}-line-${block.line}`;
+      names.set(name, block.file);
+      await writeFile(join(dir, `${name}.ts`), `${block.code}\nexport {};\n`);
     }
     const result = await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', dir]).catch(
       (error: { stdout: string }) => error,
     );
-    // readme-line-32.ts(3,5): error ... is README.md line 34
-    const errors = result.stdout.replace(/readme-line-(\d+)\.ts\((\d+),(\d+)\)/g, (_, start: string, line: string, column: string) =>
-      `README.md:${Number(start) + Number(line) - 1}:${column}`,
+    // README_md-line-32.ts(3,5): error ... is README.md line 34
+    const errors = result.stdout.replace(/(\w+)-line-(\d+)\.ts\((\d+),(\d+)\)/g, (whole, name: string, start: string, line: string, column: string) =>
+      names.has(`${name}-line-${start}`) ? `${names.get(`${name}-line-${start}`)}:${Number(start) + Number(line) - 1}:${column}` : whole,
     );
     expect(errors).toBe('');
   });
 
   it('has a Quick start that runs as written: it creates its table, prints, and exits', { timeout: 120_000 }, async () => {
-    const [quickStart] = tsBlocks(readme).filter(block => block.heading === '## Quick start');
+    const [quickStart] = blocks.filter(block => block.file === 'README.md' && block.heading === '## Quick start');
     // out of the type-check's include; tsx applies a tsconfig only to the files it includes
     await mkdir(join(dir, 'run'));
     const tsconfig = join(dir, 'run', 'tsconfig.json');

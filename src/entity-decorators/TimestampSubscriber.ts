@@ -24,6 +24,7 @@ export class TimestampSubscriber implements EventSubscriber, InsertPathAware {
     return undefined;
   }
 
+  /** Throws {@link TimestampError} before any SQL when a change set of the flush would update a `@CreatedAt` column. */
   onFlush({ uow }: FlushEventArgs): void {
     for (const changeSet of uow.getChangeSets()) {
       if (changeSet.type !== ChangeSetType.UPDATE) {
@@ -36,6 +37,10 @@ export class TimestampSubscriber implements EventSubscriber, InsertPathAware {
     }
   }
 
+  /**
+   * Throws {@link CoasterConfigError} when `em.upsert` of an entity with timestamp columns runs on an EntityManager
+   * other than `CoasterEntityManager`, which alone sets them on upsert.
+   */
   beforeUpsert({ em, meta }: EventArgs<object>): void {
     const { createdAt, updatedAt } = timestampProperties(meta);
     if (createdAt.length + updatedAt.length > 0 && !(em instanceof CoasterEntityManager)) {

@@ -58,7 +58,9 @@ const TIMESTAMP = Symbol('mikro-orm-coaster:timestamp');
  * ```
  */
 export type TimestampPropertyOptions<Owner extends object = object> = PropertyOptions<Owner> & {
+  /** MikroORM's `DateTimeType`: the column holds a `Date`. */
   type: typeof DateTimeType;
+  /** Marks the property as a timestamp column (its role and time zone) for the discovery hook and the subscriber. */
   [TIMESTAMP]: TimestampColumn;
 };
 
@@ -152,8 +154,8 @@ export function updatedAtProperty<Owner extends object = object>(options: Timest
 
 /**
  * Declares a `Date` property as the entity's creation time, a port of the `created_at` column of
- * coaster's `make_timestamp_columns`: NOT NULL, with a database default of the current time (the README
- * gives the column type and default on each database), set on insert and equal to `updatedAt`, never
+ * coaster's `make_timestamp_columns`: NOT NULL, with a database default of the current time
+ * (docs/entity-decorators.md gives the column type and default on each database), set on insert and equal to `updatedAt`, never
  * changed afterwards: a flush that would change it throws {@link TimestampError}. Use it alone or with `@Property()` (for `fieldName`, `comment`, ...)
  * in either order. The ORM needs {@link withEntityDecorators} (included in `defineCoasterConfig`).
  *

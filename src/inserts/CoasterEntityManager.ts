@@ -91,12 +91,12 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *    one-to-one hold entities: they would be written without it, or lost with it on a conflict.
    *    Nothing is written then.
    * 2. This EntityManager's other pending changes are flushed first, outside the savepoint.
-   * 3. On PostgreSQL and SQLite most entities take the fast path ({@link fastInsert}): one
+   * 3. On PostgreSQL and SQLite most entities take the fast path (`fastInsert`): one
    *    `insert ... on conflict do nothing returning *`, sent with the select of `filters` as one string on
    *    PostgreSQL, inside a savepoint only in a transaction (none with `options.savepoint: false`). A
    *    duplicate raises no error on the server. On MariaDB 10.5+ (asked once per ORM) the fast path is
    *    `insert ... returning *` alone, without a savepoint (a 1062 rolls back that statement only), then the
-   *    select of `filters` after a 1062. Entities whose flush it cannot reproduce ({@link insertPath}:
+   *    select of `filters` after a 1062. Entities whose flush it cannot reproduce (`insertPath`:
    *    versioned, STI, embedded, deferrable uniques, primary relationships, onLoad or afterCreate listeners,
    *    flush subscribers, new related entities, MySQL-family servers without RETURNING, other drivers) are
    *    inserted by a flush in `transactional`
@@ -265,7 +265,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * select alone. The row to insert is created (`em.create`, `onCreate` values) before the database tells whether
    * it exists. Elsewhere, and on PostgreSQL where that statement cannot serve (`beforeCreate` listeners, properties
    * a find loads otherwise than as columns, the savepoint path's entities, a new row that cannot be created,
-   * changes waiting for a flush: see {@link findFirstReason} and the README), it emits, when the row exists:
+   * changes waiting for a flush: see `findFirstReason` and docs/race-safe-inserts.md), it emits, when the row exists:
    * ```sql
    * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2
    * ```
@@ -318,7 +318,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * - This EntityManager's pending changes are flushed first, as {@link failsafeAdd} does.
    * - Found: the row is read with `LockMode.PESSIMISTIC_WRITE` (`select ... for update` on PostgreSQL and
    *   MariaDB; on SQLite, whose transactions lock the whole database for writing, the lock is the write lock:
-   *   see the README), `update` is assigned to it and flushed, so hooks run, `@UpdatedAt` moves and `@CreatedAt`
+   *   see docs/race-safe-inserts.md), `update` is assigned to it and flushed, so hooks run, `@UpdatedAt` moves and `@CreatedAt`
    *   does not. When `update` changes nothing, no UPDATE is sent and `@UpdatedAt` stays (as a flush does).
    *   The entity this EntityManager already manages for the row is the one returned and updated, its values
    *   now those of the locked row plus `update`. Resolves to `{ entity, created: false }`.
@@ -479,7 +479,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *
    * On MySQL and MariaDB, a nested level that fails with an error after which the database had rolled back the
    * whole transaction (a deadlock, 1213; a record changed since the snapshot, 1020) cannot leave the enclosing
-   * levels to commit what follows in autocommit ({@link NestedRollbackGuard}): the connection goes on in a READ
+   * levels to commit what follows in autocommit (`NestedRollbackGuard`): the connection goes on in a READ
    * ONLY transaction, and every enclosing level rejects with `TransactionRolledBackError`.
    *
    * @example
@@ -594,7 +594,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
 
   /**
    * The new entity of `values`, its insert prepared (`onCreate` values, validation), for {@link getOrCreate} to look
-   * its row up and insert it in one statement: on PostgreSQL, for an entity that {@link findFirstReason} does not
+   * its row up and insert it in one statement: on PostgreSQL, for an entity that `findFirstReason` does not
    * exclude. `undefined` otherwise, so that {@link getOrCreate} finds first and
    * creates the entity only after a miss, as on the other databases: when `values` give a collection or an inverse
    * one-to-one (which {@link failsafeAdd} refuses), a relation as a primary-key object (which `em.create` would take

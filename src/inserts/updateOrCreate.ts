@@ -40,7 +40,7 @@ const LOOKS = 2;
  * transaction or savepoint).
  *
  * Each look sends the locking read (`select ... for update`, `LockMode.PESSIMISTIC_WRITE`; SQLite has no
- * row locks and holds its database write lock instead, see the README). A row found is updated by a
+ * row locks and holds its database write lock instead, see docs/race-safe-inserts.md). A row found is updated by a
  * flush; none found, the new row is inserted by `failsafeAdd` with `where` as its filters (as `getOrCreate`
  * inserts, without `getOrCreate`'s own select; on the MySQL family in a caller's transaction, by `getOrCreate`,
  * whose plain read sees a row that the snapshot shows and the locking read does not). When that finds a row

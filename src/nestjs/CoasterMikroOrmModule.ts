@@ -12,12 +12,6 @@ import { CoasterEntityManager } from '../inserts/CoasterEntityManager.js';
 import { defineCoasterConfig, type CoasterOptions } from '../defineCoasterConfig.js';
 import { closeOrm, initOrm, type CoasterOrm } from '../sessions/orm.js';
 
-/** The options of `@mikro-orm/nestjs`'s `MikroOrmModule.forRoot` that are its own, not MikroORM's. */
-type NestModuleOptions = Pick<
-  MikroOrmModuleSyncOptions,
-  'registerRequestContext' | 'autoLoadEntities' | 'forRoutesPath' | 'scope' | 'forkOptions'
->;
-
 /**
  * Options of {@link CoasterMikroOrmModule.forRoot}: those of `defineCoasterConfig` (MikroORM's, with
  * `optInTransactions`) and those of `@mikro-orm/nestjs`'s `MikroOrmModule.forRoot` (`registerRequestContext`,
@@ -30,7 +24,7 @@ type NestModuleOptions = Pick<
  * ```
  */
 export type CoasterMikroOrmModuleOptions<Driver extends AbstractSqlDriver = AbstractSqlDriver> = CoasterOptions<Driver> &
-  NestModuleOptions;
+  Pick<MikroOrmModuleSyncOptions, 'registerRequestContext' | 'autoLoadEntities' | 'forRoutesPath' | 'scope' | 'forkOptions'>;
 
 /** The arguments of a `forRootAsync` factory (the providers of its `inject`), as `@mikro-orm/nestjs` types them. */
 type FactoryArguments = Parameters<NonNullable<MikroOrmModuleAsyncOptions['useFactory']>>;
@@ -52,6 +46,7 @@ export type CoasterMikroOrmModuleAsyncOptions<Driver extends AbstractSqlDriver =
   MikroOrmModuleAsyncOptions<Driver>,
   'useFactory' | 'useClass' | 'useExisting'
 > & {
+  /** Returns the options (or a promise of them), from the providers of `inject`; they go through `defineCoasterConfig`. */
   useFactory: (...args: FactoryArguments) => MaybePromise<CoasterMikroOrmModuleOptions<Driver>>;
 };
 

@@ -12,7 +12,7 @@
  * @Module({ imports: [CoasterMikroOrmModule.forRoot({ driver: PostgreSqlDriver, clientUrl: process.env.DATABASE_URL, entities: [Tag] })] })
  * export class AppModule {}
  * ```
- * @module
+ * @module mikro-orm-coaster/nestjs
  */
 export {
   CoasterMikroOrmModule,

@@ -20,6 +20,10 @@ import { createTriggerSQL, dropTriggerSQL } from './primaryTriggers.js';
  * ```
  */
 export class CoasterSchemaGenerator extends SqlSchemaGenerator {
+  /**
+   * Makes `orm.schema` a `CoasterSchemaGenerator`: MikroORM calls it for each class in the `extensions` option,
+   * which `withPrimaryRelationships` fills.
+   */
   static override register(orm: MikroORM): void {
     const name = '@mikro-orm/schema-generator';
     orm.config.registerExtension(name, () => new CoasterSchemaGenerator(orm.em));
@@ -28,11 +32,13 @@ export class CoasterSchemaGenerator extends SqlSchemaGenerator {
     forgetCachedService(orm.config, name);
   }
 
+  /** MikroORM's SQL that creates the schema, plus the triggers (and PostgreSQL's functions) of the primary tables. */
   override async getCreateSchemaSQL(options: Parameters<SqlSchemaGenerator['getCreateSchemaSQL']>[0] = {}): Promise<string> {
     const sql = await super.getCreateSchemaSQL(options);
     return this.append(sql, primaryTablesOf(this.metadata).flatMap(table => createTriggerSQL(this.platform, table)));
   }
 
+  /** MikroORM's SQL that drops the schema, plus PostgreSQL's trigger functions of the primary tables (the triggers go with their tables). */
   override async getDropSchemaSQL(options: Parameters<SqlSchemaGenerator['getDropSchemaSQL']>[0] = {}): Promise<string> {
     const sql = await super.getDropSchemaSQL(options);
     return this.append(sql, primaryTablesOf(this.metadata).flatMap(table => dropTriggerSQL(this.platform, table)));
@@ -77,7 +83,12 @@ export class CoasterSchemaGenerator extends SqlSchemaGenerator {
    */
   override async getUpdateSchemaMigrationSQL(
     options: Parameters<SqlSchemaGenerator['getUpdateSchemaMigrationSQL']>[0] = {},
-  ): Promise<{ up: string; down: string }> {
+  ): Promise<{
+    /** The SQL from the database's schema to the entities'. */
+    up: string;
+    /** The SQL back; empty where it cannot be reverted safely (above). */
+    down: string;
+  }> {
     if (this.platform.supportsDownMigrations()) {
       return super.getUpdateSchemaMigrationSQL(options);
     }

@@ -12,7 +12,7 @@
  * addPrimaryRelationship(User, 'primaryEmail', UserEmail, 'user', 'user_id');
  * export default withPrimaryRelationships(defineCoasterConfig({ driver: SqliteDriver, dbName, entities: [User, UserEmail] }));
  * ```
- * @module
+ * @module mikro-orm-coaster/primary
  */
 export { addPrimaryRelationship, PrimaryRelationship, type PrimaryLink, type PrimaryRelationshipOptions } from './primaryRelationship.js';
 export { PrimaryRelationshipError } from './PrimaryRelationshipError.js';

@@ -39,6 +39,7 @@ export interface PrimaryLink {
   createdAt: Date;
   /** When the row was last written: the primary child chosen last. */
   updatedAt: Date;
+  /** MikroORM's marker of the properties `em.create` may leave out: the timestamps, which the database fills in. */
   [OptionalProps]?: 'createdAt' | 'updatedAt';
 }
 

@@ -12,7 +12,7 @@
  * const app = express();
  * app.use(express.json(), managedSessionMiddleware());
  * ```
- * @module
+ * @module mikro-orm-coaster/express
  */
 import type { NextFunction, RequestHandler, Response } from 'express';
 import { RequestSession, type RequestSessionOptions } from './requestSession.js';
@@ -31,7 +31,7 @@ const BODY_HEADERS = [
 ];
 
 /**
- * Express 5 middleware that runs each request in a {@link managedSession} of the ORM of `initOrm`: the
+ * Express 5 middleware that runs each request in a {@link "mikro-orm-coaster"!managedSession} of the ORM of `initOrm`: the
  * handlers after it reach the request's session through `getOrm().em` (or MikroORM's
  * `RequestContext.getEntityManager()`), and `onCommit` works in them.
  *

@@ -12,7 +12,7 @@
  * const app = Fastify();
  * await app.register(managedSessionPlugin);
  * ```
- * @module
+ * @module mikro-orm-coaster/fastify
  */
 import { AsyncResource } from 'node:async_hooks';
 import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
@@ -29,7 +29,7 @@ interface RequestState {
 }
 
 /**
- * Fastify 5 plugin that runs each request in a {@link managedSession} of the ORM of `initOrm`: hooks and
+ * Fastify 5 plugin that runs each request in a {@link "mikro-orm-coaster"!managedSession} of the ORM of `initOrm`: hooks and
  * handlers reach the request's session through `getOrm().em` (or MikroORM's `RequestContext.getEntityManager()`),
  * and `onCommit` works in them. It is not encapsulated (like a `fastify-plugin` plugin): registered once,
  * it covers every route of the instance that registers it, and of that instance's child plugins.

@@ -4,7 +4,7 @@
  * integrations are entry points of their own (`mikro-orm-coaster/express`, `mikro-orm-coaster/fastify`).
  * @module
  */
-export { initOrm, getOrm, closeOrm, type CoasterOrm } from './orm.js';
+export { initOrm, getOrm, closeOrm, type CoasterOrm, type OrmReference } from './orm.js';
 export { managedSession, type ManagedSessionOptions, type SessionCallback } from './managedSession.js';
 export { ManagedSession } from './ManagedSessionDecorator.js';
 export { onCommit, type OnCommitCallback } from './onCommit.js';

@@ -32,7 +32,7 @@ import { resolveOrm, type CoasterOrm, type OrmReference } from './orm.js';
  */
 export interface ManagedSessionOptions {
   /**
-   * The ORM whose session this is: the name {@link initOrm} registered it under (its MikroORM `contextName`,
+   * The ORM whose session this is: the name {@link "mikro-orm-coaster"!initOrm} registered it under (its MikroORM `contextName`,
    * as `@mikro-orm/nestjs` names contexts), or a MikroORM instance whose EntityManager is a
    * `CoasterEntityManager` (such as the one NestJS injects), registered or not.
    * Default: `'default'`, the ORM of `initOrm(options)` when the options give no `contextName`.

@@ -9,7 +9,7 @@ import { withSqliteConnections } from './sqliteTransactions.js';
  * Returns `options` with what managed sessions and opt-in transactions need from the ORM: the
  * `optInTransactions` option turned into MikroORM's `implicitTransactions: false` (and left out), and, on
  * SQLite, a busy timeout and foreign keys on every connection and write transactions that take the write lock at `BEGIN`
- * (`BEGIN IMMEDIATE`, see [SQLite files shared by several processes] in the README); on MySQL and MariaDB,
+ * (`BEGIN IMMEDIATE`, see "SQLite files shared by several processes" in docs/managed-sessions.md); on MySQL and MariaDB,
  * read-only transactions with an isolation level that the server accepts. `defineCoasterConfig`
  * applies it; options it already went through are returned as they are.
  *

@@ -31,9 +31,9 @@ export interface ManyOptions<T> extends FailsafeAddOptions {
   uniqueBy?: EntityKey<T>[];
 
   /**
-   * Rows per statement (and per round trip). Default: {@link DEFAULT_CHUNK_SIZE} (1,000). A statement never binds
-   * more than {@link MAX_BOUND_VALUES} (32,766) values, SQLite's limit, so wide rows are sent in smaller chunks,
-   * and holds at most {@link SQLITE_MAX_ROWS} (500) rows on SQLite.
+   * Rows per statement (and per round trip). Default: 1,000. A statement never binds
+   * more than 32,766 values, SQLite's limit, so wide rows are sent in smaller chunks,
+   * and holds at most 500 rows on SQLite.
    * All chunks of a call are written in one transaction (a savepoint inside the caller's), in key order.
    */
   chunkSize?: number;
