@@ -253,6 +253,32 @@ async function racingBatches(orm: MikroORM<PostgreSqlDriver, Em>): Promise<void>
 /** One contention round: WORKERS transactions inserting the same KEYS keys in the same order. */
 type Worker = (keys: string[]) => Promise<unknown>;
 
+/** A pooled connection of a raw driver (node-postgres or mysql2), as a floor worker uses it. */
+interface RawConnection {
+  query(sql: string): Promise<unknown>;
+  release(): void;
+}
+
+/** The floor's {@link Worker}: one transaction on a connection of its own, inserting each key with `insert`. */
+function rawWorker<C extends RawConnection>(connect: () => Promise<C>, insert: (connection: C, name: string) => Promise<unknown>): Worker {
+  return async keys => {
+    const connection = await connect();
+    try {
+      await connection.query('begin');
+      for (const name of keys) {
+        await insert(connection, name);
+      }
+      await connection.query('commit');
+    } catch (error) {
+      // the insert's error is the one to report, not a failing rollback's
+      await connection.query('rollback').catch(() => undefined);
+      throw error;
+    } finally {
+      connection.release();
+    }
+  };
+}
+
 /**
  * CONTENTION_ROUNDS rounds of each worker in `workers` (by label), taking turns round by round, so that a load
  * that changes while the table runs (other jobs on the machine) weighs on every operation alike: a round is
@@ -454,21 +480,7 @@ async function main(): Promise<void> {
     await racingBatches(orm);
 
     const count = (prefix: string) => orm.em.fork().count(Tag, { name: { $like: `${prefix}%` } });
-    const floorWorker: Worker = async keys => {
-      const client = await pool.connect();
-      try {
-        await client.query('begin');
-        for (const name of keys) {
-          await floorInsert(client, name);
-        }
-        await client.query('commit');
-      } catch (error) {
-        await client.query('rollback');
-        throw error;
-      } finally {
-        client.release();
-      }
-    };
+    const floorWorker = rawWorker(() => pool.connect(), floorInsert);
     const results = await contention(
       [
         ['floor', floorWorker],
@@ -689,21 +701,7 @@ async function mariadbTables(): Promise<void> {
     printRows('MariaDB (@mikro-orm/mariadb)', rows);
 
     const count = (prefix: string) => orm.em.fork().count(Tag, { name: { $like: `${prefix}%` } });
-    const floorWorker: Worker = async keys => {
-      const connection = await pool.getConnection();
-      try {
-        await connection.query('begin');
-        for (const name of keys) {
-          await mariadbFloorInsert(connection, name);
-        }
-        await connection.query('commit');
-      } catch (error) {
-        await connection.query('rollback');
-        throw error;
-      } finally {
-        connection.release();
-      }
-    };
+    const floorWorker = rawWorker(() => pool.getConnection(), mariadbFloorInsert);
     const results = await contention(
       [
         ['floor', floorWorker],
