@@ -16,6 +16,7 @@ import {
 } from '@mikro-orm/core';
 import { dialectOf } from '../shared/dialect.js';
 import { attachCleanupError } from '../shared/errors.js';
+import { setTouched } from '../shared/internals.js';
 import type { CoasterEntityManager, FindOrCreateResult } from './CoasterEntityManager.js';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
@@ -129,6 +130,9 @@ class Looks<T extends object> {
       }
       tx.assign(row, this.update as EntityData<FromEntityType<T>>);
       await tx.flush();
+      // the row now holds what memory does; when `update` changed nothing the flush wrote nothing and left the
+      // entity touched, which would make FlushMode.AUTO flush everything pending before the next query of it
+      setTouched(row, false);
       return { entity: row, created: false };
     }
     if (this.plainReadToo) {

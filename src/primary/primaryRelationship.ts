@@ -16,7 +16,7 @@ import {
   type Primary,
 } from '@mikro-orm/core';
 import { createdAtProperty, updatedAtProperty } from '../entity-decorators/timestamps.js';
-import { entityState, isBeingHydrated, markTouched } from '../shared/internals.js';
+import { entityState, isBeingHydrated, setTouched } from '../shared/internals.js';
 import { PrimaryRelationshipError } from './PrimaryRelationshipError.js';
 import { type PrimaryTableNames, primaryTableComment, qualified, quoteIdentifier, type TriggerDialect, triggerDialect, validateFunctionName } from './primaryTriggers.js';
 
@@ -223,7 +223,7 @@ export class PrimaryRelationshipDefinition {
       }
     }
     state.value = child;
-    markTouched(parent);
+    setTouched(parent, true);
   }
 
   /**

@@ -136,18 +136,21 @@ export function isBeingHydrated(entity: object): boolean {
 }
 
 /**
- * Marks `entity` changed (`__touched`), so that the next flush computes its change set, as MikroORM's own
- * property accessors do on assignment. A property declared `persist: false` has no column, so no public way
- * makes the flush look at its entity (and its subscribers' `onFlush` see it).
+ * Sets whether `entity` counts as changed (`__touched`). MikroORM's property accessors set it on every
+ * assignment, and a flush clears it only on the entities it wrote. Set, it makes the next flush compute the
+ * entity's change set: a property declared `persist: false` has no column, so no public way makes the flush look at its
+ * entity (and its subscribers' `onFlush` see it). Cleared, it stops FlushMode.AUTO from flushing everything
+ * pending before the next query of that entity: an assignment of the values the row already holds leaves it set
+ * after a flush that had nothing to write, and no public method clears it.
  *
  * @example
  * ```ts
- * markTouched(parent); // parent.primaryEmail changed
+ * setTouched(parent, true); // parent.primaryEmail changed
  * ```
  */
-export function markTouched(entity: object): void {
+export function setTouched(entity: object, touched: boolean): void {
   const wrapped = wrap(entity, true);
-  internal('WrappedEntity.__touched', wrapped, typeof wrapped.__touched === 'boolean').__touched = true;
+  internal('WrappedEntity.__touched', wrapped, typeof wrapped.__touched === 'boolean').__touched = touched;
 }
 
 /**

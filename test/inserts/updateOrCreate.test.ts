@@ -20,6 +20,7 @@ import {
   Property,
   Unique,
   ValidationError,
+  wrap,
   type Opt,
 } from '@mikro-orm/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
@@ -235,6 +236,21 @@ describe.each(allDrivers)('updateOrCreate on $name', db => {
       expect(await stored('ada')).toEqual(state(entity));
       expect(statements()).toContain(lockingSelect);
       expect(statements().some(q => q.startsWith('update'))).toBe(false);
+    });
+
+    it('leaves nothing for FlushMode.AUTO to flush when update changes nothing: a later query writes no pending entity', async () => {
+      await orm.em.fork().insert(Member, { handle: 'ada', name: 'Ada' });
+      const em = orm.em.fork();
+      const { entity } = await mode.run(em, tx => tx.updateOrCreate(Member, { handle: 'ada' }, { name: 'Ada' }));
+      expect(wrap(entity).isTouched()).toBe(false);
+      const pending = em.create(Team, { name: 'pending' });
+      // FlushMode.AUTO (MikroORM's default) flushes before a query of an entity with changes: Member has none
+      expect(await em.find(Member, { handle: 'ada' })).toEqual([entity]);
+      expect(await orm.em.fork().count(Team), 'the pending team is not written by the query').toBe(0);
+      expect(wrap(pending).isManaged()).toBe(false);
+      await em.flush();
+      expect(await orm.em.fork().count(Team)).toBe(1);
+      expect(await stored('ada')).toEqual(state(entity));
     });
 
     it.each([

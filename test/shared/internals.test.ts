@@ -10,7 +10,7 @@ import {
   entityState,
   forgetCachedService,
   isBeingHydrated,
-  markTouched,
+  setTouched,
   postgresRoutine,
   registerManaged,
   schemasForComparison,
@@ -80,8 +80,10 @@ describe.each(databases)('MikroORM internals on $name', db => {
     const em = orm.em.fork();
     const tag = await em.findOneOrFail(Tag, { name: 'news' });
     expect(wrap(tag).isTouched()).toBe(false);
-    markTouched(tag);
+    setTouched(tag, true);
     expect(wrap(tag).isTouched()).toBe(true);
+    setTouched(tag, false);
+    expect(wrap(tag).isTouched()).toBe(false);
     const during = await whileProcessing(tag, async () => wrap(tag, true).__processing);
     expect([during, wrap(tag, true).__processing]).toEqual([true, false]);
     const other = em.create(Tag, { name: 'other' });
