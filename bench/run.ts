@@ -35,6 +35,8 @@ const unknown = chosen.filter(name => !(DATABASES as readonly string[]).includes
 if (unknown.length > 0) {
   throw new Error(`BENCH_DATABASES: unknown ${unknown.join(', ')}; choose among ${DATABASES.join(', ')}`);
 }
+/** The scratch database of this run on PostgreSQL and MariaDB, named after the process so that runs side by side do not drop each other's. */
+const BENCH_DATABASE = `coaster_bench_${process.pid}`;
 const WORKERS = 8;
 const KEYS = 20;
 const CONTENTION_ROUNDS = 10;
@@ -327,10 +329,10 @@ async function main(): Promise<void> {
   const server = (await postgresAnswers(adminUrl)) ? undefined : await startThrowawayPostgres();
   const admin = new pg.Client({ connectionString: server?.url ?? adminUrl });
   await admin.connect();
-  await admin.query('drop database if exists coaster_bench with (force)');
-  await admin.query('create database coaster_bench');
+  await admin.query(`drop database if exists ${BENCH_DATABASE} with (force)`);
+  await admin.query(`create database ${BENCH_DATABASE}`);
   const url = new URL(server?.url ?? adminUrl);
-  url.pathname = '/coaster_bench';
+  url.pathname = `/${BENCH_DATABASE}`;
 
   const options = { driver: PostgreSqlDriver, clientUrl: url.toString(), entities: [Tag], pool: { max: WORKERS + 2 } };
   const orm = await MikroORM.init<PostgreSqlDriver, Em>(defineCoasterConfig(options));
@@ -513,7 +515,7 @@ async function main(): Promise<void> {
     await pool.end();
     await orm.close();
     await savepointOrm.close();
-    await admin.query('drop database if exists coaster_bench with (force)');
+    await admin.query(`drop database if exists ${BENCH_DATABASE} with (force)`);
     await admin.end();
     await server?.stop();
   }
@@ -617,9 +619,9 @@ async function mariadbTables(): Promise<void> {
     console.log(`\nMariaDB: no server answers at ${serverUrl}; its table is left out.`);
     return;
   }
-  await mariadbAdmin(serverUrl, 'drop database if exists coaster_bench', 'create database coaster_bench');
+  await mariadbAdmin(serverUrl, `drop database if exists ${BENCH_DATABASE}`, `create database ${BENCH_DATABASE}`);
   const url = new URL(serverUrl);
-  url.pathname = '/coaster_bench';
+  url.pathname = `/${BENCH_DATABASE}`;
   const options = { driver: MariaDbDriver, clientUrl: url.toString(), entities: [Tag], pool: { max: WORKERS + 2 } };
   const orm = await MikroORM.init<MariaDbDriver, MariaDbEm>(defineCoasterConfig(options));
   const savepointOrm = await MikroORM.init<MariaDbDriver, MariaDbEm>(defineCoasterConfig({ ...options, subscribers: [new FlushListener()] }));
@@ -728,7 +730,7 @@ async function mariadbTables(): Promise<void> {
     await pool.end();
     await orm.close();
     await savepointOrm.close();
-    await mariadbAdmin(serverUrl, 'drop database if exists coaster_bench');
+    await mariadbAdmin(serverUrl, `drop database if exists ${BENCH_DATABASE}`);
   }
 }
 
