@@ -17,6 +17,9 @@ import type { BatchKey } from './batchKey.js';
  * builder's SQL, placeholders included, and formats with those values to exactly what the query builder's does;
  * the template writes the statement for any number of rows (two or more) from then on. Otherwise the shape is
  * remembered as one the query builder renders every time.
+ *
+ * On PostgreSQL, two or more rows whose values all have an exact JSON form go as one JSON document instead (see
+ * `jsonRows`), which neither the query builder nor a template writes out value by value.
  */
 
 /** Templates per entity, by shape: the SQL for a number of rows; `null` for a shape whose template did not match. */
@@ -28,12 +31,17 @@ const MAX_SHAPES = 64;
 /**
  * The select of the rows whose `key` values are `wheres` (in entity form, as the caller gave them), on the
  * primary, the entity's enabled filters applied; with `lock`, the locking read (`lock in share mode`,
- * `LockMode.PESSIMISTIC_READ`). A single-column key is `in (...)`, a composite one an `or` of `and`s.
+ * `LockMode.PESSIMISTIC_READ`). A single-column key is `in (...)`, a composite one an `or` of `and`s. On
+ * PostgreSQL, keys of JSON values (see `jsonRows`) are one JSON document instead, each looked up by a lateral
+ * subquery that `offset 0` keeps a nested loop over the key's unique index, whatever the table's statistics (an
+ * `in` list of 1,000 keys was planned as a sequential scan of a table never analyzed).
  *
  * @example
  * ```ts
  * await selectByKeys(em, meta, key, [{ name: 'a' }, { name: 'b' }], false);
  * // { sql: 'select "t0".* from "tag" as "t0" where "t0"."name" in (?, ?)', params: ['a', 'b'] }
+ * // PostgreSQL: { sql: 'select "t0".* from json_populate_recordset(null::"tag", ?) as "keys" cross join lateral
+ * //   (select * from "tag" as "t0" where "t0"."name" = "keys"."name" offset 0) as "t0"', params: ['[{"name":"a"},{"name":"b"}]'] }
  * ```
  */
 export async function selectByKeys<T extends object>(
@@ -88,12 +96,16 @@ export async function selectByKeys<T extends object>(
  * The multi-row insert of `payloads` (in database form, as change sets hold them), returning every column, with
  * `on conflict (key) do nothing` if `ignoreConflicts`, as MikroORM's query builder renders it. On the MySQL
  * family, whose platforms drop the query builder's `returning`, ` returning *` is appended (MariaDB 10.5+ runs
- * it); `ignoreConflicts` is never asked for there (the query builder renders it as `insert ignore`).
+ * it); `ignoreConflicts` is never asked for there (the query builder renders it as `insert ignore`). On
+ * PostgreSQL, rows of JSON values (see `jsonRows`) are selected from one JSON document, in the order given.
  *
  * @example
  * ```ts
+ * insertRowsStatement(em, meta, key, [{ name: 'a' }, { name: 'b' }], true, 'sqlite');
+ * // { sql: 'insert into "tag" ("name") select ? as "name" union all select ? as "name" where true on conflict ("name") do nothing returning *', params: ['a', 'b'] }
  * insertRowsStatement(em, meta, key, [{ name: 'a' }, { name: 'b' }], true, 'postgresql');
- * // { sql: 'insert into "tag" ("name") values (?), (?) on conflict ("name") do nothing returning *', params: ['a', 'b'] }
+ * // { sql: 'insert into "tag" ("name") select "name" from json_populate_recordset(null::"tag", ?) on conflict ("name") do nothing returning *',
+ * //   params: ['[{"name":"a"},{"name":"b"}]'] }
  * ```
  */
 export function insertRowsStatement<T extends object>(
