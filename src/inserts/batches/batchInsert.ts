@@ -174,7 +174,7 @@ async function insertMissing<T extends object>(batch: Batch<T>, dialect: Dialect
     return;
   }
   const multiRow = batch.key && (dialect === 'postgresql' || dialect === 'sqlite' || returning);
-  if (!multiRow || !pending.every(slot => flushReason(batch.em, batch.meta, candidateOf(batch, slot)) === undefined)) {
+  if (!multiRow || flushReason(batch.em, batch.meta, pending.map(slot => candidateOf(batch, slot))) !== undefined) {
     return oneByOne(batch, pending, state);
   }
   for (const slot of pending) {
