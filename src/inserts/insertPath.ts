@@ -143,17 +143,23 @@ export async function insertPath(
 /**
  * Why only a flush can insert `entity` as MikroORM would, on any database: its metadata, a new entity it holds
  * on a to-one relation, its `onLoad` and `afterCreate` listeners, the ORM's subscribers; `undefined` when a
- * statement of the library's own may insert it (see {@link insertPath}; batches ask it on MariaDB too).
+ * statement of the library's own may insert it (see {@link insertPath}; batches ask it on MariaDB too). Given
+ * several entities of `meta` (a batch), why one of them needs a flush: what concerns their class is asked once.
  *
  * @example
  * ```ts
  * flushReason(em, em.getMetadata().get(Tag), tag); // undefined, or e.g. 'it is versioned (version)'
  * ```
  */
-export function flushReason(em: SqlEntityManager, meta: EntityMetadata, entity: object): string | undefined {
+export function flushReason(em: SqlEntityManager, meta: EntityMetadata, entity: object | readonly object[]): string | undefined {
+  const entities: readonly object[] = Array.isArray(entity) ? entity : [entity];
+  let cascade: string | undefined;
+  for (let i = 0; i < entities.length && cascade === undefined; i++) {
+    cascade = cascadeReason(meta, entities[i]);
+  }
   return (
     metadataReason(meta) ??
-    cascadeReason(meta, entity) ??
+    cascade ??
     HOOK_REASONS.find(([event]) => em.getEventManager().hasListeners(event, meta))?.[1] ??
     // the `subscribers` option, not the event manager's: em.transactional registers a subscriber of its own
     // there, whose afterFlush only forgets deleted entities

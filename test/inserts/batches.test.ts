@@ -339,9 +339,18 @@ describe.each(allDrivers)('batches on $name', db => {
     it('emits the documented statements', async () => {
       await seed(orm, { name: 'b' });
       log.clear();
-      await orm.em.fork().getOrCreateMany(Tag, [{ name: 'c' }, { name: 'b' }, { name: 'a' }]);
+      const em = orm.em.fork();
+      const results = await em.getOrCreateMany(Tag, [{ name: 'c' }, { name: 'b' }, { name: 'a' }]);
+      // on PostgreSQL the keys, and the rows to insert, go as one JSON document each
+      const jsonSelect = 'select t0.* from json_populate_recordset(null::tag, ?) as keys cross join lateral (select * from tag as t0 where t0.name = keys.name offset 0) as t0';
       const expected: Record<string, string[]> = {
         fast: ['select t0.* from tag as t0 where t0.name in (?, ?, ?)', 'begin', 'insert into tag (name) values (?), (?) on conflict (name) do nothing returning *', 'commit'],
+        'fast postgresql': [
+          jsonSelect,
+          'begin',
+          'insert into tag (name) select name from json_populate_recordset(null::tag, ?) on conflict (name) do nothing returning *',
+          'commit',
+        ],
         'fast sqlite': [
           'select t0.* from tag as t0 where t0.name in (?, ?, ?)',
           'begin',
@@ -353,6 +362,17 @@ describe.each(allDrivers)('batches on $name', db => {
           'set transaction isolation level read committed',
           'begin',
           'insert into tag (name) values (?), (?) returning *',
+          'commit',
+        ],
+        'savepoint postgresql': [
+          jsonSelect,
+          'begin',
+          'savepoint trx',
+          'insert into tag (name) values (?) returning id',
+          'release savepoint trx',
+          'savepoint trx',
+          'insert into tag (name) values (?) returning id',
+          'release savepoint trx',
           'commit',
         ],
         savepoint: [
@@ -379,8 +399,17 @@ describe.each(allDrivers)('batches on $name', db => {
           'commit',
         ],
       };
-      const family = db.name === 'sqlite' ? ' sqlite' : db.name === 'mariadb' || db.name === 'mysql' ? ' mysql' : '';
+      const family = db.name === 'sqlite' ? ' sqlite' : db.name === 'mariadb' || db.name === 'mysql' ? ' mysql' : ' postgresql';
       expect(statements(log)).toEqual(expected[`${path.name}${family}`] ?? expected[path.name]);
+      expect(results.map(({ entity, created }) => [entity.name, created])).toEqual([
+        ['c', true],
+        ['b', false],
+        ['a', true],
+      ]);
+      for (const { entity } of results) {
+        expect(em.getUnitOfWork().getById(Tag.name, entity.id)).toBe(entity);
+      }
+      expect(await tagRows(orm)).toEqual(['a', 'b', 'c'].map(name => ({ name, color: null })));
     });
 
     it('an empty array resolves to [] without SQL', async () => {
@@ -438,8 +467,9 @@ describe.each(allDrivers)('batches on $name', db => {
       await orm.em.fork().transactional(em => em.getOrCreateMany(Tag, [{ name: 'b' }, { name: 'a' }]));
       expect(statements(log)).toEqual([
         'begin',
-        'select t0.* from tag as t0 where t0.name in (?, ?)',
+        'select t0.* from json_populate_recordset(null::tag, ?) as keys cross join lateral (select * from tag as t0 where t0.name = keys.name offset 0) as t0',
         'savepoint trx',
+        // a single row keeps its template
         'insert into tag (name) values (?) on conflict (name) do nothing returning *',
         'release savepoint trx',
         'commit',

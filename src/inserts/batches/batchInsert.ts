@@ -17,7 +17,7 @@ import { describe, TransactionRetryError } from '../errors.js';
 import { isHiddenConflict, prepareInsert, registerInserted } from '../fastInsert.js';
 import { flushReason, hasReturning } from '../insertPath.js';
 import { TransactionLevel } from '../../sessions/transactionLevel.js';
-import { keyString, type BatchKey } from './batchKey.js';
+import { columnKeys, keyString, type BatchKey } from './batchKey.js';
 import { insertRowsStatement, selectByKeys } from './batchStatements.js';
 import { DEFAULT_CHUNK_SIZE, MAX_BOUND_VALUES, SQLITE_MAX_ROWS, type ManyOptions } from './manyOptions.js';
 
@@ -174,7 +174,7 @@ async function insertMissing<T extends object>(batch: Batch<T>, dialect: Dialect
     return;
   }
   const multiRow = batch.key && (dialect === 'postgresql' || dialect === 'sqlite' || returning);
-  if (!multiRow || !pending.every(slot => flushReason(batch.em, batch.meta, candidateOf(batch, slot)) === undefined)) {
+  if (!multiRow || flushReason(batch.em, batch.meta, pending.map(slot => candidateOf(batch, slot))) !== undefined) {
     return oneByOne(batch, pending, state);
   }
   for (const slot of pending) {
@@ -260,8 +260,11 @@ async function insertRows<T extends object>(batch: Batch<T>, dialect: Dialect, s
     const returned = await sendInsert(batch, dialect, group, ignoreConflicts);
     state.failing = undefined;
     const byKey = new Map(group.map(slot => [keyString(batch.key!, slot.changeSet!.payload), slot]));
+    const byColumn = columnKeys(batch.key!);
     for (const row of returned) {
-      const slot = byKey.get(keyString(batch.key!, batch.em.getDriver().mapResult(row as EntityData<T>, batch.meta)!));
+      const slot = byKey.get(
+        byColumn ? keyString(batch.key!, row, true) : keyString(batch.key!, batch.em.getDriver().mapResult(row as EntityData<T>, batch.meta)!),
+      );
       if (slot) {
         slot.returned = row;
         slot.entity = slot.candidate;

@@ -106,15 +106,25 @@ export function checkKeyValues<T extends object>(
  * The identity of a row under `key`, as a string: equal for equal key values, whatever form they come in (an
  * entity or reference or its primary key for a relation, a Date or its time, a number or its digits, as
  * PostgreSQL returns `bigint` columns). Used both on values in entity form (rows, entities) and on rows in
- * database form (`payload`s, returned rows): compare only strings made from the same form.
+ * database form (`payload`s, returned rows): compare only strings made from the same form. With `byColumn`,
+ * `values` is a row as the database returns it, by column name (see {@link columnKeys}).
  *
  * @example
  * ```ts
  * keyString(key, { name: 'news', color: 'red' }); // '["news"]'
+ * keyString(key, { id: 7, name: 'news' }, true); // '["news"]', the row as returned
  * ```
  */
-export function keyString<T extends object>(key: BatchKey<T>, values: Dictionary): string {
-  return JSON.stringify(key.names.map(name => normalize(values[name])));
+export function keyString<T extends object>(key: BatchKey<T>, values: Dictionary, byColumn = false): string {
+  return JSON.stringify(key.props.map(prop => normalize(values[byColumn ? prop.fieldNames[0] : prop.name])));
+}
+
+/**
+ * Whether every property of `key` is one column, so that {@link keyString} can read a returned row by column name
+ * as it is, rather than mapped to property names first (one object less per row).
+ */
+export function columnKeys<T extends object>(key: BatchKey<T>): boolean {
+  return key.props.every(prop => prop.fieldNames?.length === 1);
 }
 
 /** The key properties' values of `values`, as a filter (in entity form). */
