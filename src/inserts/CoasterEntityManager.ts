@@ -578,7 +578,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       checkUniqueWhere(method, meta, where);
     }
     const filters = where as FilterQuery<T>;
-    const prepared = await this.preparedCandidate(entityName, meta, { ...where, ...data } as RequiredEntityData<T>);
+    const prepared = await this.preparedCandidate(meta, { ...where, ...data });
     if (prepared) {
       const entity = (await this.insertNew(meta, prepared.candidate, filters, options ?? {}, { method, changeSet: prepared.changeSet }))!;
       return { entity, created: entity === prepared.candidate };
@@ -611,9 +611,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * propagates after a miss only. An entity created then is forgotten (out of its relations' inverse sides).
    */
   private async preparedCandidate<T extends object>(
-    entityName: EntityName<T>,
     meta: EntityMetadata<T>,
-    values: RequiredEntityData<T>,
+    values: EntityData<T>,
   ): Promise<{ candidate: T; changeSet: ChangeSet<T> } | undefined> {
     if (dialectOf(this.getPlatform()) !== 'postgresql' || findFirstReason(this, meta) !== undefined || this.hasTrackedChanges()) {
       return undefined;
@@ -636,7 +635,8 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     }
     let candidate: T | undefined;
     try {
-      candidate = this.create(entityName, values, { persist: false });
+      // what em.create(entityName, values, { persist: false }) does, without copying its options on every call
+      candidate = this.getEntityFactory().create<T>(meta.className, values, { newEntity: true, normalizeAccessors: true, schema: this.schema });
       if ('dialect' in (await insertPath(this, meta, candidate))) {
         return { candidate, changeSet: await prepareInsert(this, meta, candidate) };
       }
