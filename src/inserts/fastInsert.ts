@@ -171,16 +171,22 @@ export async function prepareInsert<T extends object>(em: SqlEntityManager, meta
  * one fails, the rest are skipped; the savepoint is then rolled back and released and the error, as
  * MikroORM's exception, rethrown, with the rollback's own error attached if that failed too (a lost
  * connection fails both: see `CleanupErrors`). Resolves to the rows of each statement.
+ *
+ * The string goes to the write connection's `execute` (logged like every query), as `em.execute` sends it
+ * without its two layers of promises; the error is converted here, as `em.execute`'s driver converts it.
  */
 async function run(em: SqlEntityManager, statements: Statement[], savepoint: boolean): Promise<Dictionary[][]> {
   const all = savepoint
     ? [{ sql: `savepoint ${SAVEPOINT}`, params: [] }, ...statements, { sql: `release savepoint ${SAVEPOINT}`, params: [] }]
     : statements;
   try {
-    const result = await em.execute<Dictionary[]>(all.map(s => s.sql).join('; '), all.flatMap(s => s.params), 'all');
+    const sql = all.length === 1 ? all[0].sql : all.map(s => s.sql).join('; ');
+    const params = all.length === 1 ? [...all[0].params] : all.flatMap(s => s.params);
+    const result = await em.getConnection('write').execute<Dictionary[]>(sql, params, 'all', em.getTransactionContext());
     const results = (all.length === 1 ? [result] : result) as Dictionary[][];
     return savepoint ? results.slice(1, -1) : results;
-  } catch (error) {
+  } catch (thrown) {
+    const error = em.getDriver().convertException(thrown as Error);
     if (savepoint) {
       await em
         .execute(`rollback to savepoint ${SAVEPOINT}; release savepoint ${SAVEPOINT}`, [], 'run')

@@ -134,7 +134,7 @@ export async function insertPath(
   if (reason !== undefined) {
     return { reason };
   }
-  if (dialect === 'mysql' && !(await hasReturning(em))) {
+  if (dialect === 'mysql' && !(returningServers.get(em.config) ?? (await hasReturning(em)))) {
     return { reason: `the server (${await serverVersion(em)}) has no INSERT ... RETURNING, which MariaDB has from 10.5` };
   }
   return { dialect };
@@ -193,8 +193,13 @@ function serverVersion(em: SqlEntityManager): Promise<string> {
 export async function hasReturning(em: SqlEntityManager): Promise<boolean> {
   const version = await serverVersion(em);
   const [major, minor] = (/^(\d+)\.(\d+)/.exec(version) ?? []).slice(1).map(Number);
-  return /mariadb/i.test(version) && (major > 10 || (major === 10 && minor >= 5));
+  const returning = /mariadb/i.test(version) && (major > 10 || (major === 10 && minor >= 5));
+  returningServers.set(em.config, returning);
+  return returning;
 }
+
+/** {@link hasReturning}'s answer per ORM, once known, so that {@link insertPath} need not wait for it again. */
+const returningServers = new WeakMap<Configuration, boolean>();
 
 /** A new entity on a to-one relation would be inserted by the flush too (cascade persist). */
 function cascadeReason(meta: EntityMetadata, entity: object): string | undefined {

@@ -162,6 +162,13 @@ export function createdFlag(meta: EntityMetadata): string {
 }
 
 /**
+ * The SQL of {@link insertUnlessFoundStatement} per entity, by the SQL of its select, then of its insert: both hold
+ * every name the statement uses (table, schema, columns) and only placeholders for values, so the same pair always
+ * makes the same statement. At most `MAX_SHAPES` of each are kept; others are built every time.
+ */
+const unlessFoundSQL = new WeakMap<EntityMetadata, Map<string, Map<string, string>>>();
+
+/**
  * One PostgreSQL statement that finds the rows `select` finds and inserts the row of `insert` only when it finds
  * none, so that a row that exists costs no sequence value (the insert's `select` yields no row, so no column
  * default is evaluated): `select` as the CTE `found`, `insert` turned from `values (...)` into a `select` of the
@@ -181,17 +188,31 @@ export function createdFlag(meta: EntityMetadata): string {
  * @throws {MikroOrmInternalError} when `insert` is not the one-row insert MikroORM 6.6's query builder renders.
  */
 export function insertUnlessFoundStatement(meta: EntityMetadata, insert: Statement, select: Statement): Statement {
-  const match = ONE_ROW_INSERT.exec(insert.sql);
-  if (!match) {
-    throw MikroOrmInternalError.missing(`QueryBuilder's one-row insert (${insert.sql})`);
+  let bySelect = unlessFoundSQL.get(meta);
+  if (!bySelect) {
+    bySelect = new Map();
+    unlessFoundSQL.set(meta, bySelect);
   }
-  const [, into, columns, values] = match;
-  const source = columns === undefined ? 'select' : `${columns} select ${values}`;
-  const conditional = `${into} ${source} where not exists (select 1 from "found") on conflict do nothing returning *`;
-  return {
-    sql: `with "found" as (${select.sql}), "inserted" as (${conditional}) select *, true as "${createdFlag(meta)}" from "inserted" union all select *, false from "found"`,
-    params: [...select.params, ...insert.params],
-  };
+  let byInsert = bySelect.get(select.sql);
+  let sql = byInsert?.get(insert.sql);
+  if (sql === undefined) {
+    const match = ONE_ROW_INSERT.exec(insert.sql);
+    if (!match) {
+      throw MikroOrmInternalError.missing(`QueryBuilder's one-row insert (${insert.sql})`);
+    }
+    const [, into, columns, values] = match;
+    const source = columns === undefined ? 'select' : `${columns} select ${values}`;
+    const conditional = `${into} ${source} where not exists (select 1 from "found") on conflict do nothing returning *`;
+    sql = `with "found" as (${select.sql}), "inserted" as (${conditional}) select *, true as "${createdFlag(meta)}" from "inserted" union all select *, false from "found"`;
+    if (!byInsert && bySelect.size < MAX_SHAPES) {
+      byInsert = new Map();
+      bySelect.set(select.sql, byInsert);
+    }
+    if (byInsert && byInsert.size < MAX_SHAPES) {
+      byInsert.set(insert.sql, sql);
+    }
+  }
+  return { sql, params: [...select.params, ...insert.params] };
 }
 
 /** A query builder's SQL with `?` placeholders (as MikroORM logs and formats it) and its values. */

@@ -20,10 +20,11 @@ import {
   PrimaryKey,
   Property,
   Unique,
+  UnitOfWork,
   ValidationError,
 } from '@mikro-orm/core';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
-import { AutoInitDefault, CreatedAt, UpdatedAt } from '../../src/index.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { AutoInitDefault, CreatedAt, type InsertPathAware, UpdatedAt } from '../../src/index.js';
 import { closeOrm, databases, type QueryLog, type TestOrm, withPrimary } from '../support/databases.js';
 import { Account, Address, Tag, raceEntities } from '../support/entities.js';
 import { FlushWatcher } from '../support/insertPaths.js';
@@ -433,5 +434,47 @@ describe.each(databases)('the fast path on $name', db => {
       await em.failsafeAdd(em.create(Tag, { name: 'news' }, { persist: false }));
       expect(tookFastPath(log)).toBe(true);
     });
+  });
+});
+
+describe.each(databases)('the flush before the fast path on $name', db => {
+  /** A flush listener that lets inserts take the fast path: the flush of nothing must still reach it. */
+  class FastFlushWatcher extends FlushWatcher implements InsertPathAware {
+    insertNeedsFlush(): undefined {
+      return undefined;
+    }
+  }
+
+  it('is skipped when nothing is managed or pending and no one but TimestampSubscriber listens to flushes', async () => {
+    const watcher = new FastFlushWatcher();
+    const [plain, watched] = [await db.init({ entities: raceEntities }), await db.init({ entities: raceEntities, subscribers: [watcher] })];
+    const commits = vi.spyOn(UnitOfWork.prototype, 'commit');
+    onTestFinished(async () => {
+      commits.mockRestore();
+      await closeOrm(plain.orm);
+      await closeOrm(watched.orm);
+    });
+
+    // an empty EntityManager: no flush, the insert alone
+    const em = plain.orm.em.fork();
+    const news = await em.failsafeAdd(em.create(Tag, { name: 'news' }), { name: 'news' });
+    expect(commits).not.toHaveBeenCalled();
+    expect(tookFastPath(plain.log)).toBe(true);
+    expect(em.getUnitOfWork().getById(Tag.name, news.id)).toBe(news);
+
+    // one managed entity: the flush runs, and sends its change
+    news.name = 'headlines';
+    await em.failsafeAdd(em.create(Tag, { name: 'sports' }, { persist: false }), { name: 'sports' });
+    expect(commits).toHaveBeenCalledTimes(1);
+    expect((await plain.orm.em.fork().find(Tag, {}, { orderBy: { id: 'asc' } })).map(tag => tag.name)).toEqual(['headlines', 'sports']);
+
+    // an empty EntityManager whose ORM has a flush listener: the flush of nothing runs, and the listener sees it
+    commits.mockClear();
+    const watchedEm = watched.orm.em.fork();
+    const weather = await watchedEm.failsafeAdd(watchedEm.create(Tag, { name: 'weather' }, { persist: false }), { name: 'weather' });
+    expect(commits).toHaveBeenCalledTimes(1);
+    expect(watcher.flushes).toBe(1);
+    expect(tookFastPath(watched.log)).toBe(true);
+    expect(watchedEm.getUnitOfWork().getById(Tag.name, weather.id)).toBe(weather);
   });
 });

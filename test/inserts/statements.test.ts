@@ -3,7 +3,7 @@
  * sent from its template, as the same SQL; values of custom types, operators, enabled filters, templates that
  * differ from the query builder's SQL and shapes past the cap keep going through the query builder.
  */
-import { Entity, ManyToOne, type Opt, PrimaryKey, Property, Unique, wrap } from '@mikro-orm/core';
+import { Entity, ManyToOne, type Opt, PrimaryKey, Property, Unique, UnderscoreNamingStrategy, wrap } from '@mikro-orm/core';
 import { QueryBuilder } from '@mikro-orm/knex';
 import { beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import { insertUnlessFoundStatement, selectStatement } from '../../src/inserts/statements.js';
@@ -243,6 +243,48 @@ describe.each(databases)('statement templates on $name', db => {
     const [past, pastRenders] = await select(shapes[64]); // past the cap
     expect(pastRenders).toBe(1);
     expect(past.params).toEqual(['x', 'x', 2]); // c1 and c7
+  });
+});
+
+describe("getOrCreate's one statement, kept per entity metadata, on postgresql", () => {
+  /** Table names prefixed with `prefix`: another naming strategy, so that another ORM of the same classes names other tables. */
+  const prefixed = (prefix: string) =>
+    class extends UnderscoreNamingStrategy {
+      override classToTableName(entityName: string): string {
+        return `${prefix}${super.classToTableName(entityName)}`;
+      }
+    };
+
+  it('each ORM builds it from its own names, and a schema change reaches it', async () => {
+    const orms = [await postgresql.init({ entities: raceEntities }), await postgresql.init({ entities: raceEntities, namingStrategy: prefixed('x_') })];
+    try {
+      const [plain, renamed] = orms.map(({ orm }) => orm);
+      await plain.em.execute('create schema tenant_a; create table tenant_a.tag (like public.tag including all)');
+      // [schema, created] per call: a miss then a hit, in each schema, and the default schema again after the other
+      const calls = [[undefined, true], [undefined, false], ['tenant_a', true], ['tenant_a', false], [undefined, false]] as const;
+      for (const { orm, log } of orms) {
+        for (const [schema, created] of calls.filter(([schema]) => !schema || orm === plain)) {
+          log.clear();
+          const result = await orm.em.fork({ schema }).getOrCreate(Tag, { name: 'news' });
+          expect(result.created).toBe(created);
+          expect(log.queries).toHaveLength(1);
+          const table = `${schema ? `"${schema}".` : ''}"${orm === renamed ? 'x_tag' : 'tag'}"`;
+          expect(log.queries[0]).toContain(`from ${table} as "t0"`);
+          expect(log.queries[0]).toContain(`"inserted" as (insert into ${table} ("name") select ? where not exists`);
+        }
+      }
+      // the identity map and the tables agree: each ORM, each schema, one row
+      expect(await plain.em.fork().execute('select name from public.tag')).toEqual([{ name: 'news' }]);
+      expect(await plain.em.fork().execute('select name from tenant_a.tag')).toEqual([{ name: 'news' }]);
+      expect(await renamed.em.fork().execute('select name from public.x_tag')).toEqual([{ name: 'news' }]);
+      const em = renamed.em.fork();
+      const { entity } = await em.getOrCreate(Tag, { name: 'news' });
+      expect(em.getUnitOfWork().getById(Tag.name, entity.id)).toBe(entity);
+    } finally {
+      for (const { orm } of orms) {
+        await closeOrm(orm);
+      }
+    }
   });
 });
 
