@@ -603,8 +603,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * entity on the savepoint path; and when creating or preparing the entity throws
    * (a constructor, an `onCreate`, a required value missing), since that error concerns the row to create: it
    * propagates after a miss only. An entity created then is forgotten (out of its relations' inverse sides).
+   * `updateOrCreate`'s one statement on PostgreSQL prepares its new row here too.
+   *
+   * @internal
    */
-  private async preparedCandidate<T extends object>(
+  async preparedCandidate<T extends object>(
     entityName: EntityName<T>,
     meta: EntityMetadata<T>,
     values: RequiredEntityData<T>,
@@ -738,8 +741,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * Detaches a rejected entity: out of the persist stack and managed collections, no longer managed, so
    * a later flush never inserts it. MikroORM's `unsetIdentity` removes the identity-map entry under the
    * entity's key whichever instance it holds, so a managed entity with that key is put back.
+   * `updateOrCreate`'s one statement on PostgreSQL forgets its new row's entity when it updated a row.
+   *
+   * @internal
    */
-  private forget(meta: EntityMetadata, entity: object): void {
+  forget(meta: EntityMetadata, entity: object): void {
     const uow = this.getUnitOfWork(false);
     const wrapped = wrap(entity, true);
     const key = wrapped.getPrimaryKey();
@@ -787,8 +793,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * hides), or the {@link ManagedKeyConflictError} of a managed entity that already has the candidate's
    * primary key. Returns the one row, else throws {@link MultipleResultsError}; when nothing matches,
    * throws {@link TransactionRetryError} if a snapshot hides the conflicting row, else `conflict`.
+   * `updateOrCreate`'s one statement on PostgreSQL calls it after a conflict its snapshot hides.
+   *
+   * @internal
    */
-  private async loadExisting<T extends object>(
+  async loadExisting<T extends object>(
     meta: EntityMetadata<T>,
     candidate: T,
     filters: FilterQuery<T>,

@@ -172,7 +172,7 @@ export async function prepareInsert<T extends object>(em: SqlEntityManager, meta
  * MikroORM's exception, rethrown, with the rollback's own error attached if that failed too (a lost
  * connection fails both: see `CleanupErrors`). Resolves to the rows of each statement.
  */
-async function run(em: SqlEntityManager, statements: Statement[], savepoint: boolean): Promise<Dictionary[][]> {
+export async function run(em: SqlEntityManager, statements: Statement[], savepoint: boolean): Promise<Dictionary[][]> {
   const all = savepoint
     ? [{ sql: `savepoint ${SAVEPOINT}`, params: [] }, ...statements, { sql: `release savepoint ${SAVEPOINT}`, params: [] }]
     : statements;
@@ -220,7 +220,7 @@ async function insertOrSelect(em: SqlEntityManager, insert: Statement, select: S
  * Inserts the prepared row without ON CONFLICT (in a savepoint inside a PostgreSQL transaction), so
  * that a conflict the fast path could not resolve comes out as the database's own unique violation.
  */
-async function insertPlainly<T extends object>(
+export async function insertPlainly<T extends object>(
   em: SqlEntityManager,
   meta: EntityMetadata<T>,
   entity: T,
