@@ -42,10 +42,14 @@ const LOOKS = 2;
 
 /**
  * `CoasterEntityManager.updateOrCreate`: locks the row `where` matches and updates it with `update`, or
- * inserts `where` + `update` + `create` race-safely (as `getOrCreate` does), in a READ COMMITTED transaction of its
- * own (on PostgreSQL and MariaDB; SQLite has one isolation level) or in a savepoint of the caller's. `em` is
- * the EntityManager of the current context (its pending changes are flushed first, outside that
- * transaction or savepoint).
+ * inserts `where` + `update` + `create` race-safely (as `getOrCreate` does). `em` is the EntityManager of the
+ * current context (its pending changes are flushed first, outside the call's transaction or savepoint).
+ *
+ * On PostgreSQL the common case is one statement ({@link OneStatement}): the UPDATE, which locks the row it updates,
+ * and the insert only when it updated nothing, autocommitted outside a transaction, in a savepoint inside one.
+ * Where that statement cannot do what a flush would (see {@link OneStatement.prepare}), and always on SQLite and
+ * MariaDB, the call locks and flushes, in a READ COMMITTED transaction of its own (on PostgreSQL and MariaDB; SQLite
+ * has one isolation level) or in a savepoint of the caller's, as follows.
  *
  * Each look sends the locking read (`select ... for update`, `LockMode.PESSIMISTIC_WRITE`; SQLite has no
  * row locks and holds its database write lock instead, see docs/race-safe-inserts.md). A row found is updated by a
