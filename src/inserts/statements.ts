@@ -146,31 +146,48 @@ export async function updateReturningStatement<T extends object>(
   schema: string | undefined,
 ): Promise<Statement> {
   const enabled = await enabledFilterCondition(em, meta.className);
-  const qb = em.getDriver().createQueryBuilder<T>(meta.className, em.getTransactionContext(), 'write', false, undefined, undefined, em);
-  qb.withSchema(schema).update({ ...values, ...stamps } as T).where(where);
-  if (!Utils.isEmpty(enabled)) {
-    qb.andWhere(enabled as FilterQuery<T>);
-  }
-  qb.returning('*' as never);
-  const { sql, params } = rendered(qb);
-  // the SET clause's placeholders come first, in the order of the data; each stamp's becomes its `case`
-  const parts = sql.split('?');
   const quote = (key: string) => em.getPlatform().quoteIdentifier(columnOf(meta, key));
   const keys = Object.keys(values);
   const compared = `(${keys.map(quote).join(', ')}) is distinct from (${keys.map(() => '?').join(', ')})`;
-  const bound: unknown[] = [...params];
-  Object.keys(stamps).forEach((key, i) => {
-    const at = keys.length + i;
-    if (parts.length !== params.length + 1 || !parts[at].endsWith(`${quote(key)} = `)) {
-      throw MikroOrmInternalError.missing(`QueryBuilder's update with its SET values first (${sql})`);
+  const render = () => {
+    const qb = em.getDriver().createQueryBuilder<T>(meta.className, em.getTransactionContext(), 'write', false, undefined, undefined, em);
+    qb.withSchema(schema).update({ ...values, ...stamps } as T).where(where);
+    if (!Utils.isEmpty(enabled)) {
+      qb.andWhere(enabled as FilterQuery<T>);
     }
-    parts[at] += `case when ${compared} then `;
-    parts[at + 1] = ` else ${quote(key)} end${parts[at + 1]}`;
+    qb.returning('*' as never);
+    const { sql, params } = rendered(qb);
+    // the SET clause's placeholders come first, in the order of the data; each stamp's becomes its `case`
+    const parts = sql.split('?');
+    Object.keys(stamps).forEach((key, i) => {
+      const at = keys.length + i;
+      if (parts.length !== params.length + 1 || !parts[at].endsWith(`${quote(key)} = `)) {
+        throw MikroOrmInternalError.missing(`QueryBuilder's update with its SET values first (${sql})`);
+      }
+      parts[at] += `case when ${compared} then `;
+      parts[at + 1] = ` else ${quote(key)} end${parts[at + 1]}`;
+    });
+    // each stamp's placeholder now takes the compared values first, then the stamp
+    const bound: unknown[] = [...params];
+    bound.splice(keys.length, Object.keys(stamps).length, ...Object.values(stamps).flatMap(stamp => [...Object.values(values), stamp]));
+    return { sql: parts.join('?'), params: bound };
+  };
+  const plainWhere = Utils.isPlainObject<Dictionary>(where) && !Object.values(where).includes(null);
+  const overlapping = (key: string) => key in stamps || (key in values && values[key] !== (where as Dictionary)[key]);
+  if (!plainWhere || !Utils.isEmpty(enabled) || Object.keys(where).some(overlapping)) {
+    return render(); // an operator, an entity's filter, `is null`, or a column both set and matched otherwise
+  }
+  const stampKeys = Object.keys(stamps);
+  const whereKeys = Object.keys(where);
+  const statement = `update\0${keys.join(',')}\0${stampKeys.join(',')}\0${whereKeys.join(',')}`;
+  return fromTemplate(em, meta, statement, schema, { ...values, ...stamps, ...where }, render, (_, table) => {
+    const set = [...keys.map(key => `${quote(key)} = ?`), ...stampKeys.map(key => `${quote(key)} = case when ${compared} then ? else ${quote(key)} end`)];
+    return {
+      sql: `update ${table} set ${set.join(', ')} where ${whereKeys.map(key => `${quote(key)} = ?`).join(' and ')} returning *`,
+      keys: [...keys, ...stampKeys.flatMap(key => [...keys, key]), ...whereKeys],
+      constants: [],
+    };
   });
-  // each stamp's placeholder now takes the compared values first, then the stamp
-  const stampParams = Object.values(stamps).flatMap(stamp => [...Object.values(values), stamp]);
-  bound.splice(keys.length, Object.keys(stamps).length, ...stampParams);
-  return { sql: parts.join('?'), params: bound };
 }
 
 /** A PostgreSQL identifier as MikroORM quotes it: in double quotes, a double quote doubled. */
