@@ -64,8 +64,8 @@ export interface InsertPathAware {
   insertNeedsFlush(meta: EntityMetadata): string | undefined;
   /**
    * Why updating `properties` of an entity of `meta` needs a flush for this subscriber to see it (`updateOrCreate`
-   * then locks the row and flushes, see {@link updateFlushReason}); `undefined` when it does not. Without this
-   * method, a subscriber with flush hooks makes every update go through a flush.
+   * then locks the row and flushes instead of sending its one statement on PostgreSQL); `undefined` when it does
+   * not. Without this method, a subscriber with flush hooks makes every `updateOrCreate` lock and flush.
    */
   updateNeedsFlush?(meta: EntityMetadata, properties: readonly string[]): string | undefined;
 }

@@ -277,7 +277,7 @@ class OneStatement<T extends object> {
     }
     this.em.forget(this.meta, this.candidate);
     if (rows.length > 1) {
-      // the unique key `where` covers is declared in the entity, not in the database
+      // the unique key `where` covers is declared in the entity but not in the database: every row was updated
       throw MultipleResultsError.onFind(METHOD, this.meta.className, this.where, rows.length);
     }
     const data = this.em.getDriver().mapResult(row as EntityDictionary<T>, this.meta)!;
