@@ -125,10 +125,12 @@ export async function selectStatement<T extends object>(
 
 /**
  * The update `em.nativeUpdate(entity, where, values)` sends on PostgreSQL, with the entity's enabled filters applied
- * and `returning *`, rendered every time; the properties of `stamps` (`onUpdate` values) are set only when the
- * columns of `values` change, as a flush sets them only when it writes something:
- * `case when (<columns>) is distinct from (<values>) then <stamp> else <column> end` (the database's equality).
- * `values` and `where` are in database form, of plain columns only ({@link plainColumn}).
+ * and `returning *`; the properties of `stamps` (`onUpdate` values) are set only when the columns of `values`
+ * change, as a flush sets them only when it writes something:
+ * `case when (<columns>) is distinct from (<values>) then <stamp> else <column> end` (the database's equality),
+ * spliced into the query builder's SQL. `values` are in database form, of plain columns only ({@link plainColumn}).
+ * From a template per shape (see the comment at the top) when `where` is columns equal to values and no filter is
+ * enabled; rendered every time otherwise.
  *
  * @example
  * ```ts
