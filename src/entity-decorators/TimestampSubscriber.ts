@@ -1,4 +1,4 @@
-import { ChangeSetType, type EventArgs, type EventSubscriber, type FlushEventArgs } from '@mikro-orm/core';
+import { ChangeSetType, type EntityMetadata, type EventArgs, type EventSubscriber, type FlushEventArgs } from '@mikro-orm/core';
 import type { InsertPathAware } from '../inserts/insertPath.js';
 import { CoasterConfigError } from '../shared/CoasterConfigError.js';
 import { CoasterEntityManager } from '../inserts/CoasterEntityManager.js';
@@ -22,6 +22,12 @@ export class TimestampSubscriber implements EventSubscriber, InsertPathAware {
   /** Never: `onFlush` only checks updates, so `failsafeAdd` may insert without a flush. */
   insertNeedsFlush(): undefined {
     return undefined;
+  }
+
+  /** Only when `properties` include a `@CreatedAt` column: `onFlush` refuses that update (see `updateOrCreate`). */
+  updateNeedsFlush(meta: EntityMetadata, properties: readonly string[]): string | undefined {
+    const createdAt = timestampProperties(meta).createdAt.find(prop => properties.includes(prop.name));
+    return createdAt && `its @CreatedAt ${createdAt.name} would change, which the TimestampSubscriber refuses in a flush`;
   }
 
   /** Throws {@link TimestampError} before any SQL when a change set of the flush would update a `@CreatedAt` column. */

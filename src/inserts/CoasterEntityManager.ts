@@ -322,6 +322,14 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *   where both give a property. Neither may contradict `where`, name an unknown property or a collection,
    *   and `update` may not give a primary key that `where` does not: {@link CoasterUsageError} before any SQL.
    * - This EntityManager's pending changes are flushed first, as {@link failsafeAdd} does.
+   * - On PostgreSQL, one statement updates the row and inserts the new one only when it updated none (see below):
+   *   the UPDATE locks the row, sets `update` and, only when that changes a column, the `onUpdate` values
+   *   (`@UpdatedAt`); the stored row's values come back and are those of the entity returned. It serves entities
+   *   that {@link getOrCreate}'s one statement serves (no `beforeCreate` listeners, ...), without `beforeUpdate`
+   *   or `afterUpdate` listeners, an `onUpdate` that takes the entity, or subscribers whose flush hooks need the
+   *   update (`InsertPathAware.updateNeedsFlush`), for an `update` of plain column values (a to-one relation as a
+   *   managed entity or its key) whose new row can be created, with `checkUnique` on. The rest, and every call on
+   *   SQLite and MariaDB, lock and flush:
    * - Found: the row is read with `LockMode.PESSIMISTIC_WRITE` (`select ... for update` on PostgreSQL and
    *   MariaDB; on SQLite, whose transactions lock the whole database for writing, the lock is the write lock:
    *   see docs/race-safe-inserts.md), `update` is assigned to it and flushed, so hooks run, `@UpdatedAt` moves and `@CreatedAt`
@@ -331,8 +339,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * - Not found: inserted by {@link getOrCreate} (so {@link failsafeAdd}'s fast or savepoint path), resolves
    *   to `{ entity, created: true }`. If a concurrent caller inserted the row in between, it is locked and
    *   updated as above.
-   * - Outside a transaction the call runs in a READ COMMITTED transaction of its own (SQLite: a transaction),
-   *   committed when the promise resolves; inside yours, in a savepoint (none with `options.savepoint: false`).
+   * - Outside a transaction the call runs in a READ COMMITTED transaction of its own (SQLite: a transaction;
+   *   PostgreSQL's one statement: autocommitted), committed when the promise resolves; inside yours, in a
+   *   savepoint (none with `options.savepoint: false`).
    *   Either way an error (a foreign key or CHECK violation as MikroORM's exception, MikroORM's own refusal of
    *   `null` for a NOT NULL property, a hook's) leaves nothing of the call written, your transaction usable,
    *   and the managed entity reloaded from the row.
@@ -341,7 +350,18 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *   failure for a row changed since propagates. On MariaDB the locking read sees the latest committed row
    *   and updates it; a row your snapshot shows but that was deleted since throws {@link TransactionRetryError}.
    *
-   * Emits, outside a transaction, when the row exists (PostgreSQL):
+   * Emits on PostgreSQL, outside a transaction, whether the row exists or not (inside one, between
+   * `savepoint failsafe_add` and `release savepoint failsafe_add` in the same string):
+   * ```sql
+   * with "found" as (update "tag" set "color" = 'blue', "updated_at" = case when ("color") is distinct from ('blue')
+   *     then '2026-12-07T14:20:00.000Z' else "updated_at" end where "name" = 'news' returning *),
+   *   "inserted" as (insert into "tag" ("color", "created_at", "name", "updated_at") select 'blue', ..., 'news', ...
+   *     where not exists (select 1 from "found") on conflict do nothing returning *)
+   *   select *, true as "created" from "inserted" union all select *, false from "found"
+   * ```
+   * then, only when that returned no row (a concurrent transaction inserted the row; the second statement finds it),
+   * the same statement again, and after a second empty one the insert without ON CONFLICT, for the database to name
+   * the unique key it violates. Where it locks and flushes, when the row exists:
    * ```sql
    * start transaction isolation level read committed
    * select "t0".* from "tag" as "t0" where "t0"."name" = 'news' limit 2 for update
@@ -609,8 +629,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * entity on the savepoint path; and when creating or preparing the entity throws
    * (a constructor, an `onCreate`, a required value missing), since that error concerns the row to create: it
    * propagates after a miss only. An entity created then is forgotten (out of its relations' inverse sides).
+   * `updateOrCreate`'s one statement on PostgreSQL prepares its new row here too.
+   *
+   * @internal
    */
-  private async preparedCandidate<T extends object>(
+  async preparedCandidate<T extends object>(
     meta: EntityMetadata<T>,
     values: EntityData<T>,
   ): Promise<{ candidate: T; changeSet: ChangeSet<T> } | undefined> {
@@ -745,8 +768,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * Detaches a rejected entity: out of the persist stack and managed collections, no longer managed, so
    * a later flush never inserts it. MikroORM's `unsetIdentity` removes the identity-map entry under the
    * entity's key whichever instance it holds, so a managed entity with that key is put back.
+   * `updateOrCreate`'s one statement on PostgreSQL forgets its new row's entity when it updated a row.
+   *
+   * @internal
    */
-  private forget(meta: EntityMetadata, entity: object): void {
+  forget(meta: EntityMetadata, entity: object): void {
     const uow = this.getUnitOfWork(false);
     const wrapped = wrap(entity, true);
     const key = wrapped.getPrimaryKey();
@@ -817,8 +843,11 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * hides), or the {@link ManagedKeyConflictError} of a managed entity that already has the candidate's
    * primary key. Returns the one row, else throws {@link MultipleResultsError}; when nothing matches,
    * throws {@link TransactionRetryError} if a snapshot hides the conflicting row, else `conflict`.
+   * `updateOrCreate`'s one statement on PostgreSQL calls it after a conflict its snapshot hides.
+   *
+   * @internal
    */
-  private async loadExisting<T extends object>(
+  async loadExisting<T extends object>(
     meta: EntityMetadata<T>,
     candidate: T,
     filters: FilterQuery<T>,

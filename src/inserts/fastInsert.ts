@@ -175,7 +175,7 @@ export async function prepareInsert<T extends object>(em: SqlEntityManager, meta
  * The string goes to the write connection's `execute` (logged like every query), as `em.execute` sends it
  * without its two layers of promises; the error is converted here, as `em.execute`'s driver converts it.
  */
-async function run(em: SqlEntityManager, statements: Statement[], savepoint: boolean): Promise<Dictionary[][]> {
+export async function run(em: SqlEntityManager, statements: Statement[], savepoint: boolean): Promise<Dictionary[][]> {
   const all = savepoint
     ? [{ sql: `savepoint ${SAVEPOINT}`, params: [] }, ...statements, { sql: `release savepoint ${SAVEPOINT}`, params: [] }]
     : statements;
@@ -226,7 +226,7 @@ async function insertOrSelect(em: SqlEntityManager, insert: Statement, select: S
  * Inserts the prepared row without ON CONFLICT (in a savepoint inside a PostgreSQL transaction), so
  * that a conflict the fast path could not resolve comes out as the database's own unique violation.
  */
-async function insertPlainly<T extends object>(
+export async function insertPlainly<T extends object>(
   em: SqlEntityManager,
   meta: EntityMetadata<T>,
   entity: T,

@@ -62,16 +62,30 @@ const HOOK_REASONS = [
 export interface InsertPathAware {
   /** Why inserting an entity of `meta` needs a flush for this subscriber to see it; `undefined` when it does not. */
   insertNeedsFlush(meta: EntityMetadata): string | undefined;
+  /**
+   * Why updating `properties` of an entity of `meta` needs a flush for this subscriber to see it (`updateOrCreate`
+   * then locks the row and flushes instead of sending its one statement on PostgreSQL); `undefined` when it does
+   * not. Without this method, a subscriber with flush hooks makes every `updateOrCreate` lock and flush.
+   */
+  updateNeedsFlush?(meta: EntityMetadata, properties: readonly string[]): string | undefined;
 }
 
-/** Why `subscriber` needs inserts of `meta`'s entities to go through a flush, if it does. */
-function subscriberReason(subscriber: EventSubscriber | Constructor<EventSubscriber>, meta: EntityMetadata): string | undefined {
+/**
+ * Why `subscriber` needs inserts of `meta`'s entities to go through a flush, if it does; with `updated`, updates of
+ * those properties instead.
+ */
+function subscriberReason(
+  subscriber: EventSubscriber | Constructor<EventSubscriber>,
+  meta: EntityMetadata,
+  updated?: readonly string[],
+): string | undefined {
   if (typeof subscriber === 'function') {
     // MikroORM instantiates subscriber classes when it reads its configuration; a class here is unexpected
     return 'a subscriber listens to flush or transaction events';
   }
-  if ('insertNeedsFlush' in subscriber && typeof subscriber.insertNeedsFlush === 'function') {
-    return (subscriber as InsertPathAware).insertNeedsFlush(meta);
+  const aware = subscriber as Partial<InsertPathAware>;
+  if (updated === undefined ? typeof aware.insertNeedsFlush === 'function' : typeof aware.updateNeedsFlush === 'function') {
+    return updated === undefined ? aware.insertNeedsFlush!(meta) : aware.updateNeedsFlush!(meta, updated);
   }
   return FLUSH_EVENTS.some(event => typeof subscriber[event] === 'function') ? 'a subscriber listens to flush or transaction events' : undefined;
 }
@@ -164,6 +178,29 @@ export function flushReason(em: SqlEntityManager, meta: EntityMetadata, entity: 
     // the `subscribers` option, not the event manager's: em.transactional registers a subscriber of its own
     // there, whose afterFlush only forgets deleted entities
     [...em.config.get('subscribers')].map(subscriber => subscriberReason(subscriber, meta)).find(reason => reason !== undefined)
+  );
+}
+
+/**
+ * Why only a flush can update `properties` of `meta`'s row as MikroORM would, so that `updateOrCreate` locks the row
+ * and flushes instead of sending its one statement on PostgreSQL; `undefined` when that statement may update it.
+ * Besides what rules out inserting without a flush (the entity's metadata: versioned, read-only, single table
+ * inheritance, embedded properties), that is `beforeUpdate` and `afterUpdate` listeners (entity hooks or
+ * subscribers), an `onUpdate` that takes the entity (the statement computes the new values before it reads the
+ * row), and the ORM's subscribers with flush hooks that do not say otherwise ({@link InsertPathAware.updateNeedsFlush}).
+ *
+ * @example
+ * ```ts
+ * updateFlushReason(em, em.getMetadata().get(Member), ['name']); // undefined, or e.g. 'it has beforeUpdate hooks, ...'
+ * ```
+ */
+export function updateFlushReason(em: SqlEntityManager, meta: EntityMetadata, properties: readonly string[]): string | undefined {
+  const events = em.getEventManager();
+  return (
+    metadataReason(meta) ??
+    [EventType.beforeUpdate, EventType.afterUpdate].filter(event => events.hasListeners(event, meta)).map(event => `it has ${event} hooks, which a flush runs`)[0] ??
+    meta.props.filter(prop => prop.onUpdate && prop.onUpdate.length > 0).map(prop => `the onUpdate of its ${prop.name} takes the entity`)[0] ??
+    [...em.config.get('subscribers')].map(subscriber => subscriberReason(subscriber, meta, properties)).find(reason => reason !== undefined)
   );
 }
 

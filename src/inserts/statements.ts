@@ -123,6 +123,75 @@ export async function selectStatement<T extends object>(
   });
 }
 
+/**
+ * The update `em.nativeUpdate(entity, where, values)` sends on PostgreSQL, with the entity's enabled filters applied
+ * and `returning *`; the properties of `stamps` (`onUpdate` values) are set only when the columns of `values`
+ * change, as a flush sets them only when it writes something:
+ * `case when (<columns>) is distinct from (<values>) then <stamp> else <column> end` (the database's equality),
+ * spliced into the query builder's SQL. `values` are in database form, of plain columns only ({@link plainColumn}).
+ * From a template per shape (see the comment at the top) when `where` is columns equal to values and no filter is
+ * enabled; rendered every time otherwise.
+ *
+ * @example
+ * ```ts
+ * await updateReturningStatement(em, meta, { handle: 'ada' }, { name: 'Ada' }, { updatedAt: now }, undefined);
+ * // update "member" set "name" = ?, "updated_at" = case when ("name") is distinct from (?) then ? else "updated_at" end
+ * //   where "handle" = ? returning *
+ * ```
+ */
+export async function updateReturningStatement<T extends object>(
+  em: SqlEntityManager,
+  meta: EntityMetadata<T>,
+  where: FilterQuery<T>,
+  values: Dictionary,
+  stamps: Dictionary,
+  schema: string | undefined,
+): Promise<Statement> {
+  const enabled = await enabledFilterCondition(em, meta.className);
+  const quote = (key: string) => em.getPlatform().quoteIdentifier(columnOf(meta, key));
+  const keys = Object.keys(values);
+  const compared = `(${keys.map(quote).join(', ')}) is distinct from (${keys.map(() => '?').join(', ')})`;
+  const render = () => {
+    const qb = em.getDriver().createQueryBuilder<T>(meta.className, em.getTransactionContext(), 'write', false, undefined, undefined, em);
+    qb.withSchema(schema).update({ ...values, ...stamps } as T).where(where);
+    if (!Utils.isEmpty(enabled)) {
+      qb.andWhere(enabled as FilterQuery<T>);
+    }
+    qb.returning('*' as never);
+    const { sql, params } = rendered(qb);
+    // the SET clause's placeholders come first, in the order of the data; each stamp's becomes its `case`
+    const parts = sql.split('?');
+    Object.keys(stamps).forEach((key, i) => {
+      const at = keys.length + i;
+      if (parts.length !== params.length + 1 || !parts[at].endsWith(`${quote(key)} = `)) {
+        throw MikroOrmInternalError.missing(`QueryBuilder's update with its SET values first (${sql})`);
+      }
+      parts[at] += `case when ${compared} then `;
+      parts[at + 1] = ` else ${quote(key)} end${parts[at + 1]}`;
+    });
+    // each stamp's placeholder now takes the compared values first, then the stamp
+    const bound: unknown[] = [...params];
+    bound.splice(keys.length, Object.keys(stamps).length, ...Object.values(stamps).flatMap(stamp => [...Object.values(values), stamp]));
+    return { sql: parts.join('?'), params: bound };
+  };
+  const plainWhere = Utils.isPlainObject<Dictionary>(where) && !Object.values(where).includes(null);
+  const overlapping = (key: string) => key in stamps || (key in values && values[key] !== (where as Dictionary)[key]);
+  if (!plainWhere || !Utils.isEmpty(enabled) || Object.keys(where).some(overlapping)) {
+    return render(); // an operator, an entity's filter, `is null`, or a column both set and matched otherwise
+  }
+  const stampKeys = Object.keys(stamps);
+  const whereKeys = Object.keys(where);
+  const statement = `update\0${keys.join(',')}\0${stampKeys.join(',')}\0${whereKeys.join(',')}`;
+  return fromTemplate(em, meta, statement, schema, { ...values, ...stamps, ...where }, render, (_, table) => {
+    const set = [...keys.map(key => `${quote(key)} = ?`), ...stampKeys.map(key => `${quote(key)} = case when ${compared} then ? else ${quote(key)} end`)];
+    return {
+      sql: `update ${table} set ${set.join(', ')} where ${whereKeys.map(key => `${quote(key)} = ?`).join(' and ')} returning *`,
+      keys: [...keys, ...stampKeys.flatMap(key => [...keys, key]), ...whereKeys],
+      constants: [],
+    };
+  });
+}
+
 /** A PostgreSQL identifier as MikroORM quotes it: in double quotes, a double quote doubled. */
 const IDENTIFIER = '"(?:[^"]|"")+"';
 

@@ -1,11 +1,15 @@
 import {
   IsolationLevel,
   LockMode,
+  Reference,
   ReferenceKind,
   TransactionPropagation,
   Utils,
   wrap,
+  type ChangeSet,
+  type Dictionary,
   type EntityData,
+  type EntityDictionary,
   type EntityMetadata,
   type EntityName,
   type EntityProperty,
@@ -21,6 +25,9 @@ import type { CoasterEntityManager, FindOrCreateResult } from './CoasterEntityMa
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
 import type { FailsafeAddOptions } from './failsafeAddOptions.js';
+import { insertPlainly, isHiddenConflict, registerInserted, run as sendStatements } from './fastInsert.js';
+import { updateFlushReason } from './insertPath.js';
+import { createdFlag, insertStatement, insertUnlessFoundStatement, plainColumn, updateReturningStatement, valueKind, type Statement } from './statements.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
 
 const METHOD = 'updateOrCreate';
@@ -35,10 +42,14 @@ const LOOKS = 2;
 
 /**
  * `CoasterEntityManager.updateOrCreate`: locks the row `where` matches and updates it with `update`, or
- * inserts `where` + `update` + `create` race-safely (as `getOrCreate` does), in a READ COMMITTED transaction of its
- * own (on PostgreSQL and MariaDB; SQLite has one isolation level) or in a savepoint of the caller's. `em` is
- * the EntityManager of the current context (its pending changes are flushed first, outside that
- * transaction or savepoint).
+ * inserts `where` + `update` + `create` race-safely (as `getOrCreate` does). `em` is the EntityManager of the
+ * current context (its pending changes are flushed first, outside the call's transaction or savepoint).
+ *
+ * On PostgreSQL the common case is one statement ({@link OneStatement}): the UPDATE, which locks the row it updates,
+ * and the insert only when it updated nothing, autocommitted outside a transaction, in a savepoint inside one.
+ * Where that statement cannot do what a flush would (see {@link OneStatement.prepare}), and always on SQLite and
+ * MariaDB, the call locks and flushes, in a READ COMMITTED transaction of its own (on PostgreSQL and MariaDB; SQLite
+ * has one isolation level) or in a savepoint of the caller's, as follows.
  *
  * Each look sends the locking read (`select ... for update`, `LockMode.PESSIMISTIC_WRITE`; SQLite has no
  * row locks and holds its database write lock instead, see docs/race-safe-inserts.md). A row found is updated by a
@@ -74,11 +85,16 @@ export async function updateOrCreate<T extends object>(
   }
   // as failsafeAdd does: the call's transaction or savepoint holds its own work only
   await em.flush();
+  const values = { ...where, ...update, ...create } as EntityData<T>;
+  const statement = await OneStatement.prepare(em, meta, where, update, values, options);
+  if (statement) {
+    return statement.run();
+  }
   // only on the MySQL family under REPEATABLE READ (in a caller's transaction) can a plain read see a row that the
   // locking read does not (one deleted since the snapshot): getOrCreate's plain select finds it, and the call
   // throws TransactionRetryError instead of inserting a row the snapshot already shows
   const plainReadToo = dialectOf(em.getPlatform()) === 'mysql' && em.isInTransaction();
-  const looks = new Looks(em, meta, where, update, { ...where, ...update, ...create } as EntityData<T>, options, plainReadToo);
+  const looks = new Looks(em, meta, where, update, values, options, plainReadToo);
   try {
     if (em.isInTransaction()) {
       // `savepoint: false` runs in the caller's transaction as it is (REQUIRED: no savepoint, no fork)
@@ -170,6 +186,128 @@ class Looks<T extends object> {
       await this.em.refresh(this.assigned).catch((cleanupError: unknown) => attachCleanupError(error, cleanupError));
     }
   }
+}
+
+/**
+ * The one statement of `updateOrCreate` on PostgreSQL: `update ... returning *` as the CTE `found`, and the insert of
+ * the new row only when it updated none (see {@link insertUnlessFoundStatement}), in `savepoint failsafe_add; ...;
+ * release savepoint failsafe_add` inside a transaction (unless `options.savepoint` is `false`), autocommitted outside.
+ * The UPDATE locks the row it updates, as the locking read does; a row inserted by a concurrent transaction that
+ * has not committed is not seen by the update, and the insert waits for it, then does nothing: the statement returns
+ * no row and is sent once more, when the update finds the committed row. Returning no row again (the insert met a row
+ * that `where` does not match: another unique key), the row is inserted without ON CONFLICT, so that the database
+ * names the violated constraint (as `getOrCreate`'s statement does).
+ */
+class OneStatement<T extends object> {
+  private constructor(
+    private readonly em: CoasterEntityManager,
+    private readonly meta: EntityMetadata<T>,
+    private readonly where: EntityData<T>,
+    private readonly candidate: T,
+    private readonly changeSet: ChangeSet<T>,
+    private readonly statement: Statement,
+    private readonly savepoint: boolean,
+  ) {}
+
+  /**
+   * The statement for this call, its new row's entity created and its insert prepared (`onCreate` values, validation);
+   * `undefined` when the call must lock and flush instead: off PostgreSQL, with `options.checkUnique: false` (an UPDATE
+   * of several rows cannot be undone outside a transaction), an empty `update`, an entity whose update needs a flush
+   * ({@link updateFlushReason}) or whose row `getOrCreate`'s statement cannot insert (`preparedCandidate`), and
+   * `update` values the statement cannot bind as they are ({@link boundValues}).
+   */
+  static async prepare<T extends object>(
+    em: CoasterEntityManager,
+    meta: EntityMetadata<T>,
+    where: EntityData<T>,
+    update: EntityData<T>,
+    values: EntityData<T>,
+    options: FailsafeAddOptions,
+  ): Promise<OneStatement<T> | undefined> {
+    if (dialectOf(em.getPlatform()) !== 'postgresql' || options.checkUnique === false || Utils.isEmpty(update)) {
+      return undefined;
+    }
+    const set = boundValues(meta, update);
+    if (!set || updateFlushReason(em, meta, Object.keys(update)) !== undefined) {
+      return undefined;
+    }
+    const prepared = await em.preparedCandidate(meta, values);
+    if (!prepared) {
+      return undefined;
+    }
+    const { candidate, changeSet } = prepared;
+    const schema = wrap(candidate, true).getSchema();
+    // what a flush's onUpdate sets when it writes something (updateFlushReason: none takes the entity)
+    const stamps = Object.fromEntries(meta.props.filter(prop => prop.onUpdate && !(prop.name in update)).map(prop => [prop.name, prop.onUpdate!(candidate, em)]));
+    const updated = await updateReturningStatement(em, meta, where as FilterQuery<T>, set, stamps, schema);
+    const statement = insertUnlessFoundStatement(meta, insertStatement(em, meta, changeSet.payload, schema, true), updated);
+    return new OneStatement(em, meta, where, candidate, changeSet, statement, em.isInTransaction() && options.savepoint !== false);
+  }
+
+  /** Sends the statement (twice at most), then the plain insert if needed; see the class comment. */
+  async run(): Promise<FindOrCreateResult<T>> {
+    try {
+      for (let look = 0; look < LOOKS; look++) {
+        const [rows] = await sendStatements(this.em, [this.statement], this.savepoint);
+        const result = rows.length > 0 ? this.result(rows) : undefined;
+        if (result) {
+          return result;
+        }
+      }
+      const schema = wrap(this.candidate, true).getSchema();
+      return { entity: await insertPlainly(this.em, this.meta, this.candidate, this.changeSet, schema, 'postgresql'), created: true };
+    } catch (error) {
+      if (isHiddenConflict(error) && this.savepoint) {
+        // under REPEATABLE READ, a row committed after the snapshot: TransactionRetryError (or the conflict itself)
+        await this.em.loadExisting(this.meta, this.candidate, this.where as FilterQuery<T>, error);
+      }
+      this.em.forget(this.meta, this.candidate);
+      throw error;
+    }
+  }
+
+  /** The entity of the row inserted (the candidate) or updated (the managed instance, refreshed). */
+  private result(rows: Dictionary[]): FindOrCreateResult<T> {
+    const flag = createdFlag(this.meta);
+    const inserted = rows.find(row => row[flag]);
+    const { [flag]: _, ...row } = inserted ?? rows[0];
+    if (inserted) {
+      return { entity: registerInserted(this.em, this.meta, this.candidate, this.changeSet, row), created: true };
+    }
+    this.em.forget(this.meta, this.candidate);
+    if (rows.length > 1) {
+      // the unique key `where` covers is declared in the entity but not in the database: every row was updated
+      throw MultipleResultsError.onFind(METHOD, this.meta.className, this.where, rows.length);
+    }
+    const data = this.em.getDriver().mapResult(row as EntityDictionary<T>, this.meta)!;
+    const schema = wrap(this.candidate, true).getSchema();
+    const entity = this.em.getEntityFactory().create<T>(this.meta.className, data, { merge: true, refresh: true, schema, convertCustomTypes: true });
+    return { entity, created: false };
+  }
+}
+
+/**
+ * The values of `update` as the statement binds them, in database form: the value of a plain column
+ * ({@link plainColumn}), a to-one relation's as its managed entity's primary key. `undefined` when one is not
+ * (a custom type, an embeddable, an entity not yet inserted, an object), is `null` for a property that may not hold
+ * it (MikroORM's assign refuses it) or has an `onUpdate` (a flush would overwrite it): the flush handles those.
+ */
+function boundValues(meta: EntityMetadata, update: Dictionary): Dictionary | undefined {
+  const bound: Dictionary = {};
+  for (const [key, given] of Object.entries(update)) {
+    const prop = meta.properties[key] as EntityProperty;
+    let value: unknown = Reference.unwrapReference(given as object);
+    if (prop.kind !== ReferenceKind.SCALAR && Utils.isEntity(value)) {
+      const wrapped = wrap(value, true);
+      value = wrapped.isManaged() ? wrapped.getPrimaryKey() : undefined;
+    }
+    const refused = value === null ? !prop.nullable : valueKind(value) === undefined;
+    if (refused || !plainColumn(prop) || prop.persist === false || prop.onUpdate) {
+      return undefined;
+    }
+    bound[key] = value;
+  }
+  return bound;
 }
 
 /**

@@ -84,6 +84,11 @@ export class PrimaryRelationshipSubscriber implements EventSubscriber, InsertPat
     return primaryRole(meta);
   }
 
+  /** As for inserts: parents, children and primary-table rows are updated by a flush, which this subscriber follows. */
+  updateNeedsFlush(meta: EntityMetadata): string | undefined {
+    return primaryRole(meta);
+  }
+
   async onFlush({ em, uow }: FlushEventArgs): Promise<void> {
     this.pending.delete(uow); // left by a flush that failed
     const writes: PrimaryWrite[] = [];

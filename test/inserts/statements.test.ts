@@ -205,6 +205,28 @@ describe.each(databases)('statement templates on $name', db => {
       expect((await storedMeetups()).map(m => m.slug)).toEqual(['first', 'second']);
     });
 
+    it("updateOrCreate's one statement takes its update from a template too: a repeated shape renders nothing", async () => {
+      const em = orm.em.fork();
+      const put = async (slug: string, seats: number) => {
+        renders.mockClear();
+        const result = await em.updateOrCreate(Meetup, { slug }, { seats }, { startsAt, published: true });
+        return [result, renders.mock.calls.length] as const;
+      };
+      const [first, firstRenders] = await put('first', 1);
+      expect([first.created, firstRenders]).toEqual([true, 2]); // the insert and the update
+      const [second, secondRenders] = await put('second', 2);
+      expect([second.created, secondRenders]).toEqual([true, 0]);
+      const [again, againRenders] = await put('first', 3);
+      expect([again, againRenders]).toEqual([{ created: false, entity: first.entity }, 0]);
+      expect(first.entity.seats).toBe(3);
+      expect(new Set(log.queries).size).toBe(1);
+      expect(log.queries[0]).toMatch(/^with "found" as \(update "meetup" set "seats" = \? where "slug" = \? returning \*\), "inserted" as \(insert into "meetup" /);
+      expect((await storedMeetups()).map(m => [m.slug, m.seats])).toEqual([
+        ['first', 3],
+        ['second', 2],
+      ]);
+    });
+
     it('the one statement of an empty payload inserts the default values', async () => {
       const meta = orm.getMetadata().get<Wide>(Wide.name);
       const select = await selectStatement(orm.em.fork(), meta, { c1: null }, undefined);
