@@ -328,8 +328,9 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *   that {@link getOrCreate}'s one statement serves (no `beforeCreate` listeners, ...), without `beforeUpdate`
    *   or `afterUpdate` listeners, an `onUpdate` that takes the entity, or subscribers whose flush hooks need the
    *   update (`InsertPathAware.updateNeedsFlush`), for an `update` of plain column values (a to-one relation as a
-   *   managed entity or its key) whose new row can be created, with `checkUnique` on. The rest, and every call on
-   *   SQLite and MariaDB, lock and flush:
+   *   managed entity or its key) whose new row can be created. Several rows matching `where` make the statement
+   *   fail as a whole: {@link MultipleResultsError}, nothing written. The rest, and every call on SQLite and
+   *   MariaDB, lock and flush:
    * - Found: the row is read with `LockMode.PESSIMISTIC_WRITE` (`select ... for update` on PostgreSQL and
    *   MariaDB; on SQLite, whose transactions lock the whole database for writing, the lock is the write lock:
    *   see docs/race-safe-inserts.md), `update` is assigned to it and flushed, so hooks run, `@UpdatedAt` moves and `@CreatedAt`
@@ -357,7 +358,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    *     then '2026-12-07T14:20:00.000Z' else "updated_at" end where "name" = 'news' returning *),
    *   "inserted" as (insert into "tag" ("color", "created_at", "name", "updated_at") select 'blue', ..., 'news', ...
    *     where not exists (select 1 from "found") on conflict do nothing returning *)
-   *   select *, true as "created" from "inserted" union all select *, false from "found"
+   *   select *, true as "created" from "inserted" union all select *, false from "found" where (select 1 from "found") = 1
    * ```
    * then, only when that returned no row (a concurrent transaction inserted the row; the second statement finds it),
    * the same statement again, and after a second empty one the insert without ON CONFLICT, for the database to name

@@ -245,7 +245,11 @@ const unlessFoundSQL = new WeakMap<EntityMetadata, Map<string, Map<string, strin
  * the {@link createdFlag} column last. Both CTEs read one snapshot, so when the insert's ON CONFLICT meets a row
  * committed after it (or by a transaction it waited for), the statement returns no row: the caller selects again.
  * `insert` is {@link insertStatement}'s one-row insert with `ignoreConflicts`, `select` {@link selectStatement}'s
- * (`select "t0".* ...`, the table's columns, as `returning *` gives them); the values of both stay bound as they were.
+ * (`select "t0".* ...`, the table's columns, as `returning *` gives them) or an `update ... returning *`; the values
+ * of both stay bound as they were. With `oneFound`, `found` holding several rows makes the whole statement fail
+ * with PostgreSQL's cardinality violation (21000, "more than one row returned by a subquery used as an
+ * expression"), so that an UPDATE of several rows (a unique key the entity declares and the table lacks) is
+ * undone with it rather than committed.
  *
  * @example
  * ```ts
@@ -256,7 +260,7 @@ const unlessFoundSQL = new WeakMap<EntityMetadata, Map<string, Map<string, strin
  * ```
  * @throws {MikroOrmInternalError} when `insert` is not the one-row insert MikroORM 6.6's query builder renders.
  */
-export function insertUnlessFoundStatement(meta: EntityMetadata, insert: Statement, select: Statement): Statement {
+export function insertUnlessFoundStatement(meta: EntityMetadata, insert: Statement, select: Statement, oneFound = false): Statement {
   let bySelect = unlessFoundSQL.get(meta);
   if (!bySelect) {
     bySelect = new Map();
@@ -272,7 +276,8 @@ export function insertUnlessFoundStatement(meta: EntityMetadata, insert: Stateme
     const [, into, columns, values] = match;
     const source = columns === undefined ? 'select' : `${columns} select ${values}`;
     const conditional = `${into} ${source} where not exists (select 1 from "found") on conflict do nothing returning *`;
-    sql = `with "found" as (${select.sql}), "inserted" as (${conditional}) select *, true as "${createdFlag(meta)}" from "inserted" union all select *, false from "found"`;
+    const found = `select *, false from "found"${oneFound ? ' where (select 1 from "found") = 1' : ''}`;
+    sql = `with "found" as (${select.sql}), "inserted" as (${conditional}) select *, true as "${createdFlag(meta)}" from "inserted" union all ${found}`;
     if (!byInsert && bySelect.size < MAX_SHAPES) {
       byInsert = new Map();
       bySelect.set(select.sql, byInsert);

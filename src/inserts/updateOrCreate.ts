@@ -1,4 +1,5 @@
 import {
+  DriverException,
   IsolationLevel,
   LockMode,
   Reference,
@@ -31,6 +32,9 @@ import { createdFlag, insertStatement, insertUnlessFoundStatement, plainColumn, 
 import { checkUniqueWhere } from './uniqueWhere.js';
 
 const METHOD = 'updateOrCreate';
+
+/** PostgreSQL's SQLSTATE for a scalar subquery that returned several rows, which the one statement's guard raises. */
+const CARDINALITY_VIOLATION = '21000';
 
 /**
  * How many times a call looks for the row with its locking read, at most. A second look follows only when the
@@ -211,8 +215,8 @@ class OneStatement<T extends object> {
 
   /**
    * The statement for this call, its new row's entity created and its insert prepared (`onCreate` values, validation);
-   * `undefined` when the call must lock and flush instead: off PostgreSQL, with `options.checkUnique: false` (an UPDATE
-   * of several rows cannot be undone outside a transaction), an empty `update`, an entity whose update needs a flush
+   * `undefined` when the call must lock and flush instead: off PostgreSQL, with an empty `update`, an entity whose
+   * update needs a flush
    * ({@link updateFlushReason}) or whose row `getOrCreate`'s statement cannot insert (`preparedCandidate`), and
    * `update` values the statement cannot bind as they are ({@link boundValues}).
    */
@@ -224,7 +228,7 @@ class OneStatement<T extends object> {
     values: EntityData<T>,
     options: FailsafeAddOptions,
   ): Promise<OneStatement<T> | undefined> {
-    if (dialectOf(em.getPlatform()) !== 'postgresql' || options.checkUnique === false || Utils.isEmpty(update)) {
+    if (dialectOf(em.getPlatform()) !== 'postgresql' || Utils.isEmpty(update)) {
       return undefined;
     }
     const set = boundValues(meta, update);
@@ -240,7 +244,7 @@ class OneStatement<T extends object> {
     // what a flush's onUpdate sets when it writes something (updateFlushReason: none takes the entity)
     const stamps = Object.fromEntries(meta.props.filter(prop => prop.onUpdate && !(prop.name in update)).map(prop => [prop.name, prop.onUpdate!(candidate, em)]));
     const updated = await updateReturningStatement(em, meta, where as FilterQuery<T>, set, stamps, schema);
-    const statement = insertUnlessFoundStatement(meta, insertStatement(em, meta, changeSet.payload, schema, true), updated);
+    const statement = insertUnlessFoundStatement(meta, insertStatement(em, meta, changeSet.payload, schema, true), updated, true);
     return new OneStatement(em, meta, where, candidate, changeSet, statement, em.isInTransaction() && options.savepoint !== false);
   }
 
@@ -262,6 +266,11 @@ class OneStatement<T extends object> {
         await this.em.loadExisting(this.meta, this.candidate, this.where as FilterQuery<T>, error);
       }
       this.em.forget(this.meta, this.candidate);
+      if (error instanceof DriverException && error.code === CARDINALITY_VIOLATION) {
+        // the UPDATE matched several rows: the unique key `where` covers is declared in the entity but missing in
+        // the table, and the statement failed before anything was written (see insertUnlessFoundStatement)
+        throw MultipleResultsError.onFind(METHOD, this.meta.className, this.where, 2);
+      }
       throw error;
     }
   }
@@ -275,10 +284,6 @@ class OneStatement<T extends object> {
       return { entity: registerInserted(this.em, this.meta, this.candidate, this.changeSet, row), created: true };
     }
     this.em.forget(this.meta, this.candidate);
-    if (rows.length > 1) {
-      // the unique key `where` covers is declared in the entity but not in the database: every row was updated
-      throw MultipleResultsError.onFind(METHOD, this.meta.className, this.where, rows.length);
-    }
     const data = this.em.getDriver().mapResult(row as EntityDictionary<T>, this.meta)!;
     const schema = wrap(this.candidate, true).getSchema();
     const entity = this.em.getEntityFactory().create<T>(this.meta.className, data, { merge: true, refresh: true, schema, convertCustomTypes: true });
