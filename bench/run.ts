@@ -10,7 +10,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MikroORM, type EventSubscriber } from '@mikro-orm/core';
+import { IsolationLevel, MikroORM, type EventSubscriber } from '@mikro-orm/core';
 import type { AbstractSqlDriver } from '@mikro-orm/knex';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { MariaDbDriver } from '@mikro-orm/mariadb';
@@ -44,8 +44,6 @@ const CONTENTION_ROUNDS = 10;
 const BATCH = 1_000;
 const BATCH_ITERATIONS = Number(process.env.BENCH_BATCH_ITERATIONS ?? 20);
 
-type Em = CoasterEntityManager<PostgreSqlDriver>;
-
 interface Row {
   case: string;
   baseline: string;
@@ -53,6 +51,16 @@ interface Row {
   subjectMs: number;
   /** The ratio the issue asks for; `undefined` for rows that only explain the others. */
   target?: number;
+}
+
+/** The rows of one table, in the order they were measured. */
+class Rows {
+  readonly all: Row[] = [];
+
+  /** Adds the case `name` against `baseline`, from `compare`'s medians. */
+  add(name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number): void {
+    this.all.push({ case: name, baseline, baselineMs, subjectMs, target });
+  }
 }
 
 function median(samples: number[]): number {
@@ -147,79 +155,53 @@ async function floorBatch(client: pg.ClientBase, names: string[]): Promise<unkno
 const batchNames = (prefix: string) => Array.from({ length: BATCH }, (_, k) => `${prefix}-${k}`);
 
 /**
- * The rows every database's batch table has: getOrCreateMany of `BATCH` new and existing rows against `floor`
- * (named `floorName`), and of new rows against `em.create` + `flush` of the same rows. Rows named `stored-*` are
- * inserted first.
+ * The batch table of every database: getOrCreateMany of `BATCH` new and existing rows against `floor` (named
+ * `floorName`), of new rows against `em.create` + `flush` of the same rows, against `em.upsertMany` and against
+ * `BATCH` getOrCreate calls (unless `loop` is false). Rows named `stored-*` are inserted first.
  */
-async function commonBatchRows<D extends AbstractSqlDriver>(
+async function batchRows<D extends AbstractSqlDriver>(
   em: CoasterEntityManager<D>,
   floorName: string,
   floor: (names: string[]) => Promise<unknown>,
+  loop = true,
 ): Promise<Row[]> {
-  const rows: Row[] = [];
-  const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
-    rows.push({ case: name, baseline, baselineMs, subjectMs, target });
-  const reset = () => em.clear();
+  const rows = new Rows();
   const many = (names: string[]) => em.getOrCreateMany(Tag, names.map(name => ({ name })));
   await many(batchNames('stored'));
   em.clear();
-  const warmUp = BATCH_ITERATIONS / 4;
-  const compared = (baseline: (i: number) => Promise<unknown>, subject: (i: number) => Promise<unknown>) =>
-    compare(baseline, subject, reset, BATCH_ITERATIONS, warmUp);
-  row(`getOrCreateMany, ${BATCH} new rows`, floorName, await compared(i => floor(batchNames(`batch-floor-${i}`)), i => many(batchNames(`new-${i}`))), 2);
-  row(`getOrCreateMany, ${BATCH} existing rows`, floorName, await compared(() => floor(batchNames('stored')), () => many(batchNames('stored'))), 2);
+  const compared = (baseline: (i: number) => Promise<unknown>, subject: (i: number) => Promise<unknown>, iterations = BATCH_ITERATIONS, warmUp = iterations / 4) =>
+    compare(baseline, subject, () => em.clear(), iterations, warmUp);
+  rows.add(`getOrCreateMany, ${BATCH} new rows`, floorName, await compared(i => floor(batchNames(`batch-floor-${i}`)), i => many(batchNames(`new-${i}`))), 2);
+  rows.add(`getOrCreateMany, ${BATCH} existing rows`, floorName, await compared(() => floor(batchNames('stored')), () => many(batchNames('stored'))), 2);
   const flush = (i: number) => {
     batchNames(`flush-${i}`).forEach(name => em.create(Tag, { name }));
     return em.flush();
   };
-  row(`getOrCreateMany, ${BATCH} new rows`, 'em.create + flush', await compared(flush, i => many(batchNames(`new2-${i}`))), 0.9);
-  return rows;
-}
-
-/** The PostgreSQL batch table: the common rows against node-postgres, `em.upsertMany`, and getOrCreate in a loop. */
-async function batchRows(orm: MikroORM<PostgreSqlDriver, Em>, raw: pg.ClientBase): Promise<Row[]> {
-  const em = orm.em.fork();
-  const rows = await commonBatchRows(em, 'floor (node-postgres)', names => floorBatch(raw, names));
-  const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
-    rows.push({ case: name, baseline, baselineMs, subjectMs, target });
-  const reset = () => em.clear();
-  const many = (prefix: string) => (i: number) => em.getOrCreateMany(Tag, batchNames(`${prefix}-${i}`).map(name => ({ name })));
-  const warmUp = BATCH_ITERATIONS / 4;
-  row(
+  rows.add(`getOrCreateMany, ${BATCH} new rows`, 'em.create + flush', await compared(flush, i => many(batchNames(`new2-${i}`))), 0.9);
+  rows.add(
     `em.upsertMany (onConflictAction: 'ignore'), ${BATCH} new rows`,
-    'floor (node-postgres)',
-    await compare(
-      i => floorBatch(raw, batchNames(`batch-floor2-${i}`)),
+    floorName,
+    await compared(
+      i => floor(batchNames(`batch-floor2-${i}`)),
       i => em.upsertMany(Tag, batchNames(`upsert-${i}`).map(name => ({ name })), { onConflictAction: 'ignore' }),
-      reset,
-      BATCH_ITERATIONS,
-      warmUp,
     ),
   );
-  row(
-    `getOrCreateMany, ${BATCH} new rows`,
-    `${BATCH} getOrCreate calls`,
-    await compare(
-      async i => {
-        for (const name of batchNames(`loop-${i}`)) {
-          await em.getOrCreate(Tag, { name });
-        }
-      },
-      many('new3'),
-      reset,
-      Math.ceil(BATCH_ITERATIONS / 4),
-      1,
-    ),
-    0.1,
-  );
-  return rows;
+  if (loop) {
+    const calls = async (i: number) => {
+      for (const name of batchNames(`loop-${i}`)) {
+        await em.getOrCreate(Tag, { name });
+      }
+    };
+    rows.add(`getOrCreateMany, ${BATCH} new rows`, `${BATCH} getOrCreate calls`, await compared(calls, i => many(batchNames(`new3-${i}`)), Math.ceil(BATCH_ITERATIONS / 4), 1), 0.1);
+  }
+  return rows.all;
 }
 
 /**
  * WORKERS callers racing getOrCreateMany on overlapping, shuffled `BATCH`-key batches, outside transactions:
  * rows stored, created flags counted, errors escaped (deadlocks among them).
  */
-async function racingBatches(orm: MikroORM<PostgreSqlDriver, Em>): Promise<void> {
+async function racingBatches<D extends AbstractSqlDriver>(orm: MikroORM<D, CoasterEntityManager<D>>): Promise<void> {
   const keys = batchNames('race');
   const batches = Array.from({ length: WORKERS }, (_, worker) =>
     keys
@@ -311,20 +293,183 @@ async function contention(
   );
 }
 
-/** A contention worker running `insert` for every key in one MikroORM transaction. */
+/** A contention worker running `insert` for every key in one MikroORM transaction (at the database's default isolation level unless `isolationLevel` is given). */
 function ormWorker<D extends AbstractSqlDriver>(
   orm: MikroORM<D, CoasterEntityManager<D>>,
   insert: (em: CoasterEntityManager<D>, name: string) => Promise<unknown>,
+  isolationLevel?: IsolationLevel,
 ): Worker {
   return keys =>
-    orm.em.fork().transactional(async em => {
-      for (const name of keys) {
-        await insert(em, name);
-      }
-    });
+    orm.em.fork().transactional(
+      async em => {
+        for (const name of keys) {
+          await insert(em, name);
+        }
+      },
+      { isolationLevel },
+    );
 }
 
-async function main(): Promise<void> {
+/**
+ * What the tables of a database server measure with: the library's ORMs, and the raw driver alone as the floor.
+ * PostgreSQL and MariaDB run the same tables ({@link serverTables}) against their own floor.
+ */
+interface ServerBench<D extends AbstractSqlDriver> {
+  /** The title of its tables, e.g. `PostgreSQL`. */
+  title: string;
+  /** The floor's row label, e.g. `floor (node-postgres)`. */
+  floorName: string;
+  /** The ORM whose failsafeAdd takes the fast path. */
+  orm: MikroORM<D, CoasterEntityManager<D>>;
+  /** An ORM with a flush subscriber, so its failsafeAdd takes the savepoint path, as before the fast path. */
+  savepointOrm: MikroORM<D, CoasterEntityManager<D>>;
+  /** The floor, on the connection the tables hold: inserts `name`, or finds it when it exists. */
+  floorInsert(name: string): Promise<unknown>;
+  /** The batch floor, on that connection: gets or creates `names`. */
+  floorBatch(names: string[]): Promise<unknown>;
+  /** Sends `begin` or `rollback` on that connection. */
+  floorQuery(sql: 'begin' | 'rollback'): Promise<unknown>;
+  /** The floor's contention worker, on connections of its own. */
+  floorWorker: Worker;
+  /**
+   * Whether a select and an insert can go as one statement or string, as on PostgreSQL (a CTE, or two statements
+   * in one string): the targets of a duplicate in a transaction, of getOrCreate's miss and of updateOrCreate need it.
+   * Without it (MariaDB) those cases say how many round trips they take, and have no target.
+   */
+  oneRoundTrip: boolean;
+}
+
+/**
+ * The tables of a database server: single rows in and outside a transaction, batches, racing batches, and
+ * contention, each case beside a baseline of the same run.
+ */
+async function serverTables<D extends AbstractSqlDriver>(bench: ServerBench<D>): Promise<void> {
+  const { title, floorName, orm, savepointOrm, floorInsert, oneRoundTrip } = bench;
+  /** What a case that needs {@link ServerBench.oneRoundTrip} says where it takes `count` round trips instead. */
+  const roundTrips = (count: number) => (oneRoundTrip ? '' : ` (${count} round trips)`);
+  await orm.schema.createSchema();
+  const rows = new Rows();
+  const newTag = (em: CoasterEntityManager<D>, name: string) => em.create(Tag, { name }, { persist: false });
+  const add = (em: CoasterEntityManager<D>, name: string, options?: { savepoint: false }) => em.failsafeAdd(newTag(em, name), { name }, options);
+  const persist = (em: CoasterEntityManager<D>, prefix: string) => (i: number) => em.persist(em.create(Tag, { name: `${prefix}-${i}` })).flush();
+
+  // inside a transaction (rolled back, so every case starts from the same table)
+  await inRolledBackTransaction(orm, async em => {
+    await add(em, 'existing');
+    em.clear();
+    const reset = () => em.clear();
+    rows.add('in a transaction: failsafeAdd, new row', 'persist + flush', await compare(persist(em, 'persist'), i => add(em, `fast-${i}`), reset), 1.3);
+    rows.add(
+      `in a transaction: failsafeAdd, existing row${roundTrips(2)}`,
+      'failsafeAdd, new row',
+      await compare(i => add(em, `fast2-${i}`), () => add(em, 'existing'), reset),
+      oneRoundTrip ? 1.15 : undefined,
+    );
+    rows.add(
+      'in a transaction: failsafeAdd, new row, { savepoint: false }',
+      'persist + flush',
+      await compare(persist(em, 'persist2'), i => add(em, `nosp-${i}`, { savepoint: false }), reset),
+    );
+    // the floor in a transaction of its own, rolled back too
+    await bench.floorQuery('begin');
+    try {
+      rows.add('in a transaction: getOrCreate, new row', floorName, await compare(i => floorInsert(`tx-raw-${i}`), i => em.getOrCreate(Tag, { name: `tx-get-${i}` }), reset));
+    } finally {
+      await bench.floorQuery('rollback');
+    }
+  });
+  await inRolledBackTransaction(savepointOrm, async em => {
+    await add(em, 'existing');
+    em.clear();
+    const reset = () => em.clear();
+    rows.add('in a transaction: savepoint path, new row (before)', 'persist + flush', await compare(persist(em, 'persist'), i => add(em, `slow-${i}`), reset));
+    rows.add('in a transaction: savepoint path, existing row (before)', 'persist + flush', await compare(persist(em, 'persist2'), () => add(em, 'existing'), reset));
+  });
+
+  // outside a transaction (rows stay; every name is new)
+  const em = orm.em.fork();
+  await add(em, 'existing');
+  em.clear();
+  const reset = () => em.clear();
+  const existing = () => add(em, 'existing');
+  rows.add('outside: failsafeAdd, new row', 'persist + flush', await compare(persist(em, 'op'), i => add(em, `on-${i}`), reset), 0.75);
+  rows.add('outside: failsafeAdd, existing row', 'persist + flush', await compare(persist(em, 'op2'), existing, reset), 0.75);
+  rows.add('outside: failsafeAdd, new row', floorName, await compare(i => floorInsert(`raw-${i}`), i => add(em, `on2-${i}`), reset), 1.7);
+  rows.add('outside: failsafeAdd, existing row', floorName, await compare(() => floorInsert('existing'), existing, reset), 1.7);
+  rows.add(
+    "outside: em.upsert (onConflictAction: 'ignore'), new row",
+    floorName,
+    await compare(i => floorInsert(`raw2-${i}`), i => em.upsert(Tag, { name: `upsert-${i}` }, { onConflictAction: 'ignore' }), reset),
+  );
+  const slowEm = savepointOrm.em.fork();
+  rows.add('outside: savepoint path, existing row (before)', floorName, await compare(() => floorInsert('existing'), () => add(slowEm, 'existing'), () => slowEm.clear()));
+  rows.add(
+    `outside: getOrCreate, new row${roundTrips(2)}`,
+    floorName,
+    await compare(i => floorInsert(`raw3-${i}`), i => em.getOrCreate(Tag, { name: `get-${i}` }), reset),
+    oneRoundTrip ? 1.6 : undefined,
+  );
+  rows.add('getOrCreate, existing row', 'findOne', await compare(() => em.findOne(Tag, { name: 'existing' }), () => em.getOrCreate(Tag, { name: 'existing' }), reset), 1.1);
+  rows.add(
+    `outside: updateOrCreate, existing row${roundTrips(5)}`,
+    'em.upsert, existing row',
+    await compare(
+      i => em.upsert(Tag, { name: 'existing', note: `upsert-${i}` }),
+      i => em.updateOrCreate(Tag, { name: 'existing' }, { note: `update-${i}` }),
+      reset,
+    ),
+    oneRoundTrip ? 1.3 : undefined,
+  );
+  rows.add(
+    `outside: updateOrCreate, new row${roundTrips(5)}`,
+    'em.upsert, new row',
+    await compare(
+      i => em.upsert(Tag, { name: `upsert-new-${i}`, note: 'new' }),
+      i => em.updateOrCreate(Tag, { name: `update-new-${i}` }, { note: 'new' }),
+      reset,
+    ),
+    oneRoundTrip ? 1.3 : undefined,
+  );
+  printRows(title, rows.all);
+  printRows(`${title}, batches of ${BATCH} rows, outside a transaction`, await batchRows(orm.em.fork(), floorName, bench.floorBatch), BATCH_ITERATIONS);
+  await racingBatches(orm);
+
+  const results = await contention(
+    [
+      ['floor', bench.floorWorker],
+      ['failsafeAdd', ormWorker(orm, (em, name) => add(em, name))],
+      // under REPEATABLE READ (MariaDB's default), findOrCreate throws TransactionRetryError for a row committed after
+      // its select took the snapshot; READ COMMITTED is the documented way to get the row instead
+      ['findOrCreate', ormWorker(orm, (em, name) => em.findOrCreate(Tag, { name }), IsolationLevel.READ_COMMITTED)],
+      ['upsert-ignore', ormWorker(orm, (em, name) => em.upsert(Tag, { name }, { onConflictAction: 'ignore' }))],
+      ['savepoint-path', ormWorker(savepointOrm, (em, name) => add(em, name))],
+    ],
+    prefix => orm.em.fork().count(Tag, { name: { $like: `${prefix}%` } }),
+  );
+  const floor = results[0];
+  const labels: Record<string, string> = {
+    floor: floorName,
+    findOrCreate: 'findOrCreate (READ COMMITTED)',
+    'upsert-ignore': "em.upsert (onConflictAction: 'ignore')",
+    'savepoint-path': 'failsafeAdd, savepoint path (before)',
+  };
+  console.log(`\n${title} contention: ${WORKERS} workers x ${KEYS} keys x ${CONTENTION_ROUNDS} rounds, each worker one transaction per round, operations taking turns by round\n`);
+  console.table(
+    results.map(r => ({
+      operation: labels[r.label] ?? r.label,
+      'ops/s': r.opsPerSecond,
+      'vs floor': (r.opsPerSecond / floor.opsPerSecond).toFixed(2),
+      target: r.label === 'failsafeAdd' ? '>= 0.45' : '',
+      'errors escaped': r.escaped,
+      'rows (expected)': `${r.rows} (${KEYS * CONTENTION_ROUNDS})`,
+    })),
+  );
+}
+
+type PostgresEm = CoasterEntityManager<PostgreSqlDriver>;
+
+/** PostgreSQL's tables, in a scratch database of the server at $COASTER_TEST_POSTGRES_URL (a throwaway one when nothing answers). */
+async function postgresTables(): Promise<void> {
   const adminUrl = process.env[POSTGRES_URL_VARIABLE] || DEFAULT_POSTGRES_URL;
   const server = (await postgresAnswers(adminUrl)) ? undefined : await startThrowawayPostgres();
   const admin = new pg.Client({ connectionString: server?.url ?? adminUrl });
@@ -333,183 +478,24 @@ async function main(): Promise<void> {
   await admin.query(`create database ${BENCH_DATABASE}`);
   const url = new URL(server?.url ?? adminUrl);
   url.pathname = `/${BENCH_DATABASE}`;
-
   const options = { driver: PostgreSqlDriver, clientUrl: url.toString(), entities: [Tag], pool: { max: WORKERS + 2 } };
-  const orm = await MikroORM.init<PostgreSqlDriver, Em>(defineCoasterConfig(options));
-  const savepointOrm = await MikroORM.init<PostgreSqlDriver, Em>(defineCoasterConfig({ ...options, subscribers: [new FlushListener()] }));
+  const orm = await MikroORM.init<PostgreSqlDriver, PostgresEm>(defineCoasterConfig(options));
+  const savepointOrm = await MikroORM.init<PostgreSqlDriver, PostgresEm>(defineCoasterConfig({ ...options, subscribers: [new FlushListener()] }));
   // a connection for each contention worker, and one more for `raw`, which the other tables hold throughout
   const pool = new pg.Pool({ connectionString: url.toString(), max: WORKERS + 1 });
   const raw = await pool.connect();
   try {
-    await orm.schema.createSchema();
-    const rows: Row[] = [];
-    const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
-      rows.push({ case: name, baseline, baselineMs, subjectMs, target });
-    const newTag = (em: Em, name: string) => em.create(Tag, { name }, { persist: false });
-
-    // inside a transaction (rolled back, so every case starts from the same table)
-    await inRolledBackTransaction(orm, async em => {
-      await em.failsafeAdd(newTag(em, 'existing'));
-      em.clear();
-      const persistMs = await compare(
-        i => em.persist(em.create(Tag, { name: `persist-${i}` })).flush(),
-        i => em.failsafeAdd(newTag(em, `fast-${i}`), { name: `fast-${i}` }),
-        () => em.clear(),
-      );
-      row('in a transaction: failsafeAdd, new row', 'persist + flush', persistMs, 1.3);
-      row(
-        'in a transaction: failsafeAdd, existing row',
-        'failsafeAdd, new row',
-        await compare(
-          i => em.failsafeAdd(newTag(em, `fast2-${i}`), { name: `fast2-${i}` }),
-          () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' }),
-          () => em.clear(),
-        ),
-        1.15,
-      );
-      row(
-        "in a transaction: failsafeAdd, new row, { savepoint: false }",
-        'persist + flush',
-        await compare(
-          i => em.persist(em.create(Tag, { name: `persist2-${i}` })).flush(),
-          i => em.failsafeAdd(newTag(em, `nosp-${i}`), { name: `nosp-${i}` }, { savepoint: false }),
-          () => em.clear(),
-        ),
-      );
+    await serverTables({
+      title: 'PostgreSQL',
+      floorName: 'floor (node-postgres)',
+      orm,
+      savepointOrm,
+      floorInsert: name => floorInsert(raw, name),
+      floorBatch: names => floorBatch(raw, names),
+      floorQuery: sql => raw.query(sql),
+      floorWorker: rawWorker(() => pool.connect(), floorInsert),
+      oneRoundTrip: true,
     });
-    await inRolledBackTransaction(orm, async em => {
-      // the floor in a transaction of its own, rolled back too
-      await raw.query('begin');
-      try {
-        row(
-          'in a transaction: getOrCreate, new row',
-          'floor (node-postgres)',
-          await compare(i => floorInsert(raw, `tx-pg-${i}`), i => em.getOrCreate(Tag, { name: `tx-get-${i}` }), () => em.clear()),
-        );
-      } finally {
-        await raw.query('rollback');
-      }
-    });
-    await inRolledBackTransaction(savepointOrm, async em => {
-      row(
-        'in a transaction: savepoint path, new row (before)',
-        'persist + flush',
-        await compare(
-          i => em.persist(em.create(Tag, { name: `persist-${i}` })).flush(),
-          i => em.failsafeAdd(newTag(em, `slow-${i}`), { name: `slow-${i}` }),
-          () => em.clear(),
-        ),
-      );
-    });
-
-    // outside a transaction (rows stay; every name is new)
-    const em = orm.em.fork();
-    await em.failsafeAdd(newTag(em, 'existing'));
-    em.clear();
-    const outside = (prefix: string) => (i: number) => em.failsafeAdd(newTag(em, `${prefix}-${i}`), { name: `${prefix}-${i}` });
-    row('outside: failsafeAdd, new row', 'persist + flush', await compare(i => em.persist(em.create(Tag, { name: `op-${i}` })).flush(), outside('on'), () => em.clear()), 0.75);
-    row(
-      'outside: failsafeAdd, existing row',
-      'persist + flush',
-      await compare(
-        i => em.persist(em.create(Tag, { name: `op2-${i}` })).flush(),
-        () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' }),
-        () => em.clear(),
-      ),
-      0.75,
-    );
-    row('outside: failsafeAdd, new row', 'floor (node-postgres)', await compare(i => floorInsert(raw, `pg-${i}`), outside('on2'), () => em.clear()), 1.7);
-    row(
-      'outside: failsafeAdd, existing row',
-      'floor (node-postgres)',
-      await compare(
-        () => floorInsert(raw, 'existing'),
-        () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' }),
-        () => em.clear(),
-      ),
-      1.7,
-    );
-    row(
-      "outside: em.upsert (onConflictAction: 'ignore'), new row",
-      'floor (node-postgres)',
-      await compare(i => floorInsert(raw, `pg2-${i}`), i => em.upsert(Tag, { name: `upsert-${i}` }, { onConflictAction: 'ignore' }), () => em.clear()),
-    );
-    const slowEm = savepointOrm.em.fork();
-    row(
-      'outside: savepoint path, existing row (before)',
-      'floor (node-postgres)',
-      await compare(
-        () => floorInsert(raw, 'existing'),
-        () => slowEm.failsafeAdd(newTag(slowEm, 'existing'), { name: 'existing' }),
-        () => slowEm.clear(),
-      ),
-    );
-    row('outside: getOrCreate, new row', 'floor (node-postgres)', await compare(i => floorInsert(raw, `pg3-${i}`), i => em.getOrCreate(Tag, { name: `get-${i}` }), () => em.clear()), 1.6);
-    row(
-      'getOrCreate, existing row',
-      'findOne',
-      await compare(
-        () => em.findOne(Tag, { name: 'existing' }),
-        () => em.getOrCreate(Tag, { name: 'existing' }),
-        () => em.clear(),
-      ),
-      1.1,
-    );
-
-    row(
-      'outside: updateOrCreate, existing row',
-      'em.upsert, existing row',
-      await compare(
-        i => em.upsert(Tag, { name: 'existing', note: `upsert-${i}` }),
-        i => em.updateOrCreate(Tag, { name: 'existing' }, { note: `update-${i}` }),
-        () => em.clear(),
-      ),
-      1.3,
-    );
-    row(
-      'outside: updateOrCreate, new row',
-      'em.upsert, new row',
-      await compare(
-        i => em.upsert(Tag, { name: `upsert-new-${i}`, note: 'new' }),
-        i => em.updateOrCreate(Tag, { name: `update-new-${i}` }, { note: 'new' }),
-        () => em.clear(),
-      ),
-      1.3,
-    );
-
-    printRows('PostgreSQL', rows);
-    printRows(`PostgreSQL, batches of ${BATCH} rows, outside a transaction`, await batchRows(orm, raw), BATCH_ITERATIONS);
-    await racingBatches(orm);
-
-    const count = (prefix: string) => orm.em.fork().count(Tag, { name: { $like: `${prefix}%` } });
-    const floorWorker = rawWorker(() => pool.connect(), floorInsert);
-    const results = await contention(
-      [
-        ['floor', floorWorker],
-        ['failsafeAdd', ormWorker(orm, (em, name) => em.failsafeAdd(newTag(em, name), { name }))],
-        ['findOrCreate', ormWorker(orm, (em, name) => em.findOrCreate(Tag, { name }))],
-        ['upsert-ignore', ormWorker(orm, (em, name) => em.upsert(Tag, { name }, { onConflictAction: 'ignore' }))],
-        ['savepoint-path', ormWorker(savepointOrm, (em, name) => em.failsafeAdd(newTag(em, name), { name }))],
-      ],
-      count,
-    );
-    const floor = results[0];
-    const labels: Record<string, string> = {
-      floor: 'floor (node-postgres)',
-      'upsert-ignore': "em.upsert (onConflictAction: 'ignore')",
-      'savepoint-path': 'failsafeAdd, savepoint path (before)',
-    };
-    console.log(`\nContention: ${WORKERS} workers x ${KEYS} keys x ${CONTENTION_ROUNDS} rounds, each worker one transaction per round, operations taking turns by round\n`);
-    console.table(
-      results.map(r => ({
-        operation: labels[r.label] ?? r.label,
-        'ops/s': r.opsPerSecond,
-        'vs floor': (r.opsPerSecond / floor.opsPerSecond).toFixed(2),
-        target: r.label === 'failsafeAdd' ? '>= 0.45' : '',
-        'errors escaped': r.escaped,
-        'rows (expected)': `${r.rows} (${KEYS * CONTENTION_ROUNDS})`,
-      })),
-    );
   } finally {
     raw.release();
     await pool.end();
@@ -538,9 +524,7 @@ async function sqliteRows(): Promise<Row[]> {
   try {
     await orm.schema.createSchema();
     await savepointOrm.schema.createSchema();
-    const rows: Row[] = [];
-    const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
-      rows.push({ case: name, baseline, baselineMs, subjectMs, target });
+    const rows = new Rows();
     const add = (em: SqliteEm, name: string) => em.failsafeAdd(em.create(Tag, { name }, { persist: false }), { name });
     /** The four cases, `fast` and `slow` being EntityManagers of the two ORMs, in or outside a transaction. */
     const cases = async (where: string, fast: SqliteEm, slow: SqliteEm) => {
@@ -550,12 +534,12 @@ async function sqliteRows(): Promise<Row[]> {
         fast.clear();
         slow.clear();
       };
-      row(`${where}: failsafeAdd, new row`, 'savepoint path', await compare(i => add(slow, `${where}-${i}`), i => add(fast, `${where}-${i}`), reset), 1);
-      row(`${where}: failsafeAdd, existing row`, 'savepoint path', await compare(() => add(slow, 'existing'), () => add(fast, 'existing'), reset), 1);
+      rows.add(`${where}: failsafeAdd, new row`, 'savepoint path', await compare(i => add(slow, `${where}-${i}`), i => add(fast, `${where}-${i}`), reset), 1);
+      rows.add(`${where}: failsafeAdd, existing row`, 'savepoint path', await compare(() => add(slow, 'existing'), () => add(fast, 'existing'), reset), 1);
     };
     await inRolledBackTransaction(orm, fast => inRolledBackTransaction(savepointOrm, slow => cases('in a transaction', fast, slow)));
     await cases('outside', orm.em.fork(), savepointOrm.em.fork());
-    return rows;
+    return rows.all;
   } finally {
     await orm.close();
     await savepointOrm.close();
@@ -583,7 +567,8 @@ async function sqliteBatchRows(): Promise<Row[]> {
   try {
     await orm.schema.createSchema();
     const em = orm.em.fork();
-    return await commonBatchRows(em, 'floor (same driver)', names => sqliteFloorBatch(em, names));
+    // without the loop of getOrCreate calls: each of them commits to the file, 1,000 file syncs a batch
+    return await batchRows(em, 'floor (same driver)', names => sqliteFloorBatch(em, names), false);
   } finally {
     await orm.close();
     await rm(dir, { recursive: true, force: true });
@@ -607,11 +592,25 @@ async function mariadbFloorInsert(connection: mysql.Connection, name: string): P
 }
 
 /**
- * failsafeAdd on MariaDB through `@mikro-orm/mariadb`, against the same baselines as PostgreSQL's and the raw mysql2
- * floor, then under contention. The fast path sends `insert ... returning *` alone and the select only after a
- * 1062: a new row is one round trip, a duplicate two (PostgreSQL sends both statements as one string; MariaDB's
- * connectors run several statements in one round trip only with the connection-wide `multipleStatements`
- * option, which the library cannot turn on), so the "existing row vs new row" target has no MariaDB counterpart.
+ * The batch floor on MariaDB: what mysql2 alone needs to get or create `names`: one multi-row `insert ignore ...
+ * returning *`, then one select of the names it did not return. `INSERT IGNORE` is what a hand-written batch
+ * would send; the library never does, since it turns truncation, NULL and foreign key errors into warnings too.
+ */
+async function mariadbFloorBatch(connection: mysql.Connection, names: string[]): Promise<unknown[]> {
+  const [inserted] = await connection.query(`insert ignore into bench_tag (name) values ${names.map(() => '(?)').join(', ')} returning *`, names);
+  const returned = new Set((inserted as { name: string }[]).map(row => row.name));
+  const missing = names.filter(name => !returned.has(name));
+  const [found] = missing.length === 0 ? [[]] : await connection.query(`select * from bench_tag where name in (${missing.map(() => '?').join(', ')})`, missing);
+  return [...(inserted as unknown[]), ...(found as unknown[])];
+}
+
+/**
+ * MariaDB's tables through `@mikro-orm/mariadb`, in a scratch database of the server at $COASTER_TEST_MARIADB_URL,
+ * against the raw mysql2 floor; left out, saying so, when no server answers there. The fast path sends `insert
+ * ... returning *` alone and the select only after a 1062: a new row is one round trip, a duplicate two
+ * (PostgreSQL sends both statements as one string; MariaDB's connectors run several statements in one round
+ * trip only with the connection-wide `multipleStatements` option, which the library cannot turn on), so the
+ * "existing row vs new row" target has no MariaDB counterpart.
  */
 async function mariadbTables(): Promise<void> {
   const serverUrl = process.env[MARIADB_URL_VARIABLE] || DEFAULT_MARIADB_URL;
@@ -628,103 +627,17 @@ async function mariadbTables(): Promise<void> {
   const pool = mysql.createPool({ uri: url.toString(), connectionLimit: WORKERS });
   const raw = await mysql.createConnection({ uri: url.toString() });
   try {
-    await orm.schema.createSchema();
-    const rows: Row[] = [];
-    const row = (name: string, baseline: string, [baselineMs, subjectMs]: [number, number], target?: number) =>
-      rows.push({ case: name, baseline, baselineMs, subjectMs, target });
-    const newTag = (em: MariaDbEm, name: string) => em.create(Tag, { name }, { persist: false });
-    await inRolledBackTransaction(orm, async em => {
-      await em.failsafeAdd(newTag(em, 'existing'));
-      em.clear();
-      row(
-        'in a transaction: failsafeAdd, new row',
-        'persist + flush',
-        await compare(
-          i => em.persist(em.create(Tag, { name: `persist-${i}` })).flush(),
-          i => em.failsafeAdd(newTag(em, `fast-${i}`), { name: `fast-${i}` }),
-          () => em.clear(),
-        ),
-        1.3,
-      );
-      row(
-        'in a transaction: failsafeAdd, existing row (two round trips)',
-        'failsafeAdd, new row',
-        await compare(
-          i => em.failsafeAdd(newTag(em, `fast2-${i}`), { name: `fast2-${i}` }),
-          () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' }),
-          () => em.clear(),
-        ),
-      );
+    await serverTables({
+      title: 'MariaDB (@mikro-orm/mariadb)',
+      floorName: 'floor (mysql2)',
+      orm,
+      savepointOrm,
+      floorInsert: name => mariadbFloorInsert(raw, name),
+      floorBatch: names => mariadbFloorBatch(raw, names),
+      floorQuery: sql => raw.query(sql),
+      floorWorker: rawWorker(() => pool.getConnection(), mariadbFloorInsert),
+      oneRoundTrip: false,
     });
-    await inRolledBackTransaction(savepointOrm, async em => {
-      await em.failsafeAdd(newTag(em, 'existing'));
-      em.clear();
-      row(
-        'in a transaction: savepoint path, new row',
-        'persist + flush',
-        await compare(
-          i => em.persist(em.create(Tag, { name: `persist-${i}` })).flush(),
-          i => em.failsafeAdd(newTag(em, `slow-${i}`), { name: `slow-${i}` }),
-          () => em.clear(),
-        ),
-      );
-      row(
-        'in a transaction: savepoint path, existing row',
-        'persist + flush',
-        await compare(
-          i => em.persist(em.create(Tag, { name: `persist2-${i}` })).flush(),
-          () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' }),
-          () => em.clear(),
-        ),
-      );
-    });
-
-    const em = orm.em.fork();
-    await em.failsafeAdd(newTag(em, 'existing'));
-    em.clear();
-    const outside = (prefix: string) => (i: number) => em.failsafeAdd(newTag(em, `${prefix}-${i}`), { name: `${prefix}-${i}` });
-    const existing = () => em.failsafeAdd(newTag(em, 'existing'), { name: 'existing' });
-    const persist = (prefix: string) => (i: number) => em.persist(em.create(Tag, { name: `${prefix}-${i}` })).flush();
-    row('outside: failsafeAdd, new row', 'persist + flush', await compare(persist('op'), outside('on'), () => em.clear()), 0.75);
-    row('outside: failsafeAdd, existing row', 'persist + flush', await compare(persist('op2'), existing, () => em.clear()), 0.75);
-    row('outside: failsafeAdd, new row', 'floor (mysql2)', await compare(i => mariadbFloorInsert(raw, `raw-${i}`), outside('on2'), () => em.clear()), 1.7);
-    row('outside: failsafeAdd, existing row', 'floor (mysql2)', await compare(() => mariadbFloorInsert(raw, 'existing'), existing, () => em.clear()), 1.7);
-    const slowEm = savepointOrm.em.fork();
-    row(
-      'outside: savepoint path, existing row',
-      'floor (mysql2)',
-      await compare(
-        () => mariadbFloorInsert(raw, 'existing'),
-        () => slowEm.failsafeAdd(newTag(slowEm, 'existing'), { name: 'existing' }),
-        () => slowEm.clear(),
-      ),
-    );
-    row('getOrCreate, existing row', 'findOne', await compare(() => em.findOne(Tag, { name: 'existing' }), () => em.getOrCreate(Tag, { name: 'existing' }), () => em.clear()), 1.1);
-    printRows('MariaDB (@mikro-orm/mariadb)', rows);
-
-    const count = (prefix: string) => orm.em.fork().count(Tag, { name: { $like: `${prefix}%` } });
-    const floorWorker = rawWorker(() => pool.getConnection(), mariadbFloorInsert);
-    const results = await contention(
-      [
-        ['floor', floorWorker],
-        ['failsafeAdd', ormWorker(orm, (em, name) => em.failsafeAdd(newTag(em, name), { name }))],
-        ['savepoint-path', ormWorker(savepointOrm, (em, name) => em.failsafeAdd(newTag(em, name), { name }))],
-      ],
-      count,
-    );
-    const floor = results[0];
-    const labels: Record<string, string> = { floor: 'floor (mysql2)', 'savepoint-path': 'failsafeAdd, savepoint path' };
-    console.log(`\nMariaDB contention: ${WORKERS} workers x ${KEYS} keys x ${CONTENTION_ROUNDS} rounds, each worker one transaction per round, operations taking turns by round\n`);
-    console.table(
-      results.map(r => ({
-        operation: labels[r.label] ?? r.label,
-        'ops/s': r.opsPerSecond,
-        'vs floor': (r.opsPerSecond / floor.opsPerSecond).toFixed(2),
-        target: r.label === 'failsafeAdd' ? '>= 0.45' : '',
-        'errors escaped': r.escaped,
-        'rows (expected)': `${r.rows} (${KEYS * CONTENTION_ROUNDS})`,
-      })),
-    );
   } finally {
     await raw.end();
     await pool.end();
@@ -735,7 +648,7 @@ async function mariadbTables(): Promise<void> {
 }
 
 if (chosen.includes('postgresql')) {
-  await main();
+  await postgresTables();
 }
 if (chosen.includes('sqlite')) {
   printRows('SQLite (files)', await sqliteRows());
