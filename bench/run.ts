@@ -39,7 +39,7 @@ if (unknown.length > 0) {
 const BENCH_DATABASE = `coaster_bench_${process.pid}`;
 const WORKERS = 8;
 const KEYS = 20;
-const CONTENTION_ROUNDS = 10;
+const CONTENTION_ROUNDS = 30;
 /** Rows per batch in the batch table, and how many batches each side runs (after a quarter as many to warm up). */
 const BATCH = 1_000;
 const BATCH_ITERATIONS = Number(process.env.BENCH_BATCH_ITERATIONS ?? 20);
@@ -199,9 +199,9 @@ async function batchRows<D extends AbstractSqlDriver>(
 
 /**
  * WORKERS callers racing getOrCreateMany on overlapping, shuffled `BATCH`-key batches, outside transactions:
- * rows stored, created flags counted, errors escaped (deadlocks among them).
+ * rows stored, created flags counted, errors escaped (deadlocks among them), in a table titled after `title`, the database.
  */
-async function racingBatches<D extends AbstractSqlDriver>(orm: MikroORM<D, CoasterEntityManager<D>>): Promise<void> {
+async function racingBatches<D extends AbstractSqlDriver>(orm: MikroORM<D, CoasterEntityManager<D>>, title: string): Promise<void> {
   const keys = batchNames('race');
   const batches = Array.from({ length: WORKERS }, (_, worker) =>
     keys
@@ -230,7 +230,7 @@ async function racingBatches<D extends AbstractSqlDriver>(orm: MikroORM<D, Coast
     ),
   );
   const stored = await orm.em.fork().count(Tag, { name: { $like: 'race-%' } });
-  console.log(`\nRacing batches: ${WORKERS} callers, overlapping ${BATCH}-key batches, outside transactions\n`);
+  console.log(`\n${title} racing batches: ${WORKERS} callers, overlapping ${BATCH}-key batches, outside transactions\n`);
   console.table([{ 'ms': elapsed.toFixed(1), 'rows (expected)': `${stored} (${BATCH})`, 'created (expected)': `${created} (${stored})`, 'errors escaped': escaped, deadlocks }]);
 }
 
@@ -432,7 +432,7 @@ async function serverTables<D extends AbstractSqlDriver>(bench: ServerBench<D>):
   );
   printRows(title, rows.all);
   printRows(`${title}, batches of ${BATCH} rows, outside a transaction`, await batchRows(orm.em.fork(), floorName, bench.floorBatch), BATCH_ITERATIONS);
-  await racingBatches(orm);
+  await racingBatches(orm, title);
 
   const results = await contention(
     [
