@@ -810,9 +810,12 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
    * Whether a flush would find nothing to write and tell no one: no entity managed, none to persist or remove,
    * no subscriber listening to flush events (`em.transactional` registers one of its own) but this library's
    * `TimestampSubscriber`, whose `onFlush` only checks change sets. MikroORM's flush would then only find that
-   * there are no change sets, which costs a fast-path call a tenth of its Node CPU.
+   * there are no change sets, which costs a fast-path call a tenth of its Node CPU. `updateOrCreate` skips its
+   * flush before the call's statements on the same condition.
+   *
+   * @internal
    */
-  private nothingToFlush(): boolean {
+  nothingToFlush(): boolean {
     const uow = this.getUnitOfWork(false);
     if (uow.getPersistStack().size > 0 || uow.getRemoveStack().size > 0 || uow.getOrphanRemoveStack().size > 0) {
       return false;

@@ -87,8 +87,10 @@ export async function updateOrCreate<T extends object>(
   if (options.checkUnique !== false) {
     checkUniqueWhere(METHOD, meta, where);
   }
-  // as failsafeAdd does: the call's transaction or savepoint holds its own work only
-  await em.flush();
+  // as failsafeAdd does: the call's transaction or savepoint holds its own work only (a flush of nothing is skipped)
+  if (!em.nothingToFlush()) {
+    await em.flush();
+  }
   const values = { ...where, ...update, ...create } as EntityData<T>;
   const statement = await OneStatement.prepare(em, meta, where, update, values, options);
   if (statement) {

@@ -20,12 +20,13 @@ import {
   Property,
   Unique,
   UniqueConstraintViolationException,
+  UnitOfWork,
   ValidationError,
   wrap,
   type EntityClass,
   type Opt,
 } from '@mikro-orm/core';
-import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, expectTypeOf, it, onTestFinished, vi } from 'vitest';
 import {
   CoasterEntityRepository,
   CoasterUsageError,
@@ -38,6 +39,7 @@ import {
 } from '../../src/index.js';
 import { SqliteDriver } from '@mikro-orm/sqlite';
 import { allDrivers, closeOrm, sqlite, type QueryLog, type TestOrm } from '../support/databases.js';
+import { FlushWatcher } from '../support/insertPaths.js';
 
 class MemberRepository extends CoasterEntityRepository<Member> {}
 
@@ -623,6 +625,34 @@ describe.each(allDrivers)('updateOrCreate on $name', db => {
       MultipleResultsError,
     );
     expect(await orm.em.fork().count(Subject, { plan: 'x' })).toBe(0);
+  });
+
+  it('skips the flush of nothing before its statements, but flushes for a flush listener registered at run time', async () => {
+    const fresh = await db.init({ entities });
+    const commits = vi.spyOn(UnitOfWork.prototype, 'commit');
+    onTestFinished(async () => {
+      commits.mockRestore();
+      await closeOrm(fresh.orm);
+    });
+    // PostgreSQL's one statement, on an empty EntityManager: no flush at all (elsewhere the locking path flushes)
+    const em = fresh.orm.em.fork();
+    await em.updateOrCreate(Player, { handle: 'ada' }, { name: 'Ada' });
+    if (db.name === 'postgresql') {
+      expect(commits).not.toHaveBeenCalled();
+      expect(fresh.log.statements.map(q => q.replace(/"/g, ''))).toEqual([expect.stringContaining('with found as (update player')]);
+    }
+
+    // a listener added to the EventManager after the first call: the flush before the statements reaches it
+    commits.mockClear();
+    const watcher = new FlushWatcher();
+    em.getEventManager().registerSubscriber(watcher);
+    em.clear();
+    const { entity } = await em.updateOrCreate(Player, { handle: 'ada' }, { name: 'Ada L.' });
+    expect(commits).toHaveBeenCalled();
+    expect(watcher.flushes).toBeGreaterThanOrEqual(1);
+    expect(entity).toMatchObject({ handle: 'ada', name: 'Ada L.' });
+    expect(em.getUnitOfWork().getById(Player.name, entity.id)).toBe(entity);
+    expect(await fresh.orm.em.fork().findOneOrFail(Player, { handle: 'ada' })).toMatchObject({ name: 'Ada L.' });
   });
 
   it('is offered by CoasterEntityRepository', async () => {
