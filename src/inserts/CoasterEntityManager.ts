@@ -23,7 +23,7 @@ import {
 import { SqlEntityManager, type AbstractSqlDriver, type Knex } from '@mikro-orm/knex';
 import { dialectOf } from '../shared/dialect.js';
 import { cleanupErrorsOf } from '../shared/errors.js';
-import { contextEntityManager, whileProcessing } from '../shared/internals.js';
+import { contextEntityManager, metadataOf, whileProcessing } from '../shared/internals.js';
 import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
@@ -689,8 +689,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
       if (wrapped.isTouched()) {
         return true;
       }
-      // the metadata the entity's helper holds: looking it up by class name costs more than the check
-      for (const prop of wrapped.__meta.relations) {
+      for (const prop of metadataOf(entity).relations) {
         const value = (entity as Dictionary)[prop.name];
         if (Utils.isCollection(value) && value.isDirty()) {
           return true;

@@ -1,4 +1,4 @@
-import { wrap, type Configuration, type DriverException, type EntityData, type EntityManager, type FilterQuery, type UnitOfWork } from '@mikro-orm/core';
+import { wrap, type Configuration, type DriverException, type EntityData, type EntityManager, type EntityMetadata, type FilterQuery, type UnitOfWork } from '@mikro-orm/core';
 import { type DatabaseSchema, SqlSchemaGenerator } from '@mikro-orm/knex';
 import type { Migrator } from '@mikro-orm/migrations';
 import { MikroOrmInternalError } from './errors.js';
@@ -117,6 +117,21 @@ export interface EntityState {
   config: Configuration;
   /** The EntityManager it belongs to, if any (none while MikroORM's constructor-based hydration runs). */
   em?: EntityManager;
+}
+
+/**
+ * The metadata of an entity of a discovered class, from its wrapped entity (`__meta`). The public lookup,
+ * `em.getMetadata().find(entity.constructor.name)`, goes through the class name, which costs more than the check
+ * `CoasterEntityManager` runs on every managed entity before `getOrCreate`'s one statement.
+ *
+ * @example
+ * ```ts
+ * for (const prop of metadataOf(entity).relations) { ... }
+ * ```
+ */
+export function metadataOf<T extends object>(entity: T): EntityMetadata<T> {
+  const meta = wrap(entity, true).__meta;
+  return internal('WrappedEntity.__meta', meta, Array.isArray(meta?.relations));
 }
 
 /**

@@ -10,10 +10,11 @@ import {
   entityState,
   forgetCachedService,
   isBeingHydrated,
-  setTouched,
+  metadataOf,
   postgresRoutine,
   registerManaged,
   schemasForComparison,
+  setTouched,
   useSchemaGenerator,
   whileProcessing,
 } from '../../src/shared/internals.js';
@@ -74,6 +75,12 @@ describe.each(databases)('MikroORM internals on $name', db => {
     const loaded = await orm.em.fork().findOneOrFail(Tag, tag.id, { fields: ['id'] });
     const state = entityState(loaded)!;
     expect([state.managed, state.loaded, [...state.loadedProperties]]).toEqual([true, true, ['id']]);
+  });
+
+  it('the wrapped entity: __meta, the metadata MikroORM discovered', async () => {
+    const tag = orm.em.fork().create(Tag, { name: 'news' });
+    expect(metadataOf(tag)).toBe(orm.getMetadata().get(Tag.name));
+    expect(() => metadataOf({})).toThrow(MikroOrmInternalError.missing('WrappedEntity.__meta').message);
   });
 
   it('the wrapped entity: __touched, __processing', async () => {
