@@ -11,7 +11,8 @@ export function describe(value: unknown): string {
  * The caller's filters matched more than one row, so there is no single row to return. Thrown by
  * `findOrCreate` / `getOrCreate` when `where` matches several rows (like Django's
  * `MultipleObjectsReturned`), and by `failsafeAdd` / `addAndCommit` when, after a unique violation, the
- * filters match several rows (the violation is then the `cause`). Never resolved by picking one row.
+ * filters match several rows (the violation is then the `cause`), and by `updateOrCreate` when its UPDATE matched
+ * several rows (PostgreSQL's cardinality violation is then the `cause`). Never resolved by picking one row.
  *
  * @example
  * ```ts
@@ -44,6 +45,22 @@ export class MultipleResultsError extends CoasterError {
       entityName,
       where,
       count,
+    );
+  }
+
+  /**
+   * `updateOrCreate`'s one statement on PostgreSQL updated several rows matching `where` and was undone as a whole
+   * (`cardinality`, PostgreSQL's 21000, is the `cause`): the table lacks the unique constraint that covers `where`.
+   */
+  static onUpdate(method: string, entityName: string, where: unknown, cardinality: DriverException): MultipleResultsError {
+    return new MultipleResultsError(
+      `${method}(${entityName}, ${describe(where)}) matched 2 or more rows instead of one, so its update was undone ` +
+        `and nothing was written. The table has no unique constraint over these columns: create the one the entity ` +
+        `declares (run your migrations), or pass a \`where\` that identifies a single row.`,
+      entityName,
+      where,
+      2,
+      { cause: cardinality },
     );
   }
 

@@ -271,7 +271,7 @@ class OneStatement<T extends object> {
       if (error instanceof DriverException && error.code === CARDINALITY_VIOLATION) {
         // the UPDATE matched several rows: the unique key `where` covers is declared in the entity but missing in
         // the table, and the statement failed before anything was written (see insertUnlessFoundStatement)
-        throw MultipleResultsError.onFind(METHOD, this.meta.className, this.where, 2);
+        throw MultipleResultsError.onUpdate(METHOD, this.meta.className, this.where, error);
       }
       throw error;
     }

@@ -425,7 +425,17 @@ describe.each(allDrivers)('updateOrCreate on $name', db => {
           await orm.em.fork().insertMany(Subject, [{ handle: 'twin', name: 'One' }, { handle: 'twin', name: 'Two' }]);
           const em = orm.em.fork();
           await mode.run(em, async tx => {
-            await expect(tx.updateOrCreate(Subject, { handle: 'twin' }, { plan: 'x' })).rejects.toBeInstanceOf(MultipleResultsError);
+            log.clear();
+            // `create` makes the new row creatable, so the one statement serves the call on PostgreSQL
+            const error = await tx.updateOrCreate(Subject, { handle: 'twin' }, { plan: 'x' }, { name: 'Three' }).catch((e: unknown) => e);
+            expect(error).toBeInstanceOf(MultipleResultsError);
+            expect(statements().some(firstLook)).toBe(true);
+            expect(statements().some(q => q.includes('with found as (update'))).toBe(one);
+            if (one) {
+              // the one statement was undone by PostgreSQL's cardinality violation, which says what to do
+              expect((error as Error).message).toMatch(/so its update was undone and nothing was written\. .* \(run your migrations\)/);
+              expect((error as Error).cause).toMatchObject({ code: '21000' });
+            }
             // a caller's transaction is still usable
             expect(await tx.count(Subject)).toBe(2);
           });
@@ -621,7 +631,7 @@ describe.each(allDrivers)('updateOrCreate on $name', db => {
     const em = orm.em.fork();
     await em.updateOrCreate(Subject, { handle: 'a' }, { name: 'Twin' });
     await em.updateOrCreate(Subject, { handle: 'b' }, { name: 'Twin' });
-    await expect(em.updateOrCreate(Subject, { name: 'Twin' }, { plan: 'x' }, undefined, { checkUnique: false })).rejects.toBeInstanceOf(
+    await expect(em.updateOrCreate(Subject, { name: 'Twin' }, { plan: 'x' }, { handle: 'c' }, { checkUnique: false })).rejects.toBeInstanceOf(
       MultipleResultsError,
     );
     expect(await orm.em.fork().count(Subject, { plan: 'x' })).toBe(0);
