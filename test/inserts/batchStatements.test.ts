@@ -135,6 +135,8 @@ describe.each(databases)('batch statement templates on $name', db => {
         { name: 'c', color: 'it\'s "red"' },
         { name: 'old', color: 'ignored' },
         { name: 'a', color: null as never },
+        // a placeholder-like `?` and a backslash in the document (its literal is then an E'' string)
+        { name: 'b?', color: 'C:\\dir' },
       ]),
     );
     expect(rendered).toBe(0);
@@ -148,6 +150,7 @@ describe.each(databases)('batch statement templates on $name', db => {
       ['c', 'it\'s "red"', true],
       ['old', 'grey', false],
       ['a', null, true],
+      ['b?', 'C:\\dir', true],
     ]);
     for (const { entity } of results) {
       expect(em.getUnitOfWork().getById(Tag.name, entity.id)).toBe(entity);
@@ -156,10 +159,11 @@ describe.each(databases)('batch statement templates on $name', db => {
     await em.flush();
     expect(log.queries).toEqual([]); // the snapshots are what the database holds
     const stored = await orm.em.fork().find(Tag, {}, { orderBy: { id: 'asc' } });
-    // inserted in key order: 'a' before 'c'
+    // inserted in key order: 'a' before 'b?' before 'c'
     expect(stored.map(tag => [tag.name, tag.color ?? null])).toEqual([
       ['old', 'grey'],
       ['a', null],
+      ['b?', 'C:\\dir'],
       ['c', 'it\'s "red"'],
     ]);
     // a Date has no exact JSON form: the insert writes its values one by one, from its template

@@ -1,4 +1,4 @@
-import { LockMode, Utils, type Dictionary, type EntityMetadata, type FilterQuery } from '@mikro-orm/core';
+import { LockMode, raw, Utils, type Dictionary, type EntityMetadata, type FilterQuery, type RawQueryFragment } from '@mikro-orm/core';
 import type { SqlEntityManager } from '@mikro-orm/knex';
 import { enabledFilterCondition } from '../../shared/internals.js';
 import { dialectOf, type Dialect } from '../../shared/dialect.js';
@@ -41,7 +41,7 @@ const MAX_SHAPES = 64;
  * await selectByKeys(em, meta, key, [{ name: 'a' }, { name: 'b' }], false);
  * // { sql: 'select "t0".* from "tag" as "t0" where "t0"."name" in (?, ?)', params: ['a', 'b'] }
  * // PostgreSQL: { sql: 'select "t0".* from json_populate_recordset(null::"tag", ?) as "keys" cross join lateral
- * //   (select * from "tag" as "t0" where "t0"."name" = "keys"."name" offset 0) as "t0"', params: ['[{"name":"a"},{"name":"b"}]'] }
+ * //   (select * from "tag" as "t0" where "t0"."name" = "keys"."name" offset 0) as "t0"', params: [raw(`'[{"name":"a"},{"name":"b"}]'`)] }
  * ```
  */
 export async function selectByKeys<T extends object>(
@@ -76,7 +76,7 @@ export async function selectByKeys<T extends object>(
     return {
       // `offset 0` keeps the lateral subquery a nested loop over the key's unique index, whatever the table's statistics
       sql: `select ${alias}.* from json_populate_recordset(null::${table}, ?) as ${keys} cross join lateral (select * from ${table} as ${alias} where ${matches.join(' and ')} offset 0) as ${alias}`,
-      params: [json],
+      params: [jsonLiteral(json)],
     };
   }
   return fromTemplate(em, meta, 'select', names, wheres, render, table => {
@@ -105,7 +105,7 @@ export async function selectByKeys<T extends object>(
  * // { sql: 'insert into "tag" ("name") select ? as "name" union all select ? as "name" where true on conflict ("name") do nothing returning *', params: ['a', 'b'] }
  * insertRowsStatement(em, meta, key, [{ name: 'a' }, { name: 'b' }], true, 'postgresql');
  * // { sql: 'insert into "tag" ("name") select "name" from json_populate_recordset(null::"tag", ?) on conflict ("name") do nothing returning *',
- * //   params: ['[{"name":"a"},{"name":"b"}]'] }
+ * //   params: [raw(`'[{"name":"a"},{"name":"b"}]'`)] }
  * ```
  */
 export function insertRowsStatement<T extends object>(
@@ -141,7 +141,7 @@ export function insertRowsStatement<T extends object>(
     const conflict = ignoreConflicts ? ` on conflict (${key.names.map(name => platform.quoteIdentifier(columnOf(meta, name))).join(', ')}) do nothing` : '';
     return {
       sql: `insert into ${table} (${columns}) select ${columns} from json_populate_recordset(null::${table}, ?)${conflict} returning *`,
-      params: [json],
+      params: [jsonLiteral(json)],
     };
   }
   const statement = ignoreConflicts ? `insert ${key.names.join()}` : 'insert';
@@ -187,6 +187,17 @@ function jsonRows(meta: EntityMetadata, names: readonly string[], rows: readonly
     objects.push(object);
   }
   return JSON.stringify(objects);
+}
+
+/**
+ * PostgreSQL: a JSON document (see `jsonRows`) as the string literal MikroORM would make of it (node-postgres's
+ * `escapeLiteral`: quotes doubled, and backslashes too in an `E''` literal when there are any), handed over as a
+ * raw fragment, which MikroORM inlines as it is. `escapeLiteral` copies a string character by character: for the
+ * JSON of a 1,000-row chunk that was a seventh of all the memory a batch call allocates.
+ */
+function jsonLiteral(json: string): RawQueryFragment {
+  const quoted = json.replaceAll("'", "''");
+  return raw(json.includes('\\') ? ` E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`);
 }
 
 /** `?, ?, ...`: `count` placeholders. */
