@@ -28,7 +28,7 @@ import { assertCoasterConfiguration } from '../coasterConfiguration.js';
 import { checkCreatableWhere } from './creatableWhere.js';
 import { CoasterUsageError, ManagedKeyConflictError, MultipleResultsError, TransactionRetryError } from './errors.js';
 import { type FailsafeAddOptions } from './failsafeAddOptions.js';
-import { fastInsert, isHiddenConflict, prepareInsert, type UnlessFound } from './fastInsert.js';
+import { fastInsert, isHiddenConflict, newEntity, prepareInsert, type UnlessFound } from './fastInsert.js';
 import { findFirstReason, insertPath } from './insertPath.js';
 import { selectStatement } from './statements.js';
 import { checkUniqueWhere } from './uniqueWhere.js';
@@ -659,8 +659,7 @@ export class CoasterEntityManager<Driver extends AbstractSqlDriver = AbstractSql
     }
     let candidate: T | undefined;
     try {
-      // what em.create(entityName, values, { persist: false }) does, without copying its options on every call
-      candidate = this.getEntityFactory().create<T>(meta.className, values, { newEntity: true, normalizeAccessors: true, schema: this.schema });
+      candidate = newEntity(this, meta, values);
       if ('dialect' in (await insertPath(this, meta, candidate))) {
         return { candidate, changeSet: await prepareInsert(this, meta, candidate) };
       }

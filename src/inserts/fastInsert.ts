@@ -6,6 +6,7 @@ import {
   wrap,
   type ChangeSet,
   type Dictionary,
+  type EntityData,
   type EntityDictionary,
   type EntityMetadata,
   type FilterQuery,
@@ -141,6 +142,20 @@ function merged<T extends object>(em: SqlEntityManager, meta: EntityMetadata<T>,
  */
 export function isHiddenConflict(error: unknown): error is DriverException {
   return error instanceof DriverException && error.code === '40001' && postgresRoutine(error) === 'ExecCheckTupleVisible';
+}
+
+/**
+ * A new, unmanaged entity of `meta` made from `values`, as `em.create(entityName, values, { persist: false })` makes
+ * it (MikroORM's entity factory, `onInit` hooks fired), without the copy of its options `em.create` takes on every
+ * call: the candidate of a row that `getOrCreate` or a batch may insert.
+ *
+ * @example
+ * ```ts
+ * const candidate = newEntity(em, meta, { name: 'news' }); // then prepareInsert(em, meta, candidate)
+ * ```
+ */
+export function newEntity<T extends object>(em: SqlEntityManager, meta: EntityMetadata<T>, values: EntityData<T>): T {
+  return em.getEntityFactory().create<T>(meta.className, values, { newEntity: true, normalizeAccessors: true, schema: em.schema });
 }
 
 /**

@@ -231,9 +231,10 @@ export function createdFlag(meta: EntityMetadata): string {
 }
 
 /**
- * The SQL of {@link insertUnlessFoundStatement} per entity, by the SQL of its select, then of its insert: both hold
- * every name the statement uses (table, schema, columns) and only placeholders for values, so the same pair always
- * makes the same statement. At most `MAX_SHAPES` of each are kept; others are built every time.
+ * The SQL of {@link insertUnlessFoundStatement} per entity, by its `oneFound` and the SQL of its select, then by
+ * the SQL of its insert: both hold every name the statement uses (table, schema, columns) and only placeholders
+ * for values, so the same key always makes the same statement. At most `MAX_SHAPES` of each are kept; others are
+ * built every time.
  */
 const unlessFoundSQL = new WeakMap<EntityMetadata, Map<string, Map<string, string>>>();
 
@@ -266,7 +267,8 @@ export function insertUnlessFoundStatement(meta: EntityMetadata, insert: Stateme
     bySelect = new Map();
     unlessFoundSQL.set(meta, bySelect);
   }
-  let byInsert = bySelect.get(select.sql);
+  const selectKey = `${oneFound ? 'one' : 'any'}\0${select.sql}`;
+  let byInsert = bySelect.get(selectKey);
   let sql = byInsert?.get(insert.sql);
   if (sql === undefined) {
     const match = ONE_ROW_INSERT.exec(insert.sql);
@@ -280,7 +282,7 @@ export function insertUnlessFoundStatement(meta: EntityMetadata, insert: Stateme
     sql = `with "found" as (${select.sql}), "inserted" as (${conditional}) select *, true as "${createdFlag(meta)}" from "inserted" union all ${found}`;
     if (!byInsert && bySelect.size < MAX_SHAPES) {
       byInsert = new Map();
-      bySelect.set(select.sql, byInsert);
+      bySelect.set(selectKey, byInsert);
     }
     if (byInsert && byInsert.size < MAX_SHAPES) {
       byInsert.set(insert.sql, sql);

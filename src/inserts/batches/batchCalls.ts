@@ -4,6 +4,7 @@ import { whileProcessing } from '../../shared/internals.js';
 import type { FindOrCreateResult } from '../CoasterEntityManager.js';
 import { CoasterUsageError, ManagedKeyConflictError } from '../errors.js';
 import { checkKeyValues, checkRow, keyString, keyWhere, resolveBatchKey } from './batchKey.js';
+import { newEntity } from '../fastInsert.js';
 import { resolveBatch, type Slot } from './batchInsert.js';
 import type { ManyOptions } from './manyOptions.js';
 
@@ -64,7 +65,7 @@ export async function getOrCreateMany<T extends object>(
       method,
       inputName: 'rows',
       options,
-      create: slot => em.getEntityFactory().create<T>(meta.className, rows[slot.index], { newEntity: true, normalizeAccessors: true, schema: em.schema }),
+      create: slot => newEntity(em, meta, rows[slot.index]),
       source: index => rows[index],
       ...helpers,
     },

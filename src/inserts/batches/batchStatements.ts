@@ -76,7 +76,7 @@ export async function selectByKeys<T extends object>(
     return {
       // `offset 0` keeps the lateral subquery a nested loop over the key's unique index, whatever the table's statistics
       sql: `select ${alias}.* from json_populate_recordset(null::${table}, ?) as ${keys} cross join lateral (select * from ${table} as ${alias} where ${matches.join(' and ')} offset 0) as ${alias}`,
-      params: [jsonLiteral(json)],
+      params: [json],
     };
   }
   return fromTemplate(em, meta, 'select', names, wheres, render, table => {
@@ -133,22 +133,21 @@ export function insertRowsStatement<T extends object>(
   if (count === 0 || payloads.some(payload => Object.keys(payload).length !== count || names.some(name => !(name in payload)))) {
     return render();
   }
+  const platform = em.getPlatform();
+  const quoted = (names: readonly string[]) => names.map(name => platform.quoteIdentifier(columnOf(meta, name)));
+  const conflict = ignoreConflicts ? ` on conflict (${quoted(key.names).join(', ')}) do nothing` : '';
   const json = dialect === 'postgresql' ? jsonRows(meta, names, payloads) : undefined;
   if (json) {
-    const platform = em.getPlatform();
     const table = tableOf(em, meta, em.schema);
-    const columns = names.map(name => platform.quoteIdentifier(columnOf(meta, name))).join(', ');
-    const conflict = ignoreConflicts ? ` on conflict (${key.names.map(name => platform.quoteIdentifier(columnOf(meta, name))).join(', ')}) do nothing` : '';
+    const columns = quoted(names).join(', ');
     return {
       sql: `insert into ${table} (${columns}) select ${columns} from json_populate_recordset(null::${table}, ?)${conflict} returning *`,
-      params: [jsonLiteral(json)],
+      params: [json],
     };
   }
   const statement = ignoreConflicts ? `insert ${key.names.join()}` : 'insert';
   return fromTemplate(em, meta, statement, names, payloads, render, table => {
-    const platform = em.getPlatform();
-    const columns = names.map(name => platform.quoteIdentifier(columnOf(meta, name)));
-    const conflict = ignoreConflicts ? ` on conflict (${key.names.map(name => platform.quoteIdentifier(columnOf(meta, name))).join(', ')}) do nothing` : '';
+    const columns = quoted(names);
     const head = `insert into ${table} (${columns.join(', ')}) `;
     const tail = `${conflict} returning *`; // on the MySQL family, the one appended to the query builder's SQL
     if (dialect === 'sqlite') {
@@ -167,9 +166,10 @@ export function insertRowsStatement<T extends object>(
  * column's type as a literal in the statement would be; `undefined` when a value has no exact JSON form (only
  * strings, booleans, null and safe integers do) or a property is no plain column (see `plainColumn`), for the
  * caller to write the values one by one. One bound value, where a 1,000-row statement had 1,000 literals (or
- * more): PostgreSQL parses it faster, and MikroORM formats one string rather than escaping each value.
+ * more): PostgreSQL parses it faster, and MikroORM inlines one literal (see `jsonLiteral`) rather than escaping
+ * each value.
  */
-function jsonRows(meta: EntityMetadata, names: readonly string[], rows: readonly Dictionary[]): string | undefined {
+function jsonRows(meta: EntityMetadata, names: readonly string[], rows: readonly Dictionary[]): RawQueryFragment | undefined {
   if (rows.length < 2 || !names.every(name => meta.properties[name] && plainColumn(meta.properties[name]))) {
     return undefined;
   }
@@ -186,7 +186,7 @@ function jsonRows(meta: EntityMetadata, names: readonly string[], rows: readonly
     }
     objects.push(object);
   }
-  return JSON.stringify(objects);
+  return jsonLiteral(JSON.stringify(objects));
 }
 
 /**
