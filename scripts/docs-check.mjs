@@ -1,9 +1,9 @@
 // `npm run docs:check`: builds the documentation site (`npm run docs:build`: TypeDoc, whose warnings are errors,
 // then VitePress, which fails on a dead link), serves it, and opens it in headless Chromium: the home page, a
-// guide and an API page must render their title with no console error and no failed request, and the search
-// must find `failsafeAdd`. `--no-build` checks the site already built; `--screenshots` saves the home page and
-// a guide as docs/screenshots/*.png. Chromium is Debian's `chromium` ($CHROMIUM_PATH names another); the check
-// fails when there is none. .ci/run runs it beside `npm test`.
+// guide and an API page must render their title and every image with no console error and no failed request (one
+// the page cancelled itself aside), and the search must find `failsafeAdd`. `--no-build` checks the site already
+// built; `--screenshots` saves the home page and a guide as docs/screenshots/*.png. Chromium is Debian's
+// `chromium` ($CHROMIUM_PATH names another); the check fails when there is none. .ci/run runs it beside `npm test`.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -64,11 +64,40 @@ try {
   page.on('requestfailed', request => pending.delete(request));
   page.on('console', message => message.type() === 'error' && problems.push(`${current}: console error: ${message.text()}`));
   page.on('pageerror', error => problems.push(`${current}: uncaught ${error.message}`));
-  page.on('requestfailed', request => problems.push(`${current}: request failed: ${request.url()}`));
+  // A request the page itself cancelled (net::ERR_ABORTED: Vue replacing an element while its image loads, a
+  // navigation leaving a page) is not a problem by itself: what it would have shown is checked below, every image
+  // of every page loaded and every page rendered without an uncaught error. Any other failure is a problem.
+  page.on('requestfailed', request => {
+    const reason = request.failure()?.errorText ?? 'no reason given';
+    if (reason !== 'net::ERR_ABORTED') {
+      problems.push(`${current}: request failed (${reason}): ${request.url()}`);
+    }
+  });
   page.on('response', response => response.status() >= 400 && problems.push(`${current}: ${response.status()} for ${response.url()}`));
+  /**
+   * Waits up to 10 s for the requests in flight to end, reporting the ones that do not: after each page's
+   * `networkidle` (its images may still be loading under CI's load, or be requested again after Vue replaced the
+   * element) before its images are checked, and before the browser closes (the search box imports the page of every
+   * result it shows, for its excerpt, after the results appear).
+   */
+  const settle = async () => {
+    const deadline = Date.now() + 10_000;
+    while (pending.size > 0 && Date.now() < deadline) {
+      await page.waitForTimeout(50);
+    }
+    for (const request of pending) {
+      problems.push(`${current}: request still running after 10 s: ${request.url()}`);
+    }
+    pending.clear();
+  };
   for (const { path, name, title } of PAGES) {
     current = path;
     await page.goto(origin + path, { waitUntil: 'networkidle' });
+    await settle();
+    const broken = await page.locator('img').evaluateAll(images => images.filter(image => !image.complete || image.naturalWidth === 0).map(image => image.src));
+    for (const src of broken) {
+      problems.push(`${path}: the image ${src} did not load`);
+    }
     const heading = (await page.locator('h1').first().textContent())?.trim() ?? '';
     if (!heading.includes(title)) {
       problems.push(`${path}: the first heading is "${heading}", not "${title}"`);
@@ -87,16 +116,7 @@ try {
   if (!texts.some(text => text.includes('failsafeAdd'))) {
     problems.push(`search: no result for failsafeAdd mentions it (${texts.length} results)`);
   }
-  // The search box imports the page of every result it shows, for its excerpt, after the results appear; closing
-  // the browser aborts the imports still running, which were reported as failed requests (CI, under load): wait
-  // for the running ones to end (one that never does is a problem of its own), then stop listening.
-  const deadline = Date.now() + 10_000;
-  while (pending.size > 0 && Date.now() < deadline) {
-    await page.waitForTimeout(50);
-  }
-  for (const request of pending) {
-    problems.push(`${current}: request still running after 10 s: ${request.url()}`);
-  }
+  await settle();
   await page.removeAllListeners();
   console.log(`docs:check: opened ${PAGES.map(page => page.path).join(', ')}; the search for failsafeAdd found ${texts.length} results`);
 } finally {
