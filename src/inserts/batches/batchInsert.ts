@@ -16,10 +16,11 @@ import { dialectOf, type Dialect } from '../../shared/dialect.js';
 import { describe, TransactionRetryError } from '../errors.js';
 import { isHiddenConflict, prepareInsert, registerInserted } from '../fastInsert.js';
 import { flushReason, hasReturning } from '../insertPath.js';
+import type { Statement } from '../statements.js';
 import { TransactionLevel } from '../../sessions/transactionLevel.js';
 import { columnKeys, keyString, type BatchKey } from './batchKey.js';
-import { insertRowsStatement, selectByKeys } from './batchStatements.js';
-import { DEFAULT_CHUNK_SIZE, MAX_BOUND_VALUES, SQLITE_MAX_ROWS, type ManyOptions } from './manyOptions.js';
+import { insertRowsStatements, selectByKeys } from './batchStatements.js';
+import { DEFAULT_CHUNK_SIZE, MAX_BOUND_VALUES, type ManyOptions } from './manyOptions.js';
 
 /**
  * One distinct key of a batch (or, for `failsafeAddMany` without a key, one entity), and what became of it.
@@ -106,7 +107,7 @@ export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slo
   const dialect = dialectOf(em.getPlatform());
   const returning = dialect === 'mysql' && (await hasReturning(em));
   const ordered = batch.key ? [...slots].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)) : slots;
-  const size = chunkSize(batch, dialect);
+  const size = chunkSize(batch);
   const chunks: Slot<T>[][] = [];
   for (let start = 0; start < ordered.length; start += size) {
     chunks.push(ordered.slice(start, start + size));
@@ -276,10 +277,18 @@ async function insertRows<T extends object>(batch: Batch<T>, dialect: Dialect, s
 }
 
 /** The multi-row insert of `slots` (in their order), with `returning *`; resolves to the rows returned. */
-function sendInsert<T extends object>(batch: Batch<T>, dialect: Dialect, slots: Slot<T>[], ignoreConflicts: boolean): Promise<Dictionary[]> {
+async function sendInsert<T extends object>(batch: Batch<T>, dialect: Dialect, slots: Slot<T>[], ignoreConflicts: boolean): Promise<Dictionary[]> {
   const payloads = slots.map(slot => slot.changeSet!.payload as Dictionary);
-  const { sql, params } = insertRowsStatement(batch.em, batch.meta, batch.key!, payloads, ignoreConflicts, dialect);
-  return batch.em.execute<Dictionary[]>(sql, params as unknown[], 'all');
+  return executeAll(batch.em, insertRowsStatements(batch.em, batch.meta, batch.key!, payloads, ignoreConflicts, dialect));
+}
+
+/** Sends `statements` one after the other; resolves to all the rows they returned. */
+async function executeAll(em: SqlEntityManager, statements: readonly Statement[]): Promise<Dictionary[]> {
+  const rows: Dictionary[][] = [];
+  for (const { sql, params } of statements) {
+    rows.push(await em.execute<Dictionary[]>(sql, params as unknown[], 'all'));
+  }
+  return rows.flat();
 }
 
 /**
@@ -293,8 +302,7 @@ async function selectRows<T extends object>(batch: Batch<T>, slots: Slot<T>[], l
     return 0;
   }
   const { em, meta, key } = batch;
-  const { sql, params } = await selectByKeys(em, meta, key!, slots.map(slot => slot.where!), locking);
-  const rows = await em.execute<Dictionary[]>(sql, params as unknown[], 'all');
+  const rows = await executeAll(em, await selectByKeys(em, meta, key!, slots.map(slot => slot.where!), locking));
   if (locking) {
     return rows.length;
   }
@@ -325,13 +333,12 @@ function unresolved<T extends object>(slots: Slot<T>[]): Slot<T>[] {
 }
 
 /**
- * Rows per statement: `chunkSize`, fewer if the entity's columns times the rows would bind more than
- * {@link MAX_BOUND_VALUES} values, and at most {@link SQLITE_MAX_ROWS} on SQLite.
+ * Rows per chunk: `chunkSize`, fewer if the entity's columns times the rows would bind more than
+ * {@link MAX_BOUND_VALUES} values. (On SQLite, a chunk written value by value is sent as statements of 500 rows.)
  */
-function chunkSize<T extends object>(batch: Batch<T>, dialect: Dialect): number {
+function chunkSize<T extends object>(batch: Batch<T>): number {
   const columns = batch.meta.props.reduce((sum, prop) => sum + (prop.fieldNames?.length ?? 0), 0);
-  const rows = Math.min(batch.options.chunkSize ?? DEFAULT_CHUNK_SIZE, Math.floor(MAX_BOUND_VALUES / Math.max(1, columns)));
-  return Math.max(1, dialect === 'sqlite' ? Math.min(rows, SQLITE_MAX_ROWS) : rows);
+  return Math.max(1, Math.min(batch.options.chunkSize ?? DEFAULT_CHUNK_SIZE, Math.floor(MAX_BOUND_VALUES / Math.max(1, columns))));
 }
 
 /**

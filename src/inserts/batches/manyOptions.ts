@@ -11,9 +11,11 @@ export const DEFAULT_CHUNK_SIZE = 1_000;
 export const MAX_BOUND_VALUES = 32_766;
 
 /**
- * Rows per statement at most on SQLite, whatever `chunkSize` says: knex writes SQLite's multi-row insert as
+ * Rows (or keys) per statement at most on SQLite when the statement writes them value by value (values without an
+ * exact JSON form, such as a `Date`, or a filter on the select): knex writes SQLite's multi-row insert as
  * `select ? as a union all select ? as a ...`, and SQLite refuses a compound select of more than 500 terms
- * (`SQLITE_MAX_COMPOUND_SELECT`).
+ * (`SQLITE_MAX_COMPOUND_SELECT`), or an `or` of composite keys nested deeper than 1,000 (`SQLITE_MAX_EXPR_DEPTH`).
+ * A chunk is then sent as several statements. Rows of strings, integers, booleans and nulls go as one JSON document.
  */
 export const SQLITE_MAX_ROWS = 500;
 
@@ -32,8 +34,8 @@ export interface ManyOptions<T> extends FailsafeAddOptions {
 
   /**
    * Rows per statement (and per round trip). Default: 1,000. A statement never binds
-   * more than 32,766 values, SQLite's limit, so wide rows are sent in smaller chunks,
-   * and holds at most 500 rows on SQLite.
+   * more than 32,766 values, SQLite's limit, so wide rows are sent in smaller chunks.
+   * On SQLite, a chunk whose values have no exact JSON form (a `Date`, say) is sent as statements of 500 rows.
    * All chunks of a call are written in one transaction (a savepoint inside the caller's), in key order.
    */
   chunkSize?: number;
