@@ -357,6 +357,21 @@ export class CoasterUsageError extends CoasterError {
     );
   }
 
+  /**
+   * A batch met a row stored under another value than the key it was asked for (the database compares keys
+   * otherwise than exactly, or changed the value stored), after it wrote rows that `savepoint: false` inside a
+   * transaction leaves it no way to undo before it resolves its keys one by one.
+   */
+  static inexactKeys(method: string, entityName: string): CoasterUsageError {
+    return new CoasterUsageError(
+      `${method}(${entityName}): the database matched a key of the call to a row stored under another value (a ` +
+        `collation that compares keys otherwise than exactly, such as MariaDB's case-insensitive default, citext, ` +
+        `NOCASE, or a value the database changed). Such keys are resolved one by one after the call's inserts are ` +
+        `undone, which { savepoint: false } inside a transaction does not allow. Roll the transaction back, then ` +
+        `call it with a savepoint, or give the keys as the database stores them (e.g. lower-cased).`,
+    );
+  }
+
   /** `chunkSize` is not a positive integer. */
   static badChunkSize(method: string, chunkSize: unknown): CoasterUsageError {
     return new CoasterUsageError(

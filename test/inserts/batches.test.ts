@@ -114,6 +114,17 @@ async function tagRows(orm: TestOrm): Promise<{ name: string; color: string | nu
   return tags.map(({ name, color }) => ({ name, color: color ?? null }));
 }
 
+/** Where a suite's calls run: outside a transaction, and inside one. */
+const placements = [
+  ['outside a transaction', false],
+  ['inside a transaction', true],
+] as const;
+
+/** Runs `fn` on a fork of `orm`'s EntityManager, in a transaction if `inTransaction`. */
+function runOn<R>(orm: TestOrm, inTransaction: boolean, fn: (em: TestOrm['em']) => Promise<R>): Promise<R> {
+  return inTransaction ? orm.em.fork().transactional(fn) : fn(orm.em.fork());
+}
+
 /** Inserts a tag with a plain flush. */
 async function seed(orm: TestOrm, values: { name: string; color?: string }): Promise<void> {
   const em = orm.em.fork();
@@ -136,13 +147,8 @@ describe.each(allDrivers)('batches on $name', db => {
       log.clear();
     });
 
-    describe.each([
-      ['outside a transaction', false],
-      ['inside a transaction', true],
-    ])('%s', (_, inTransaction) => {
-      /** Runs `fn` on a fork, in a transaction if the suite says so. */
-      const run = <R>(fn: (em: TestOrm['em']) => Promise<R>): Promise<R> =>
-        inTransaction ? orm.em.fork().transactional(fn) : fn(orm.em.fork());
+    describe.each(placements)('%s', (_, inTransaction) => {
+      const run = <R>(fn: (em: TestOrm['em']) => Promise<R>) => runOn(orm, inTransaction, fn);
 
       it('returns one result per row in input order, repeated keys as one row, created once', async () => {
         await seed(orm, { name: 'old', color: 'grey' });
@@ -477,6 +483,97 @@ describe.each(allDrivers)('batches on $name', db => {
       expect(again).toMatchObject({ created: false, entity: { id: byCode.entity.id, slug: 'x' } });
       const [bySlug] = await orm.em.fork().getOrCreateMany(Label, [{ slug: 'x' }]);
       expect(bySlug).toMatchObject({ created: false, entity: { id: byCode.entity.id } });
+    });
+  });
+
+  describe('keys the database compares otherwise than exactly', () => {
+    let orm: TestOrm;
+    let log: QueryLog;
+
+    beforeAll(async () => {
+      ({ orm, log } = await db.init({ entities }));
+      const em = orm.em.fork();
+      // the tag's name compared case-insensitively, in each database's own way: SQLite's NOCASE, PostgreSQL's citext,
+      // MariaDB's default collation
+      if (db.name === 'sqlite') {
+        await em.execute('drop table `tag`');
+        await em.execute('create table `tag` (`id` integer not null primary key autoincrement, `name` text collate nocase not null, `color` text null)');
+        await em.execute('create unique index `tag_name_unique` on `tag` (`name`)');
+      } else if (db.name === 'postgresql') {
+        await em.execute('create extension if not exists citext');
+        await em.execute('alter table "tag" alter column "name" type citext');
+      }
+      await em.getOrCreateMany(Tag, [{ name: 'probe' }]);
+      expect(await em.fork().count(Tag, { name: 'PROBE' })).toBe(1);
+    });
+    afterAll(() => closeOrm(orm));
+    beforeEach(async () => {
+      await orm.schema.clearDatabase();
+      log.clear();
+    });
+
+    const names = async () => (await orm.em.fork().find(Tag, {}, { orderBy: { id: 'asc' } })).map(tag => tag.name);
+
+    describe.each(placements)('%s', (_, inTransaction) => {
+      const run = <R>(fn: (em: TestOrm['em']) => Promise<R>) => runOn(orm, inTransaction, fn);
+
+      it('returns the stored row for a key that differs from it only by case, and creates the others', async () => {
+        const ada = (await orm.em.fork().getOrCreate(Tag, { name: 'ada' })).entity;
+        const em = orm.em.fork();
+        const call = (tx: TestOrm['em']) => tx.getOrCreateMany(Tag, [{ name: 'Ada' }, { name: 'bob' }]);
+        const results = await (inTransaction ? em.transactional(call) : call(em));
+        expect(results.map(({ entity, created }) => [entity.id, entity.name, created])).toEqual([
+          [ada.id, 'ada', false],
+          [expect.any(Number), 'bob', true],
+        ]);
+        for (const { entity } of results) {
+          expect(em.getUnitOfWork().getById(Tag.name, entity.id)).toBe(entity);
+        }
+        log.clear();
+        await em.flush();
+        expect(log.queries).toEqual([]);
+        expect(await names()).toEqual(['ada', 'bob']);
+      });
+
+      it('makes keys of one call that the database holds equal one row, created once, one instance', async () => {
+        const results = await run(em => em.getOrCreateMany(Tag, [{ name: 'cat' }, { name: 'CAT' }, { name: 'dog' }, { name: 'Cat' }]));
+        const [cat, CAT, dog, Cat] = results;
+        expect(CAT.entity).toBe(cat.entity);
+        expect(Cat.entity).toBe(cat.entity);
+        expect([cat, CAT, Cat].filter(result => result.created)).toHaveLength(1);
+        expect(dog.created).toBe(true);
+        const stored = await names();
+        expect(stored).toHaveLength(2);
+        expect(stored).toContain(cat.entity.name);
+        expect(stored).toContain('dog');
+      });
+
+      it('failsafeAddMany inserts the first of such keys and resolves the others to its entity', async () => {
+        const entities = ['dan', 'DAN'].map(name => Object.assign(new Tag(), { name }));
+        const results = await run(em => em.failsafeAddMany(entities));
+        // key order: 'DAN' before 'dan'
+        expect(results).toEqual([entities[1], entities[1]]);
+        expect(await names()).toEqual(['DAN']);
+      });
+
+      it('stores a key with a lone surrogate as the database does, and returns that row', async () => {
+        const results = await run(em => em.getOrCreateMany(Tag, [{ name: 'x\ud800' }, { name: 'y' }]));
+        expect(results.map(({ entity, created }) => [entity.name, created])).toEqual([
+          ['x\ufffd', true],
+          ['y', true],
+        ]);
+        expect(await names()).toEqual(['x\ufffd', 'y']);
+      });
+    });
+
+    it('refuses with a usage error, inside a transaction without a savepoint, once it wrote rows it cannot undo', async () => {
+      const error = await orm.em
+        .fork()
+        .transactional(em => em.getOrCreateMany(Tag, [{ name: 'CAT' }, { name: 'cat' }], { savepoint: false, chunkSize: 1 }))
+        .catch(e => e);
+      expect(error).toBeInstanceOf(CoasterUsageError);
+      expect(error.message).toMatch(/getOrCreateMany\(Tag\): the database matched a key .* Roll the transaction back/);
+      expect(await names()).toEqual([]);
     });
   });
 

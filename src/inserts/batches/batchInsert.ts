@@ -13,7 +13,7 @@ import {
 } from '@mikro-orm/core';
 import type { Knex, SqlEntityManager } from '@mikro-orm/knex';
 import { dialectOf, type Dialect } from '../../shared/dialect.js';
-import { describe, TransactionRetryError } from '../errors.js';
+import { CoasterUsageError, describe, TransactionRetryError } from '../errors.js';
 import { isHiddenConflict, prepareInsert, registerInserted } from '../fastInsert.js';
 import { flushReason, hasReturning } from '../insertPath.js';
 import type { Statement } from '../statements.js';
@@ -80,6 +80,20 @@ const DEADLOCK_ATTEMPTS = 5;
 const ROUNDS = 2;
 
 /**
+ * Thrown inside a call when the database answered for its keys with a row whose key is none of them exactly: the
+ * database compares keys otherwise than JavaScript does (a case- or accent-insensitive collation, MariaDB's
+ * default; PAD SPACE; `citext`; SQLite's `NOCASE`), or stored another value than the one given (a trigger; a lone
+ * surrogate, stored as U+FFFD); or, on MariaDB, by a duplicate-key error that no row explains (`violation`: two
+ * keys of the statement equal to the database, or another unique key). The call then resolves its keys one by one
+ * with `failsafeAdd`, which finds a row by the database's own equality.
+ */
+class InexactKeys extends Error {
+  constructor(readonly violation?: UniqueConstraintViolationException) {
+    super('a row matched none of the keys exactly');
+  }
+}
+
+/**
  * Resolves every slot: finds its row or inserts its entity, chunk by chunk in key order. First one select per
  * chunk finds the keys that exist, outside any transaction (a call whose keys all exist writes nothing, and
  * makes no entity it would not return); then the keys still missing are inserted in one transaction (a
@@ -97,7 +111,11 @@ const ROUNDS = 2;
  * inserted one of the keys) undoes only that statement and the keys are selected again; a key that only a locking
  * read sees is hidden by the transaction's snapshot: {@link TransactionRetryError}. Entities a multi-row insert
  * cannot serve (see `flushReason`: afterCreate listeners, flush subscribers, versioning, ...) and other databases:
- * `failsafeAdd` for each missing key, in key order.
+ * `failsafeAdd` for each missing key, in key order. So do the keys of a call once a row matched none of them
+ * exactly ({@link InexactKeys}): after the first select at once; after an insert, once the call's transaction (or
+ * savepoint) was rolled back, with new candidates (`failsafeAddMany` takes its entities again, their `beforeCreate`
+ * hooks firing again); where nothing can be rolled back (`savepoint: false` inside a transaction, after the call
+ * wrote rows), {@link CoasterUsageError.inexactKeys} or, for a duplicate-key error, that error.
  */
 export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slot<T>[]): Promise<void> {
   const { em, options } = batch;
@@ -112,16 +130,25 @@ export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slo
   for (let start = 0; start < ordered.length; start += size) {
     chunks.push(ordered.slice(start, start + size));
   }
+  const candidatesGiven = slots.some(slot => slot.candidate !== undefined);
+  let keyByKey = false;
   if (batch.key) {
-    for (const chunk of chunks) {
-      await selectRows(batch, chunk, false);
+    try {
+      for (const chunk of chunks) {
+        await selectRows(batch, chunk, false);
+      }
+    } catch (error) {
+      if (!(error instanceof InexactKeys)) {
+        throw error;
+      }
+      keyByKey = true;
     }
   }
   const missing = unresolved(ordered);
   const insertChunks = async (state: RunState<T>) => {
     let done = 0;
     for (const chunk of chunks) {
-      await insertMissing(batch, dialect, returning, unresolved(chunk), state);
+      await insertMissing(batch, dialect, returning, unresolved(chunk), state, keyByKey);
       done += chunk.length;
       options.progress?.(done, ordered.length);
     }
@@ -139,6 +166,19 @@ export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slo
     } catch (error) {
       for (const entity of state.viaFailsafeAdd) {
         batch.forget(entity);
+      }
+      if (error instanceof InexactKeys) {
+        const rolledBack = ownTransaction || options.savepoint !== false;
+        if (!rolledBack && (state.inserted.length > 0 || state.viaFailsafeAdd.length > 0)) {
+          throw error.violation ?? CoasterUsageError.inexactKeys(batch.method, batch.meta.className);
+        }
+        // nothing of the call is left: start again key by key, with new candidates where the call makes them
+        for (const slot of missing) {
+          slot.entity = slot.created = slot.returned = slot.changeSet = undefined;
+          slot.candidate = candidatesGiven ? slot.candidate : undefined;
+        }
+        keyByKey = true;
+        continue;
       }
       if (error instanceof DeadlockException && ownTransaction && state.viaFailsafeAdd.length === 0 && attempt < DEADLOCK_ATTEMPTS) {
         // the whole transaction was rolled back, and was the call's own: start again, the rows of the
@@ -170,11 +210,18 @@ interface RunState<T extends object> {
  * Inserts the entities of a chunk's `pending` slots, the keys its select did not find (all of them without a
  * key), or finds the rows other transactions inserted meanwhile.
  */
-async function insertMissing<T extends object>(batch: Batch<T>, dialect: Dialect, returning: boolean, pending: Slot<T>[], state: RunState<T>): Promise<void> {
+async function insertMissing<T extends object>(
+  batch: Batch<T>,
+  dialect: Dialect,
+  returning: boolean,
+  pending: Slot<T>[],
+  state: RunState<T>,
+  keyByKey: boolean,
+): Promise<void> {
   if (pending.length === 0) {
     return;
   }
-  const multiRow = batch.key && (dialect === 'postgresql' || dialect === 'sqlite' || returning);
+  const multiRow = batch.key && !keyByKey && (dialect === 'postgresql' || dialect === 'sqlite' || returning);
   if (!multiRow || flushReason(batch.em, batch.meta, pending.map(slot => candidateOf(batch, slot))) !== undefined) {
     return oneByOne(batch, pending, state);
   }
@@ -218,7 +265,7 @@ async function insertSelectingFirst<T extends object>(batch: Batch<T>, pending: 
         if ((await selectRows(batch, left, true)) > 0) {
           throw TransactionRetryError.hiddenConflict(batch.meta.className, 'repeatable read', error);
         }
-        throw error;
+        throw new InexactKeys(error); // key by key, the database names the violation or finds the row
       }
       left = unresolved(left);
     }
@@ -266,12 +313,13 @@ async function insertRows<T extends object>(batch: Batch<T>, dialect: Dialect, s
       const slot = byKey.get(
         byColumn ? keyString(batch.key!, row, true) : keyString(batch.key!, batch.em.getDriver().mapResult(row as EntityData<T>, batch.meta)!),
       );
-      if (slot) {
-        slot.returned = row;
-        slot.entity = slot.candidate;
-        slot.created = true;
-        state.inserted.push(slot);
+      if (!slot) {
+        throw new InexactKeys(); // a row stored under another key than the one given
       }
+      slot.returned = row;
+      slot.entity = slot.candidate;
+      slot.created = true;
+      state.inserted.push(slot);
     }
   }
 }
@@ -313,7 +361,10 @@ async function selectRows<T extends object>(batch: Batch<T>, slots: Slot<T>[], l
   for (const row of rows) {
     const data = driver.mapResult(row as EntityData<T>, meta)!;
     const slot = byKey.get(keyString(key!, data));
-    if (slot && slot.created === undefined) {
+    if (!slot) {
+      throw new InexactKeys(); // the database's equality matched the row to a key given otherwise
+    }
+    if (slot.created === undefined) {
       slot.entity = factory.create<T>(meta.className, data, { merge: true, schema: em.schema, convertCustomTypes: true });
       slot.created = false;
       resolved++;

@@ -43,7 +43,8 @@ export interface ManyOptions<T> extends FailsafeAddOptions {
   /**
    * Called after each chunk with the number of distinct keys resolved so far and their total, e.g. to log the
    * progress of an import. An error it throws rolls the whole call back. A call that starts over after a
-   * deadlock (MariaDB, outside a transaction) reports from the start again. Default: none.
+   * deadlock (MariaDB, outside a transaction), or key by key after a row came back under none of its keys
+   * exactly (a case-insensitive collation), reports from the start again. Default: none.
    */
   progress?: (done: number, total: number) => void;
 }
