@@ -488,10 +488,12 @@ describe.each(allDrivers.filter(db => db.name !== 'sqlite'))('findOrCreate racin
       await a.begin();
       const mine = await a.getOrCreate(Tag, { name: 'news' }, { color: 'red' });
       expect(mine.created).toBe(true);
+      // a's connection, which waitForLockWait must not take for b's
+      const [{ id: ownConnection }] = db.name === 'postgresql' ? [{ id: 0 }] : await a.execute<{ id: number }[]>('select connection_id() as id');
       // b's find cannot see a's uncommitted row; its insert then waits on a's lock
       const theirs = b.transactional(tx => tx.getOrCreate(Tag, { name: 'news' }, { color: 'blue' }), { isolationLevel });
       theirs.catch(() => undefined);
-      await waitForLockWait(db, orm.em.fork()).catch(async error => {
+      await waitForLockWait(db, orm.em.fork(), ownConnection).catch(async error => {
         await a.rollback();
         throw error;
       });
@@ -552,15 +554,17 @@ describe.each(allDrivers.filter(db => db.name !== 'sqlite'))('findOrCreate racin
 
 /**
  * Resolves once some connection to this test's database waits on a row lock (polled, at most 2 s). On MariaDB,
- * an insert still running: it waits on the lock, or is about to (innodb_trx, refreshed every 0.1 s or so, lags).
+ * an insert still running on another connection than `holder`'s (the lock holder's): it waits on the lock, or is
+ * about to (innodb_trx, refreshed every 0.1 s or so, lags). The holder's own insert, just answered, could still
+ * show there under load: taken for the waiter's, it let the holder commit before the waiter's find (a CI run).
  */
-async function waitForLockWait(db: TestDatabase, em: { execute: TestOrm['em']['execute'] }): Promise<void> {
+async function waitForLockWait(db: TestDatabase, em: { execute: TestOrm['em']['execute'] }, holder: number): Promise<void> {
   const sql =
     db.name === 'postgresql'
       ? `select count(*) as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`
-      : `select count(*) as n from information_schema.processlist where db = database() and info like 'insert into%'`;
+      : `select count(*) as n from information_schema.processlist where db = database() and info like 'insert into%' and id <> ?`;
   for (let i = 0; i < 200; i++) {
-    const rows = await em.execute<{ n: string }[]>(sql);
+    const rows = await em.execute<{ n: string }[]>(sql, db.name === 'postgresql' ? [] : [holder]);
     if (Number(rows[0].n) > 0) {
       return;
     }
