@@ -201,6 +201,38 @@ describe('failsafeAdd, when the savepoint of a conflict cannot be rolled back (P
   });
 });
 
+describe('a batch that must start again key by key, when its savepoint cannot be rolled back (PostgreSQL)', () => {
+  it('rejects with the rollback\'s error instead of starting again in an unusable transaction', async () => {
+    // the database refuses the clean-up: the savepoint name of knex's ROLLBACK TO SAVEPOINT (which MikroORM's
+    // `onQuery` does not see) is made one that does not exist, on every connection of the pool
+    const { log } = await start({
+      pool: {
+        afterCreate: (connection: pg.Client, done: (error: Error | null, connection: pg.Client) => void) => {
+          const query = connection.query.bind(connection) as (config: unknown, ...rest: unknown[]) => unknown;
+          const rewrite = (text: string) => text.replace(/^ROLLBACK TO SAVEPOINT \w+$/, 'ROLLBACK TO SAVEPOINT missing');
+          Reflect.set(connection, 'query', (config: { text?: unknown }, ...rest: unknown[]) =>
+            query(typeof config?.text === 'string' ? { ...config, text: rewrite(config.text) } : config, ...rest),
+          );
+          done(null, connection);
+        },
+      },
+    });
+    log.clear();
+    const session = managedSession(async em => {
+      // a lone surrogate is stored as U+FFFD: the insert returns a row under none of the call's keys, so the call
+      // rolls its savepoint back to resolve the keys one by one
+      await em.getOrCreateMany(Note, [{ owner: 'batch', body: 'lone \ud800' }, { owner: 'batch', body: 'plain' }]);
+    });
+    const error = await session.catch((rejection: unknown) => rejection);
+
+    expect(error).toBeInstanceOf(DriverException);
+    expect(error).toMatchObject({ code: '3B001' }); // savepoint "missing" does not exist
+    expect(log.queries.filter(q => q.includes('insert into'))).toHaveLength(1); // nothing sent to start again
+    expect(log.queries.at(-1)).toBe('rollback');
+    expect(await committedBodies()).toEqual([]);
+  });
+});
+
 describe('a managed session whose COMMIT fails (SQLite)', () => {
   it('rejects with the COMMIT\'s own error, which has no SQLSTATE: SQLite commits in the process, the outcome is known', async () => {
     const { orm } = await start({}, sqlite);

@@ -13,6 +13,7 @@ import {
 } from '@mikro-orm/core';
 import type { Knex, SqlEntityManager } from '@mikro-orm/knex';
 import { dialectOf, type Dialect } from '../../shared/dialect.js';
+import { attachCleanupError, cleanupErrorsOf } from '../../shared/errors.js';
 import { CoasterUsageError, describe, TransactionRetryError } from '../errors.js';
 import { isHiddenConflict, prepareInsert, registerInserted } from '../fastInsert.js';
 import { flushReason, hasReturning } from '../insertPath.js';
@@ -115,7 +116,8 @@ class InexactKeys extends Error {
  * exactly ({@link InexactKeys}): after the first select at once; after an insert, once the call's transaction (or
  * savepoint) was rolled back, with new candidates (`failsafeAddMany` takes its entities again, their `beforeCreate`
  * hooks firing again); where nothing can be rolled back (`savepoint: false` inside a transaction, after the call
- * wrote rows), {@link CoasterUsageError.inexactKeys} or, for a duplicate-key error, that error.
+ * wrote rows), {@link CoasterUsageError.inexactKeys} or, for a duplicate-key error, that error; where the rollback
+ * failed, that failure.
  */
 export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slot<T>[]): Promise<void> {
   const { em, options } = batch;
@@ -168,6 +170,16 @@ export async function resolveBatch<T extends object>(batch: Batch<T>, slots: Slo
         batch.forget(entity);
       }
       if (error instanceof InexactKeys) {
+        const [rollbackFailure, ...more] = cleanupErrorsOf(error);
+        if (rollbackFailure !== undefined) {
+          // the rollback failed: what the call wrote may not be undone, so it cannot start again; that failure
+          // (or MariaDB's unexplained 1062, the rollback's failure attached) is the call's error
+          if (!error.violation) {
+            throw rollbackFailure instanceof DriverException ? rollbackFailure : em.getDriver().convertException(rollbackFailure as Error);
+          }
+          [rollbackFailure, ...more].forEach(failure => attachCleanupError(error.violation, failure));
+          throw error.violation;
+        }
         const rolledBack = ownTransaction || options.savepoint !== false;
         if (!rolledBack && (state.inserted.length > 0 || state.viaFailsafeAdd.length > 0)) {
           throw error.violation ?? CoasterUsageError.inexactKeys(batch.method, batch.meta.className);
