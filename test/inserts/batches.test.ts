@@ -514,6 +514,16 @@ describe.each(allDrivers)('batches on $name', db => {
 
     const names = async () => (await orm.em.fork().find(Tag, {}, { orderBy: { id: 'asc' } })).map(tag => tag.name);
 
+    /** Each of `entities` is `em`'s managed instance of its row, and a flush sends nothing: memory holds what is stored. */
+    async function expectManagedAsStored(em: TestOrm['em'], entities: Tag[]): Promise<void> {
+      for (const entity of entities) {
+        expect(em.getUnitOfWork().getById(Tag.name, entity.id)).toBe(entity);
+      }
+      log.clear();
+      await em.flush();
+      expect(log.queries).toEqual([]);
+    }
+
     describe.each(placements)('%s', (_, inTransaction) => {
       const run = <R>(fn: (em: TestOrm['em']) => Promise<R>) => runOn(orm, inTransaction, fn);
 
@@ -536,7 +546,11 @@ describe.each(allDrivers)('batches on $name', db => {
       });
 
       it('makes keys of one call that the database holds equal one row, created once, one instance', async () => {
-        const results = await run(em => em.getOrCreateMany(Tag, [{ name: 'cat' }, { name: 'CAT' }, { name: 'dog' }, { name: 'Cat' }]));
+        const results = await run(async em => {
+          const results = await em.getOrCreateMany(Tag, [{ name: 'cat' }, { name: 'CAT' }, { name: 'dog' }, { name: 'Cat' }]);
+          await expectManagedAsStored(em, results.map(result => result.entity));
+          return results;
+        });
         const [cat, CAT, dog, Cat] = results;
         expect(CAT.entity).toBe(cat.entity);
         expect(Cat.entity).toBe(cat.entity);
@@ -550,14 +564,23 @@ describe.each(allDrivers)('batches on $name', db => {
 
       it('failsafeAddMany inserts the first of such keys and resolves the others to its entity', async () => {
         const entities = ['dan', 'DAN'].map(name => Object.assign(new Tag(), { name }));
-        const results = await run(em => em.failsafeAddMany(entities));
-        // key order: 'DAN' before 'dan'
+        const results = await run(async em => {
+          const results = await em.failsafeAddMany(entities);
+          await expectManagedAsStored(em, [entities[1]]);
+          return results;
+        });
+        // key order: 'DAN' before 'dan'; the other entity is detached
         expect(results).toEqual([entities[1], entities[1]]);
+        expect(wrap(entities[0]).isManaged()).toBe(false);
         expect(await names()).toEqual(['DAN']);
       });
 
       it('stores a key with a lone surrogate as the database does, and returns that row', async () => {
-        const results = await run(em => em.getOrCreateMany(Tag, [{ name: 'x\ud800' }, { name: 'y' }]));
+        const results = await run(async em => {
+          const results = await em.getOrCreateMany(Tag, [{ name: 'x\ud800' }, { name: 'y' }]);
+          await expectManagedAsStored(em, results.map(result => result.entity)); // U+FFFD in memory too
+          return results;
+        });
         expect(results.map(({ entity, created }) => [entity.name, created])).toEqual([
           ['x\ufffd', true],
           ['y', true],
